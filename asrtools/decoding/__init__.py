@@ -1,0 +1,1 @@
+"""asrtools.decoding."""

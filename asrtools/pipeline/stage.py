@@ -1,0 +1,228 @@
+"""The stage contract: fingerprinted done-markers, resume, locking and per-stage logs.
+
+Every recipe stage is one `asrtools` subcommand that calls `run_stage`. A stage owns one
+output directory:
+
+- It is fingerprinted by its name, its parameters and the fingerprints of its inputs (an
+  upstream stage directory contributes the digest of its *outputs*). A matching
+  `.done.json` marker means "up to date": the stage says so and does nothing.
+- On a changed parameter or input the old marker is removed first (so no downstream stage
+  can consume the stale outputs), the directory's old outputs are deleted, and the stage
+  runs again. Downstream stages then see a new input fingerprint and rerun in turn.
+- While running, `.inprogress.json` holds the fingerprint. A run killed at any moment
+  resumes from the files already finished if the fingerprint still matches (stage bodies
+  write each item atomically, see `asrtools.pipeline.atomic`), or starts clean if not.
+- `.lock` (flock) refuses a second process on the same directory.
+- Log records go to the console and to `<parent>/log/<dir name>.log`.
+- A directory that is not empty and carries neither marker was not made by asrtools: the
+  stage refuses to touch it rather than overwrite the user's files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import asrtools
+from asrtools.errors import DataError
+from asrtools.pipeline.atomic import atomic_write_json, remove_stale_tmp
+from asrtools.pipeline.fingerprint import (
+    CONTROL_PREFIX,
+    DONE_MARKER,
+    fingerprint_input,
+    hash_json,
+    output_manifest,
+    outputs_digest,
+    read_marker,
+)
+from asrtools.pipeline.lock import StageLock
+
+INPROGRESS_MARKER = ".inprogress.json"
+
+logger = logging.getLogger("asrtools")
+
+
+@dataclasses.dataclass
+class StageContext:
+    """What a stage body receives.
+
+    Attributes:
+      out_dir: the stage's output directory (exists, locked, holds no stale outputs).
+      params: the stage parameters (JSON-serialisable mapping).
+      fingerprint: the stage fingerprint being computed.
+      resumed: True if finished items from a killed run with the same fingerprint remain.
+      log: the logger to report progress to (console + stage log file).
+    """
+
+    out_dir: Path
+    params: Dict[str, Any]
+    fingerprint: str
+    resumed: bool
+    log: logging.Logger
+
+
+def stage_log_path(out_dir: Path) -> Path:
+    """Where a stage's log file lives: `<parent>/log/<dir name>.log`."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / "log" / f"{out_dir.name}.log"
+
+
+def _check_inputs(inputs: Mapping[str, Path]) -> Dict[str, str]:
+    fingerprints = {}
+    for name, path in inputs.items():
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"input {name}: {path} does not exist")
+        if path.is_dir() and (path / INPROGRESS_MARKER).exists() and not (path / DONE_MARKER).exists():
+            raise DataError(
+                f"input {name}: {path} is incomplete (its stage did not finish); run that stage first"
+            )
+        fingerprints[name] = fingerprint_input(path)
+    return fingerprints
+
+
+def _outputs_unchanged(out_dir: Path, marker: Dict[str, Any]) -> bool:
+    """Cheap check (size + mtime) that nobody touched the outputs since the marker."""
+    recorded = marker.get("outputs", {})
+    current = {}
+    for rel in recorded:
+        path = out_dir / rel
+        if not path.is_file():
+            return False
+        stat = path.stat()
+        current[rel] = (stat.st_size, stat.st_mtime_ns)
+    return all(current[rel] == (e["size"], e["mtime_ns"]) for rel, e in recorded.items())
+
+
+def _why_stale(marker: Dict[str, Any], params: Dict[str, Any], inputs: Dict[str, str]) -> str:
+    if not marker:
+        return "not run yet"
+    old_params = marker.get("params", {})
+    changed = sorted(k for k in set(old_params) | set(params) if old_params.get(k) != params.get(k))
+    if changed:
+        return "parameters changed: " + ", ".join(changed)
+    old_inputs = marker.get("inputs", {})
+    changed = sorted(k for k in set(old_inputs) | set(inputs) if old_inputs.get(k) != inputs.get(k))
+    if changed:
+        return "inputs changed: " + ", ".join(changed)
+    return "outputs were modified since the stage finished"
+
+
+def _has_outputs(out_dir: Path) -> bool:
+    return out_dir.is_dir() and any(not p.name.startswith(CONTROL_PREFIX) for p in out_dir.iterdir())
+
+
+def _clear_outputs(out_dir: Path) -> None:
+    for path in out_dir.iterdir():
+        if path.name in (".lock",):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _prepare(out_dir: Path, fingerprint: str, log: logging.Logger) -> bool:
+    """Make `out_dir` ready to run; return True when resuming a killed run's items."""
+    progress = out_dir / INPROGRESS_MARKER
+    had_marker = (out_dir / DONE_MARKER).exists()
+    if had_marker:
+        (out_dir / DONE_MARKER).unlink()
+    if progress.exists():
+        try:
+            previous = json.loads(progress.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            previous = None
+        if previous == fingerprint:
+            removed = remove_stale_tmp(out_dir)
+            log.info("resuming an interrupted run in %s (%d partial files dropped)", out_dir, removed)
+            return True
+    elif not had_marker and _has_outputs(out_dir):
+        raise DataError(
+            f"{out_dir}: directory has files that asrtools did not make; "
+            "refusing to overwrite them (choose another output directory)"
+        )
+    _clear_outputs(out_dir)
+    atomic_write_json(progress, {"fingerprint": fingerprint, "started": time.time()})
+    return False
+
+
+class _StageLogFile:
+    """Attach a file handler for the stage log to the `asrtools` logger while active."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handler: Optional[logging.Handler] = None
+
+    def __enter__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handler = logging.FileHandler(self.path)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(self.handler)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.handler is not None:
+            logger.removeHandler(self.handler)
+            self.handler.close()
+
+
+def run_stage(
+    out_dir: Path,
+    name: str,
+    params: Mapping[str, Any],
+    inputs: Mapping[str, Path],
+    body: Callable[[StageContext], None],
+    force: bool = False,
+) -> bool:
+    """Run `body` as a resumable, fingerprinted stage writing into `out_dir`.
+
+    Args:
+      out_dir: the stage's output directory (created if missing).
+      name: the stage name as shown to users, e.g. "data synth".
+      params: every parameter that affects the outputs (JSON-serialisable).
+      inputs: named input files or directories; their content fingerprints enter the
+        stage fingerprint, and an unfinished upstream stage directory is refused.
+      body: the work; it writes outputs into `ctx.out_dir`, each file atomically, and
+        skips items already finished when `ctx.resumed` is True.
+      force: rerun even if the done-marker matches.
+
+    Returns:
+      True if the stage ran, False if it was already up to date.
+    """
+    out_dir = Path(out_dir)
+    params = json.loads(json.dumps(dict(params), default=str))
+    with StageLock(out_dir):
+        input_fps = _check_inputs(inputs)
+        fingerprint = hash_json({"stage": name, "params": params, "inputs": input_fps})
+        marker = read_marker(out_dir)
+        if not force and marker.get("fingerprint") == fingerprint and _outputs_unchanged(out_dir, marker):
+            logger.info("[%s] %s: up to date, nothing to do", name, out_dir)
+            return False
+        with _StageLogFile(stage_log_path(out_dir)):
+            reason = "forced" if force else _why_stale(marker, params, input_fps)
+            logger.info("[%s] %s: running (%s)", name, out_dir, reason)
+            start = time.time()
+            resumed = _prepare(out_dir, fingerprint, logger)
+            body(StageContext(out_dir, params, fingerprint, resumed, logger))
+            remove_stale_tmp(out_dir)
+            outputs = output_manifest(out_dir)
+            atomic_write_json(
+                out_dir / DONE_MARKER,
+                {
+                    "stage": name,
+                    "fingerprint": fingerprint,
+                    "params": params,
+                    "inputs": input_fps,
+                    "outputs": outputs,
+                    "outputs_digest": outputs_digest(outputs),
+                    "asrtools_version": asrtools.__version__,
+                    "seconds": round(time.time() - start, 3),
+                },
+            )
+            (out_dir / INPROGRESS_MARKER).unlink()
+            logger.info("[%s] %s: done in %.1f s", name, out_dir, time.time() - start)
+    return True

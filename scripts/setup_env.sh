@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Create (or complete) the asrtools environment at <repo>/.venv, idempotently.
+#
+#   scripts/setup_env.sh            # Debian packages + .venv + pinned Python stack + asrtools
+#   ASRTOOLS_SKIP_APT=1 scripts/setup_env.sh   # skip the Debian packages
+#
+# Every step checks first and says "ok" when there is nothing to do. pip reuses its cache
+# (~/.cache/pip), so a fresh clone re-installs torch from the cache, not the network.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv="$repo/.venv"
+python=${ASRTOOLS_PYTHON:-python3.11}
+command -v "$python" >/dev/null 2>&1 || python=python3
+
+say() { echo "[setup_env] $*"; }
+
+# Debian packages: TTS engines + voices, sox, NIST sclite (sctk), text sources.
+apt_packages=(espeak-ng espeak-ng-data flite sox libsox-fmt-all sctk wordnet-base fortunes fortunes-min)
+if [ "${ASRTOOLS_SKIP_APT:-0}" != 1 ]; then
+  missing=()
+  for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    say "ok: Debian packages present (${apt_packages[*]})"
+  fi
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating $venv with $($python --version 2>&1)"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+else
+  say "ok: $venv exists"
+fi
+pip=("$venv/bin/pip" install -q)
+
+# The pinned stack. torch/torchaudio first and on their own, so nothing else can pull
+# another torch build. Versions checked with pip's own metadata, not by importing.
+have() { "$venv/bin/python" - "$1" "$2" <<'PY'
+import sys
+from importlib.metadata import version, PackageNotFoundError
+name, want = sys.argv[1], sys.argv[2]
+try:
+    got = version(name)
+except PackageNotFoundError:
+    sys.exit(1)
+sys.exit(0 if (want == "*" or got == want or got.startswith(want + "+")) else 1)
+PY
+}
+if have torch 2.9.1 && have torchaudio 2.9.1; then
+  say "ok: torch 2.9.1 + torchaudio 2.9.1"
+else
+  say "installing torch==2.9.1 torchaudio==2.9.1 (from pip's cache when present)"
+  "${pip[@]}" torch==2.9.1 torchaudio==2.9.1
+fi
+
+python_stack=(
+  "lhotse==1.33.0" urllib3 "sentencepiece" "click" "kaldialign" "scikit-learn" "matplotlib"
+  "tensorboard" "PyYAML" "soundfile" "tqdm" "numpy" "pytest" "jiwer"
+)
+missing=()
+for spec in "${python_stack[@]}"; do
+  name=${spec%%==*}; ver=${spec#*==}; [ "$ver" = "$spec" ] && ver="*"
+  have "$name" "$ver" || missing+=("$spec")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing: ${missing[*]}"
+  "${pip[@]}" "${missing[@]}" "torch==2.9.1"
+else
+  say "ok: Python stack present"
+fi
+
+if have asrtools "*" && (cd / && "$venv/bin/python" -c "import asrtools, sys; sys.exit(0 if asrtools.__file__.startswith('$repo/') else 1)") 2>/dev/null; then
+  say "ok: asrtools installed (editable) from $repo"
+else
+  say "installing asrtools (editable)"
+  "${pip[@]}" --no-deps -e "$repo"
+fi
+say "environment ready: source $venv/bin/activate"
