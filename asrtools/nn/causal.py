@@ -12,6 +12,7 @@ with the returned cache gives exactly the whole-sequence `forward` output.
 - `CausalSqueezeExcitation`: squeeze-and-excitation whose squeeze is the running mean from
   the first frame to the current one (or, for comparison, the whole-utterance mean).
 - `GlobalConvBlock`: the ConvRNN-T global-CNN residual block built from the two above.
+- `CausalLstm`: a unidirectional LSTM stack whose streaming state is (h, c).
 
 Layouts follow `torch.nn.Conv*`: (B, C, T, F) for 2-D and (B, C, T) for 1-D layers.
 """
@@ -21,6 +22,7 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asrtools.errors import ConfigError
 
@@ -394,3 +396,81 @@ class GlobalConvBlock(nn.Module):
     def _pointwise_in(self, x: torch.Tensor) -> torch.Tensor:
         normed = self.norm(x.transpose(1, 2)).transpose(1, 2)
         return self.activation(self.pointwise_in(normed))
+
+
+class CausalLstm(nn.Module):
+    """Unidirectional LSTM stack (batch first) with explicit streaming state.
+
+    Args:
+      input_dim: input size.
+      hidden_dim: H, cell size.
+      num_layers: L.
+      proj_dim: LSTM output projection (LSTMP) size, 0 for none; output size is
+        `proj_dim or hidden_dim`.
+      dropout: dropout between layers.
+    """
+
+    def __init__(
+        self, input_dim: int, hidden_dim: int, num_layers: int, proj_dim: int = 0, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if num_layers < 1 or hidden_dim < 1 or proj_dim < 0 or proj_dim >= hidden_dim:
+            raise ConfigError(
+                f"lstm: need num_layers >= 1, hidden_dim >= 1, 0 <= proj_dim < hidden_dim "
+                f"(got {num_layers}, {hidden_dim}, {proj_dim})"
+            )
+        self.lstm = nn.LSTM(
+            input_size=input_dim,
+            hidden_size=hidden_dim,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+            proj_size=proj_dim,
+        )
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.output_dim = proj_dim or hidden_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Whole sequences (padding after a sequence's end cannot reach its valid frames).
+
+        Args:
+          x: (B, T, D) input.
+
+        Returns:
+          (B, T, C) output.
+        """
+        return self.lstm(x)[0]
+
+    def init_state(
+        self, batch_size: int, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
+    ) -> List[torch.Tensor]:
+        """[h (L, B, C), c (L, B, H)], zero."""
+        return [
+            torch.zeros(self.num_layers, batch_size, self.output_dim, device=device, dtype=dtype),
+            torch.zeros(self.num_layers, batch_size, self.hidden_dim, device=device, dtype=dtype),
+        ]
+
+    def streaming_forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, state: List[torch.Tensor]
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """The next chunk.
+
+        Args:
+          x: (B, Tc, D) next input frames.
+          lengths: (B,) int64 valid frames of this chunk.
+          state: [h, c] from `init_state` or the previous call.
+
+        Returns:
+          y: (B, Tc, C) output; state: the new [h, c]. Each stream's state is taken at its
+          last valid frame; a stream with no valid frame keeps its old state.
+        """
+        h, c = state
+        if x.size(1) == 0:
+            return x.new_zeros(x.size(0), 0, self.output_dim), [h, c]
+        lengths = lengths.clamp(min=0, max=x.size(1))
+        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        out, (new_h, new_c) = self.lstm(packed, (h, c))
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        active = (lengths > 0).view(1, -1, 1)
+        return out, [torch.where(active, new_h, h), torch.where(active, new_c, c)]
