@@ -63,7 +63,7 @@ fi
 
 python_stack=(
   "lhotse==1.33.0" urllib3 "sentencepiece" "click" "kaldialign" "scikit-learn" "matplotlib"
-  "tensorboard" "PyYAML" "soundfile" "tqdm" "numpy" "pytest" "jiwer"
+  "tensorboard" "PyYAML" "soundfile" "tqdm" "numpy" "lilcom" "pytest" "jiwer"
 )
 missing=()
 for spec in "${python_stack[@]}"; do

@@ -1,0 +1,105 @@
+"""`asrtools data ...`: build the synthetic corpus, Lhotse manifests, validation, features."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import click
+
+from asrtools.cli.options import config_options, force_option
+from asrtools.config import load_config, to_dict
+from asrtools.errors import ConfigError
+from asrtools.pipeline import run_stage
+
+
+@click.group()
+def data() -> None:
+    """Build, validate and featurise corpora."""
+
+
+@data.command()
+@click.option("--preset", type=click.Choice(["tiny", "default", "large"]), default="default", show_default=True,
+              help="Corpus size preset; --config and --set override its values.")
+@config_options
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("-j", "--num-jobs", type=int, default=2, show_default=True, help="Parallel synthesis processes.")
+@force_option
+def synth(preset: str, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path, num_jobs: int,
+          force: bool) -> None:
+    """Synthesise the offline multi-accent English corpus with Debian TTS voices.
+
+    Example: asrtools data synth --preset default --config conf/synth.yaml --out-dir data/synth -j 2
+    """
+    from asrtools.data.synth.config import PRESETS, SynthConfig
+    from asrtools.data.synth.corpus import build_corpus
+
+    cfg = load_config(SynthConfig, config_path, overrides, defaults=PRESETS[preset])
+    run_stage(out_dir, "data synth", to_dict(cfg), {},
+              lambda ctx: build_corpus(cfg, ctx.out_dir, num_jobs), force=force)
+
+
+@data.command()
+@click.option("--corpus-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="A directory made by `asrtools data synth`.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--sample-rate", type=int, default=16000, show_default=True)
+@force_option
+def manifests(corpus_dir: Path, out_dir: Path, sample_rate: int, force: bool) -> None:
+    """Write Lhotse recordings/supervisions manifests per split, then validate them.
+
+    Example: asrtools data manifests --corpus-dir data/synth --out-dir data/manifests
+    """
+    def body(ctx) -> None:
+        from asrtools.data.manifests import format_statistics, make_synth_manifests, validate_manifest_dir
+        from asrtools.pipeline import atomic_write_json
+
+        make_synth_manifests(corpus_dir, ctx.out_dir, sample_rate)
+        stats = validate_manifest_dir(ctx.out_dir, sample_rate, check_audio=False)
+        atomic_write_json(ctx.out_dir / "stats.json", stats)
+        ctx.log.info("manifests:\n%s", format_statistics(stats))
+
+    run_stage(out_dir, "data manifests", {"sample_rate": sample_rate}, {"corpus": corpus_dir}, body, force=force)
+
+
+@data.command()
+@click.argument("manifest_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--sample-rate", type=int, default=16000, show_default=True)
+@click.option("--no-audio-check", is_flag=True, help="Do not try to read every audio file.")
+@click.option("--json", "as_json", is_flag=True, help="Print statistics as JSON.")
+def validate(manifest_dir: Path, sample_rate: int, no_audio_check: bool, as_json: bool) -> None:
+    """Check manifests (audio present/readable, sample rates, durations, texts) and print statistics.
+
+    Example: asrtools data validate data/manifests
+    """
+    import json
+
+    from asrtools.data.manifests import format_statistics, validate_manifest_dir
+
+    if not manifest_dir.is_dir():
+        raise ConfigError(f"{manifest_dir}: not a directory")
+    stats = validate_manifest_dir(manifest_dir, sample_rate, check_audio=not no_audio_check)
+    click.echo(json.dumps(stats, indent=2) if as_json else format_statistics(stats))
+
+
+@data.command()
+@click.option("--manifest-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@config_options
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("-j", "--num-jobs", type=int, default=2, show_default=True)
+@force_option
+def features(manifest_dir: Path, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path,
+             num_jobs: int, force: bool) -> None:
+    """Compute Fbank features (lhotse) into cuts_<split>.jsonl.gz, resumable per shard.
+
+    Example: asrtools data features --manifest-dir data/manifests --config conf/fbank.yaml --out-dir data/fbank
+    """
+    from asrtools.data.feature_config import FeatureConfig
+
+    cfg = load_config(FeatureConfig, config_path, overrides)
+
+    def body(ctx) -> None:
+        from asrtools.data.features import compute_features
+
+        ctx.log.info("cuts per split: %s", compute_features(manifest_dir, ctx.out_dir, cfg, num_jobs))
+
+    run_stage(out_dir, "data features", to_dict(cfg), {"manifests": manifest_dir}, body, force=force)

@@ -1,0 +1,140 @@
+"""Training checkpoints: atomic save, safe load, discovery, pruning, averaging, RNG state.
+
+Files in the experiment directory:
+  checkpoint-<step>.pt   every `save_every_n_steps` steps (the last `keep_last_k` kept)
+  epoch-<n>.pt           at the end of epoch n (the last max(keep_last_k, average_last_n) kept)
+  final.pt               model weights at the end of training
+  averaged.pt            average of the last `average_last_n` epoch checkpoints' weights
+
+Every file is a dict of tensors and plain containers (ints, floats, strings, lists, dicts),
+written through `asrtools.pipeline.atomic_path` and read with `torch.load(weights_only=True)`.
+Model-bearing files hold "model" (a state dict), "model_config" and "vocab_size", so any of
+them can be decoded on its own.
+"""
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from asrtools.errors import DataError
+from asrtools.pipeline import atomic_path
+
+STEP_PATTERN = re.compile(r"^checkpoint-(\d+)\.pt$")
+EPOCH_PATTERN = re.compile(r"^epoch-(\d+)\.pt$")
+AVERAGED_NAME = "averaged.pt"
+FINAL_NAME = "final.pt"
+
+
+def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
+    """Write `state` to `path` atomically (a reader never sees a partial file)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu", mmap: bool = False) -> Dict[str, Any]:
+    """Load a checkpoint with `weights_only=True`; `DataError` naming the file if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as err:
+        raise DataError(f"checkpoint {path} cannot be loaded ({type(err).__name__}: {err})") from None
+
+
+def epoch_checkpoints(exp_dir: Path) -> List[Tuple[int, Path]]:
+    """`(epoch, path)` of every `epoch-<n>.pt`, oldest first."""
+    return _numbered(exp_dir, EPOCH_PATTERN)
+
+
+def step_checkpoints(exp_dir: Path) -> List[Tuple[int, Path]]:
+    """`(step, path)` of every `checkpoint-<step>.pt`, oldest first."""
+    return _numbered(exp_dir, STEP_PATTERN)
+
+
+def _numbered(exp_dir: Path, pattern: "re.Pattern[str]") -> List[Tuple[int, Path]]:
+    found = []
+    for path in Path(exp_dir).glob("*.pt"):
+        match = pattern.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(exp_dir: Path) -> Optional[Path]:
+    """The checkpoint to resume from: the most training steps (an epoch end wins a tie)."""
+    best: Optional[Tuple[int, int, Path]] = None
+    for _, path in step_checkpoints(exp_dir) + epoch_checkpoints(exp_dir):
+        meta = load_checkpoint(path, mmap=True)
+        key = (int(meta["step"]), int(bool(meta["epoch_finished"])), path)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return best[2] if best else None
+
+
+def prune_checkpoints(exp_dir: Path, keep_steps: int, keep_epochs: int) -> None:
+    """Delete all but the newest `keep_steps` step and `keep_epochs` epoch checkpoints."""
+    for found, keep in ((step_checkpoints(exp_dir), keep_steps), (epoch_checkpoints(exp_dir), keep_epochs)):
+        for _, path in found[: max(0, len(found) - keep)]:
+            path.unlink()
+
+
+def average_state_dicts(state_dicts: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """Element-wise mean of floating-point tensors (in float64); other tensors from the last.
+
+    Args:
+      state_dicts: model state dicts with identical keys and shapes.
+    """
+    if not state_dicts:
+        raise ValueError("nothing to average")
+    averaged = {}
+    for key, last in state_dicts[-1].items():
+        if last.is_floating_point():
+            total = sum(sd[key].to(torch.float64) for sd in state_dicts)
+            averaged[key] = (total / len(state_dicts)).to(last.dtype)
+        else:
+            averaged[key] = last.clone()
+    return averaged
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """Python, numpy, torch (and CUDA) RNG states as tensors and plain values."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": py_gauss},
+        "numpy": {
+            "kind": np_kind,
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    """Inverse of `capture_rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    nps = state["numpy"]
+    np.random.set_state((nps["kind"], nps["keys"].numpy().astype(np.uint32), nps["pos"], nps["has_gauss"], nps["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

@@ -1,0 +1,213 @@
+"""Cut loading, trainability filtering, and the lhotse dataset / samplers of training.
+
+`AsrDataset` is a lhotse-style map dataset: the sampler yields a `CutSet` mini-batch and
+the dataset turns it into padded features and transcripts (like lhotse's
+`K2SpeechRecognitionDataset`, minus the k2 supervision tensors a transducer does not use).
+Augmentation is *not* done here: the trainer applies SpecAugment in the training process,
+where its RNG state is checkpointed, so a resumed run draws the same masks.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+import torch
+from lhotse import CutSet
+from lhotse.cut import Cut
+from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset.collation import collate_features
+
+from asrtools.errors import DataError
+
+logger = logging.getLogger("asrtools")
+
+
+def load_cuts(path: Path, name: str = "cuts") -> CutSet:
+    """Read a lhotse CutSet manifest eagerly, as a `DataError` naming the file if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{name}: {path} does not exist")
+    try:
+        cuts = CutSet.from_file(path).to_eager()
+    except Exception as err:  # lhotse raises many kinds for malformed manifests
+        raise DataError(f"{name}: {path} is not a readable lhotse CutSet ({err})") from None
+    if len(cuts) == 0:
+        raise DataError(f"{name}: {path} holds no cuts")
+    return cuts
+
+
+def cut_text(cut: Cut) -> str:
+    """The transcript of a cut (its supervisions' texts joined by spaces)."""
+    texts = [s.text.strip() for s in cut.supervisions if s.text and s.text.strip()]
+    if not texts:
+        raise DataError(f"cut {cut.id}: no supervision with a transcript")
+    return " ".join(texts)
+
+
+def cut_speaker(cut: Cut) -> str:
+    """The speaker of a cut's first supervision ("unknown" if unset)."""
+    speaker = cut.supervisions[0].speaker if cut.supervisions else None
+    return speaker or "unknown"
+
+
+def check_features(cuts: CutSet, feature_dim: int, name: str = "cuts") -> None:
+    """Raise `DataError` naming the first cut without features of size `feature_dim`."""
+    for cut in cuts:
+        if not cut.has_features:
+            raise DataError(f"{name}: cut {cut.id} has no precomputed features")
+        if cut.num_features != feature_dim:
+            raise DataError(f"{name}: cut {cut.id} has {cut.num_features}-dim features, "
+                            f"the model expects {feature_dim}")
+
+
+def filter_trainable(
+    cuts: CutSet,
+    encode: Callable[[List[str]], List[List[int]]],
+    output_lengths: Callable[[torch.Tensor], torch.Tensor],
+    min_duration: float,
+    max_duration: float,
+) -> Tuple[CutSet, Dict[str, int]]:
+    """Drop cuts a transducer cannot (or should not) be trained on.
+
+    Args:
+      cuts: training cuts with features.
+      encode: texts -> token ids (`Tokenizer.encode`).
+      output_lengths: (N,) int64 input frames -> (N,) int64 encoder frames.
+      min_duration: shorter cuts are dropped (seconds).
+      max_duration: longer cuts are dropped (seconds).
+
+    Returns:
+      The kept cuts and counts of dropped cuts by reason ("too_short", "too_long",
+      "more_tokens_than_frames", "no_tokens").
+    """
+    cut_list = list(cuts)
+    tokens = encode([cut_text(c) for c in cut_list])
+    frames = output_lengths(torch.tensor([c.num_frames for c in cut_list], dtype=torch.int64)).tolist()
+    dropped: Counter = Counter()
+    kept = []
+    for cut, ids, num_frames in zip(cut_list, tokens, frames):
+        if cut.duration < min_duration:
+            dropped["too_short"] += 1
+        elif cut.duration > max_duration:
+            dropped["too_long"] += 1
+        elif len(ids) == 0:
+            dropped["no_tokens"] += 1
+        elif len(ids) > num_frames:
+            dropped["more_tokens_than_frames"] += 1
+        else:
+            kept.append(cut)
+    if not kept:
+        raise DataError(f"no trainable cuts left after filtering ({dict(dropped)})")
+    return CutSet.from_cuts(kept), dict(dropped)
+
+
+class AsrDataset(torch.utils.data.Dataset):
+    """Turn a `CutSet` mini-batch into model inputs.
+
+    Returns a dict with:
+      features: (B, T, F) float32 padded features (longest cut first);
+      feature_lens: (B,) int64 valid frames;
+      texts: B transcripts; cut_ids: B cut ids; speakers: B speaker ids.
+    """
+
+    def __getitem__(self, cuts: CutSet) -> Dict[str, Any]:
+        cuts = cuts.sort_by_duration(ascending=False)
+        try:
+            features, feature_lens = collate_features(cuts)
+        except Exception as err:
+            ids = ", ".join(c.id for c in list(cuts)[:3])
+            raise DataError(f"cannot load features of cuts {ids}...: {err}") from None
+        return {
+            "features": features.to(torch.float32),
+            "feature_lens": feature_lens.to(torch.int64),
+            "texts": [cut_text(c) for c in cuts],
+            "cut_ids": [c.id for c in cuts],
+            "speakers": [cut_speaker(c) for c in cuts],
+        }
+
+
+def make_sampler(
+    cuts: CutSet,
+    max_duration: float,
+    num_buckets: int,
+    shuffle: bool,
+    seed: int,
+    world_size: int = 1,
+    rank: int = 0,
+) -> DynamicBucketingSampler:
+    """lhotse's DynamicBucketingSampler over `cuts` for one DDP rank."""
+    with warnings.catch_warnings():
+        # Our manifests are small enough to hold eagerly; lhotse warns about that.
+        warnings.simplefilter("ignore", UserWarning)
+        return DynamicBucketingSampler(
+            cuts,
+            max_duration=max_duration,
+            num_buckets=num_buckets,
+            shuffle=shuffle,
+            seed=seed,
+            world_size=world_size,
+            rank=rank,
+            drop_last=False,
+        )
+
+
+def make_loader(sampler: Any, num_workers: int, seed: int) -> torch.utils.data.DataLoader:
+    """A DataLoader over `AsrDataset` batches from `sampler`.
+
+    It gets its own generator so creating an iterator never draws from (and so never
+    shifts) torch's global RNG, which exact resume restores from checkpoints.
+    """
+    return torch.utils.data.DataLoader(
+        AsrDataset(),
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def sampler_state_for_resume(sampler: DynamicBucketingSampler, consumed_batches: int) -> Dict[str, Any]:
+    """The sampler's state as if exactly `consumed_batches` batches of this epoch were used.
+
+    lhotse restores a sampler by re-drawing (metadata only) as many batches as its
+    diagnostics counted. DataLoader workers prefetch, so the count can run ahead of what
+    training consumed; setting it to the consumed count makes resume exact with workers too.
+    """
+    state = sampler.state_dict()
+    stats = state["diagnostics"]["stats_per_epoch"][state["diagnostics"]["current_epoch"]]
+    stats["kept_batches"] = consumed_batches
+    stats["discarded_batches"] = 0
+    return state
+
+
+def encoder_output_lengths(encoder: torch.nn.Module, feature_dim: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function (N,) int64 input frames -> (N,) int64 encoder output frames.
+
+    Uses the encoder's `output_lengths` when it has one; otherwise measures each distinct
+    length once with a forward pass on zeros (slower, but exact for any encoder).
+
+    Args:
+      encoder: the encoder.
+      feature_dim: F, its input feature size (for probing).
+    """
+    if hasattr(encoder, "output_lengths"):
+        return encoder.output_lengths
+
+    cache: Dict[int, int] = {}
+
+    @torch.no_grad()
+    def probe(lengths: torch.Tensor) -> torch.Tensor:
+        was_training = encoder.training
+        encoder.eval()
+        for length in set(lengths.tolist()) - set(cache):
+            device = next(encoder.parameters()).device
+            x = torch.zeros(1, length, feature_dim, device=device)
+            _, out_lens = encoder(x, torch.tensor([length], device=device))
+            cache[length] = int(out_lens[0])
+        encoder.train(was_training)
+        return torch.tensor([cache[n] for n in lengths.tolist()], dtype=torch.int64)
+
+    return probe
