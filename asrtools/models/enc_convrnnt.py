@@ -244,6 +244,7 @@ class ConvRnntEncoder(Encoder):
         self.se_mode = se_mode
         self.output_dim = self.lstm.output_dim
         self.subsampling_factor = self.frontend.factor
+        self.chunk_frames_multiple = self.frontend.factor
 
     @property
     def is_causal(self) -> bool:

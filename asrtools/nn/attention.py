@@ -1,0 +1,120 @@
+"""Chunk-masked multi-head self-attention with relative position bias and a KV cache.
+
+Streaming attention splits the frame sequence into chunks of `chunk_size` frames: a frame
+sees every frame of its own chunk (a bounded look-ahead) and `left_context` frames before
+its chunk's start, nothing later. The same mask is used in training (whole sequences) and
+in streaming, where the keys/values of the last `left_context` frames are carried in a
+cache, so chunk-by-chunk output equals the whole-sequence output under that mask.
+
+Positions *(choice)*: a learned per-head scalar bias on the clipped relative distance
+`key_pos - query_pos` (Shaw et al. / T5-style, without log buckets). It needs no absolute
+frame index, so a stream of any length sees the same positional information at every chunk.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from asrtools.errors import ConfigError
+
+
+def chunk_attention_mask(
+    query_pos: torch.Tensor, key_pos: torch.Tensor, chunk_size: int, left_context: int
+) -> torch.Tensor:
+    """Which keys each query may attend to.
+
+    Positions count frames from a chunk boundary (in streaming, from the first frame of
+    the current call; cached keys have negative positions).
+
+    Args:
+      query_pos: (Tq,) int64 query positions (>= 0).
+      key_pos: (Tk,) int64 key positions.
+      chunk_size: frames per chunk; <= 0 means full attention (everything allowed).
+      left_context: frames before the query's chunk that it may see (>= 0).
+
+    Returns:
+      (Tq, Tk) bool, True where attention is allowed.
+    """
+    if chunk_size <= 0:
+        return torch.ones(query_pos.numel(), key_pos.numel(), dtype=torch.bool, device=query_pos.device)
+    chunk_start = torch.div(query_pos, chunk_size, rounding_mode="floor") * chunk_size
+    keys = key_pos[None, :]
+    return (keys < chunk_start[:, None] + chunk_size) & (keys >= chunk_start[:, None] - left_context)
+
+
+class RelPositionSelfAttention(nn.Module):
+    """Multi-head self-attention with a learned relative-position bias and optional KV cache.
+
+    Args:
+      embed_dim: D, model size (divisible by `num_heads`).
+      num_heads: H.
+      max_relative_distance: relative distances are clipped to +-this many frames.
+      dropout: dropout on the attention weights.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, max_relative_distance: int = 64, dropout: float = 0.0) -> None:
+        super().__init__()
+        if num_heads < 1 or embed_dim % num_heads:
+            raise ConfigError(f"attention: embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        if max_relative_distance < 0:
+            raise ConfigError(f"attention: max_relative_distance {max_relative_distance} must be >= 0")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.max_relative_distance = max_relative_distance
+        self.in_proj = nn.Linear(embed_dim, 3 * embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        self.relative_bias = nn.Embedding(2 * max_relative_distance + 1, num_heads)
+        nn.init.zeros_(self.relative_bias.weight)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        query_pos: torch.Tensor,
+        key_pos: torch.Tensor,
+        cache: Optional[List[torch.Tensor]] = None,
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """Attend from the frames of `x` to the cached frames followed by those of `x`.
+
+        Args:
+          x: (B, T, D) input frames (queries; also the newest keys/values).
+          mask: (B or 1, T, Tk) bool, True where allowed; Tk = cached frames + T.
+          query_pos: (T,) int64 query positions (for the relative bias).
+          key_pos: (Tk,) int64 key positions.
+          cache: [keys (B, Tp, D), values (B, Tp, D)] of earlier frames, or None.
+
+        Returns:
+          y: (B, T, D) output.
+          keys_values: [keys (B, Tk, D), values (B, Tk, D)] of cache + current frames (the
+            caller keeps the frames it needs as the next cache).
+        """
+        query, key, value = self.in_proj(x).chunk(3, dim=-1)
+        if cache is not None:
+            key = torch.cat([cache[0], key], dim=1)
+            value = torch.cat([cache[1], value], dim=1)
+        scores = torch.matmul(self._heads(query), self._heads(key).transpose(2, 3))
+        scores = scores / math.sqrt(self.head_dim) + self._position_bias(query_pos, key_pos)
+        # A finite fill keeps fully masked (padding) rows finite: no NaN can reach valid frames.
+        scores = scores.masked_fill(~mask.unsqueeze(1), torch.finfo(scores.dtype).min)
+        weights = self.dropout(torch.softmax(scores, dim=-1))
+        context = torch.matmul(weights, self._heads(value))
+        batch, _, frames, _ = context.shape
+        y = self.out_proj(context.transpose(1, 2).reshape(batch, frames, self.embed_dim))
+        return y, [key, value]
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, H, T, D/H)."""
+        batch, frames, _ = x.shape
+        return x.view(batch, frames, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def _position_bias(self, query_pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
+        """(1, H, Tq, Tk) learned bias of the clipped relative distance."""
+        distance = (key_pos[None, :] - query_pos[:, None]).clamp(
+            -self.max_relative_distance, self.max_relative_distance
+        )
+        return self.relative_bias(distance + self.max_relative_distance).permute(2, 0, 1).unsqueeze(0)
