@@ -225,9 +225,14 @@ class Transducer(nn.Module):
             return_grad=True,
             backend=backend,
         )
-        ranges = rnnt.get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range)
+        ranges = rnnt.get_rnnt_prune_ranges(
+            px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range, backend=backend
+        )
         am_pruned, lm_pruned = rnnt.do_rnnt_pruning(
-            am=self.joiner.encoder_proj(encoder_out), lm=self.joiner.decoder_proj(decoder_out), ranges=ranges
+            am=self.joiner.encoder_proj(encoder_out),
+            lm=self.joiner.decoder_proj(decoder_out),
+            ranges=ranges,
+            backend=backend,
         )
         logits = self.joiner(am_pruned, lm_pruned, project_input=False)
         pruned_loss = rnnt.rnnt_loss_pruned(

@@ -1,0 +1,44 @@
+"""`asrtools train`: train a transducer from a YAML config (a resumable stage)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import click
+
+from asrtools.cli.options import config_options, force_option
+
+
+@click.command("train")
+@config_options
+@click.option("--cuts-train", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Training CutSet with precomputed features (jsonl.gz).")
+@click.option("--cuts-dev", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Dev CutSet for the per-epoch validation loss.")
+@click.option("--bpe-model", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="sentencepiece model from `asrtools bpe train`.")
+@click.option("--exp-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Experiment directory (checkpoints, averaged.pt, tensorboard/).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Train on CPU or on CUDA (one GPU per torchrun process).")
+@force_option
+def train(config_path: Optional[Path], overrides: Tuple[str, ...], cuts_train: Path, cuts_dev: Path,
+          bpe_model: Path, exp_dir: Path, device: str, force: bool) -> None:
+    """Train a pruned RNN-T transducer; rerun after a crash to resume exactly.
+
+    The exp dir is a stage: with the same config and inputs a finished run is skipped and
+    a killed one continues from its last checkpoint (bit-identical result on CPU). Under
+    torchrun (one process per rank; gloo on CPU, nccl on GPU) rank 0 owns the stage.
+
+    \b
+    Example:
+      asrtools train --config conf/train_lstm.yaml \\
+        --cuts-train data/fbank/cuts_train.jsonl.gz --cuts-dev data/fbank/cuts_dev.jsonl.gz \\
+        --bpe-model data/lang_bpe_500/bpe.model --exp-dir exp/lstm --set num_epochs=5
+      torchrun --nproc_per_node=2 --no-python asrtools train ... --device cuda
+    """
+    from asrtools.training.config import load_train_config
+    from asrtools.training.trainer import TrainPaths, run_training
+
+    config = load_train_config(config_path, overrides)
+    run_training(config, TrainPaths(cuts_train, cuts_dev, bpe_model, exp_dir), device=device, force=force)
