@@ -25,3 +25,9 @@ class StageLockedError(AsrtoolsError):
 
 class ToolError(AsrtoolsError):
     """An external program (espeak-ng, sox, sclite, ...) is missing or failed."""
+
+
+def describe(err: BaseException) -> str:
+    """`Type: message` of a third-party exception, first line only (for one-line errors)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")

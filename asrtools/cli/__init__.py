@@ -63,7 +63,8 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AsrtoolsError as err:
-            click.echo(f"asrtools: error: {err}", err=True)
+            message = " ".join(str(err).split())  # always exactly one line
+            click.echo(f"asrtools: error: {message}", err=True)
             sys.exit(1)
 
 

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from asrtools.data.feature_config import FeatureConfig
 from asrtools.data.manifests import find_splits
-from asrtools.errors import DataError
-from asrtools.pipeline.atomic import atomic_path
+from asrtools.errors import DataError, describe
+from asrtools.data.io import save_manifest
 
 logger = logging.getLogger("asrtools")
 
@@ -40,9 +40,8 @@ def _compute_shard(cuts: CutSet, cfg: FeatureConfig, feats_path: Path, manifest_
             try:
                 done.append(cut.compute_and_store_features(extractor, writer))
             except Exception as err:  # corrupt audio surfaces here as many exception types
-                raise DataError(f"cut {cut.id}: cannot compute features ({type(err).__name__}: {err})") from None
-    with atomic_path(manifest_path) as tmp:
-        CutSet.from_cuts(done).to_file(tmp)
+                raise DataError(f"cut {cut.id}: cannot compute features ({describe(err)})") from None
+    save_manifest(CutSet.from_cuts(done), manifest_path)
     return len(done)
 
 
@@ -89,7 +88,6 @@ def compute_features(manifest_dir: Path, out_dir: Path, cfg: FeatureConfig, num_
     for split in dict.fromkeys(s[0] for s in shards):
         parts = [load_manifest(s[3]) for s in shards if s[0] == split]
         cuts = CutSet.from_cuts(c for part in parts for c in part)
-        with atomic_path(out_dir / f"cuts_{split}.jsonl.gz") as tmp:
-            cuts.to_file(tmp)
+        save_manifest(cuts, out_dir / f"cuts_{split}.jsonl.gz")
         counts[split] = len(cuts)
     return counts

@@ -20,8 +20,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet, load_manifest
 
-from asrtools.errors import DataError
-from asrtools.pipeline.atomic import atomic_path
+from asrtools.errors import DataError, describe
+from asrtools.data.io import save_manifest
 
 logger = logging.getLogger("asrtools")
 
@@ -48,7 +48,7 @@ def _recording(wav: Path, utt_id: str) -> Recording:
     try:
         return Recording.from_file(wav, recording_id=utt_id)
     except Exception as err:  # soundfile/audioread raise many types for corrupt audio
-        raise DataError(f"utterance {utt_id}: cannot read audio {wav} ({type(err).__name__}: {err})") from None
+        raise DataError(f"utterance {utt_id}: cannot read audio {wav} ({describe(err)})") from None
 
 
 def make_synth_manifests(corpus_dir: Path, out_dir: Path, sample_rate: int) -> Dict[str, int]:
@@ -85,10 +85,8 @@ def make_synth_manifests(corpus_dir: Path, out_dir: Path, sample_rate: int) -> D
         supervisions.append(supervision)
     counts = {}
     for split, (recordings, supervisions) in sorted(by_split.items()):
-        with atomic_path(Path(out_dir) / f"recordings_{split}.jsonl.gz") as tmp:
-            RecordingSet.from_recordings(recordings).to_file(tmp)
-        with atomic_path(Path(out_dir) / f"supervisions_{split}.jsonl.gz") as tmp:
-            SupervisionSet.from_segments(supervisions).to_file(tmp)
+        save_manifest(RecordingSet.from_recordings(recordings), Path(out_dir) / f"recordings_{split}.jsonl.gz")
+        save_manifest(SupervisionSet.from_segments(supervisions), Path(out_dir) / f"supervisions_{split}.jsonl.gz")
         counts[split] = len(recordings)
     return counts
 
@@ -106,7 +104,7 @@ def _load(path: Path, kind: type) -> Any:
     try:
         manifest = load_manifest(path)
     except Exception as err:  # lhotse raises ValueError/KeyError/JSON errors for malformed files
-        raise DataError(f"{path}: malformed manifest ({type(err).__name__}: {err})") from None
+        raise DataError(f"{path}: malformed manifest ({describe(err)})") from None
     if not isinstance(manifest, kind):
         raise DataError(f"{path}: expected a {kind.__name__}, found {type(manifest).__name__}")
     return manifest
@@ -134,7 +132,7 @@ def validate_split(recordings_path: Path, supervisions_path: Path, sample_rate: 
             try:
                 recording.load_audio(offset=0.0, duration=min(0.1, recording.duration))
             except Exception as err:
-                raise DataError(f"{recordings_path}: recording {recording.id} audio is unreadable ({err})") from None
+                raise DataError(f"{recordings_path}: recording {recording.id} audio is unreadable ({describe(err)})") from None
     for sup in supervisions:
         if sup.recording_id not in recordings:
             raise DataError(f"{supervisions_path}: supervision {sup.id} refers to unknown recording {sup.recording_id}")

@@ -162,6 +162,9 @@ class _StageLogFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handler = logging.FileHandler(self.path)
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.handler.setLevel(logging.INFO)
+        if logger.getEffectiveLevel() > logging.INFO:  # the stage log always gets progress
+            logger.setLevel(logging.INFO)
         logger.addHandler(self.handler)
 
     def __exit__(self, *exc: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Dict, List
 
 from lhotse import SupervisionSet, load_manifest
 
-from asrtools.errors import DataError
+from asrtools.errors import DataError, describe
 from asrtools.pipeline.atomic import atomic_path, atomic_write_json, atomic_write_text
 from asrtools.text.bpe_config import BpeConfig
 from asrtools.text.tokenizer import Tokenizer, train_bpe
@@ -23,7 +23,7 @@ def read_transcripts(supervisions_path: Path) -> List[str]:
     try:
         supervisions = load_manifest(supervisions_path)
     except Exception as err:
-        raise DataError(f"{supervisions_path}: malformed manifest ({type(err).__name__}: {err})") from None
+        raise DataError(f"{supervisions_path}: malformed manifest ({describe(err)})") from None
     if not isinstance(supervisions, SupervisionSet):
         raise DataError(f"{supervisions_path}: expected a SupervisionSet manifest")
     texts = []

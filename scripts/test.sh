@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command (README, CI): set up the environment if needed, then run the tests.
+#
+#   scripts/test.sh                 # everything (k2 parity in its own py3.9 env when possible)
+#   scripts/test.sh tests/test_pipeline.py -k lock     # extra args go to pytest
+#   ASRTOOLS_SKIP_K2=1 scripts/test.sh                  # skip the k2 parity env
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+"$repo/scripts/setup_env.sh"
+
+status=0
+if [ "${ASRTOOLS_SKIP_K2:-0}" != 1 ] && [ -x "$repo/scripts/run_k2_parity.sh" ] && [ $# -eq 0 ]; then
+  echo "[test.sh] k2 parity (real k2 1.23.4 in .venv-k2)"
+  "$repo/scripts/run_k2_parity.sh" || status=$?
+fi
+
+echo "[test.sh] pytest"
+set +e
+"$repo/.venv/bin/python" -m pytest -q -p no:cacheprovider "${@:-tests}"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then
+  echo "[test.sh] error: pytest collected no tests" >&2
+  exit 1
+fi
+[ $rc -eq 0 ] || exit $rc
+exit $status
