@@ -1,0 +1,311 @@
+"""Reading and writing transcripts for scoring: sclite trn, Kaldi `text`, recogs.jsonl.
+
+- trn (sclite): ``words (utterance-id)`` per line; the id is the text inside the last
+  parentheses, which must end the line. ``;;`` comment lines and blank lines are skipped.
+  sclite's in-text conventions (``@`` null words, ``(optionally deletable)`` words with
+  ``-D``, ``{ alternations / }``, ``;`` tags, a trailing ``*``) are *not* interpreted: every
+  token is a literal word.
+- Kaldi text: ``utterance-id words...`` per line.
+- recogs.jsonl (written by the decode stage): one JSON object per line with ``id``,
+  ``speaker``, ``ref``, ``hyp`` and ``custom`` (cohort fields).
+- A decode directory holds ``recogs.jsonl`` (preferred) or ``ref.trn`` + ``hyp.trn``.
+
+Every reader fails with a one-line `DataError` naming the file and line (malformed line,
+duplicate id, bad UTF-8); `load_pairs` also names ids present on one side only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from asrtools.errors import ConfigError, DataError
+from asrtools.pipeline import atomic_path
+from asrtools.scoring.wer import UttPair, speaker_of
+
+logger = logging.getLogger("asrtools")
+
+FORMATS = ("auto", "trn", "text", "recogs")
+RECOGS_NAME = "recogs.jsonl"
+
+Entry = Tuple[str, str, int]  # (utterance id, text, line number)
+
+
+def _lines(path: Path) -> Iterator[Tuple[int, str]]:
+    """`(line number, stripped text)` of the non-blank lines of a UTF-8 file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        lineno = data.count(b"\n", 0, err.start) + 1
+        raise DataError(f"{path}:{lineno}: not valid UTF-8 ({err.reason})") from None
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.strip()
+        if line:
+            yield lineno, line
+
+
+def _unique(path: Path, entries: List[Entry]) -> Dict[str, Tuple[str, int]]:
+    seen: Dict[str, Tuple[str, int]] = {}
+    for utt_id, text, lineno in entries:
+        if utt_id in seen:
+            raise DataError(
+                f"{path}:{lineno}: duplicate utterance id {utt_id!r} (first on line {seen[utt_id][1]})"
+            )
+        seen[utt_id] = (text, lineno)
+    return seen
+
+
+def _trn_entries(path: Path) -> List[Entry]:
+    entries = []
+    for lineno, line in _lines(path):
+        if line.startswith(";;"):
+            continue
+        open_paren = line.rfind("(")
+        if not line.endswith(")") or open_paren < 0 or open_paren == len(line) - 2:
+            raise DataError(f"{path}:{lineno}: malformed trn line (expected 'words (utterance-id)'): {line[:60]!r}")
+        entries.append((line[open_paren + 1 : -1].strip(), line[:open_paren].strip(), lineno))
+    return entries
+
+
+def _text_entries(path: Path) -> List[Entry]:
+    entries = []
+    for lineno, line in _lines(path):
+        parts = line.split(maxsplit=1)
+        entries.append((parts[0], parts[1] if len(parts) > 1 else "", lineno))
+    return entries
+
+
+def read_trn(path: Path) -> Dict[str, str]:
+    """Read an sclite trn file into `{utterance id: text}` (file order).
+
+    Args:
+      path: the trn file.
+    """
+    return {utt: text for utt, (text, _) in _unique(path, _trn_entries(path)).items()}
+
+
+def read_kaldi_text(path: Path) -> Dict[str, str]:
+    """Read a Kaldi `text` file (`utterance-id words...`) into `{utterance id: text}`.
+
+    Args:
+      path: the text file; a line holding only an id is an empty transcript.
+    """
+    return {utt: text for utt, (text, _) in _unique(path, _text_entries(path)).items()}
+
+
+def read_recogs(path: Path, allow_missing: bool = False) -> List[UttPair]:
+    """Read recogs.jsonl into `UttPair`s (file order).
+
+    Args:
+      path: the JSON-lines file. Each object needs `id`, `ref` and `hyp` (strings);
+        `speaker` (default: from the id) and `custom` (a mapping) are optional.
+      allow_missing: score a null/absent `hyp` as empty instead of failing.
+    """
+    pairs: List[UttPair] = []
+    first_line: Dict[str, int] = {}
+    for lineno, line in _lines(path):
+        try:
+            obj = json.loads(line)
+        except ValueError as err:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({err})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object")
+        utt_id = obj.get("id")
+        if not isinstance(utt_id, str) or not utt_id:
+            raise DataError(f"{path}:{lineno}: missing or empty 'id'")
+        if utt_id in first_line:
+            raise DataError(f"{path}:{lineno}: duplicate utterance id {utt_id!r} (first on line {first_line[utt_id]})")
+        first_line[utt_id] = lineno
+        ref, hyp = obj.get("ref"), obj.get("hyp")
+        if not isinstance(ref, str):
+            raise DataError(f"{path}:{lineno}: utterance {utt_id!r} has no 'ref' string")
+        missing = hyp is None
+        if missing and not allow_missing:
+            raise DataError(
+                f"{path}:{lineno}: utterance {utt_id!r} has no 'hyp' (use --allow-missing to score it as empty)"
+            )
+        if not missing and not isinstance(hyp, str):
+            raise DataError(f"{path}:{lineno}: utterance {utt_id!r}: 'hyp' is not a string")
+        custom = obj.get("custom") or {}
+        if not isinstance(custom, dict):
+            raise DataError(f"{path}:{lineno}: utterance {utt_id!r}: 'custom' is not an object")
+        speaker = obj.get("speaker")
+        speaker = str(speaker) if speaker not in (None, "") else speaker_of(utt_id)
+        pairs.append(UttPair(utt_id, speaker, ref, hyp or "", custom, missing))
+    return pairs
+
+
+def detect_format(path: Path) -> str:
+    """Guess `recogs`, `trn` or `text` for a transcript file or decode directory."""
+    path = Path(path)
+    if path.is_dir() or path.name.endswith(".jsonl"):
+        return "recogs"
+    for _, line in _lines(path):
+        if line.startswith(";;"):
+            continue
+        return "trn" if line.endswith(")") and "(" in line else "text"
+    return "trn" if path.suffix == ".trn" else "text"
+
+
+def _read_entries(path: Path, fmt: str) -> Dict[str, Tuple[str, int]]:
+    if fmt == "trn":
+        return _unique(path, _trn_entries(path))
+    if fmt == "text":
+        return _unique(path, _text_entries(path))
+    raise ConfigError(f"{path}: format {fmt!r} cannot be used as a reference or hypothesis file")
+
+
+def resolve_decode_dir(path: Path) -> Tuple[Path, Optional[Path]]:
+    """Inside a decode directory: (`recogs.jsonl`, None) or (`ref.trn`, `hyp.trn`)."""
+    path = Path(path)
+    if (path / RECOGS_NAME).is_file():
+        return path / RECOGS_NAME, None
+    if (path / "ref.trn").is_file() and (path / "hyp.trn").is_file():
+        return path / "ref.trn", path / "hyp.trn"
+    raise DataError(f"{path}: not a decode directory (no {RECOGS_NAME}, nor ref.trn + hyp.trn)")
+
+
+def load_pairs(
+    ref: Path,
+    hyp: Optional[Path] = None,
+    ref_format: str = "auto",
+    hyp_format: str = "auto",
+    allow_missing: bool = False,
+) -> List[UttPair]:
+    """Load the utterances to score, matched by id, in reference order.
+
+    Args:
+      ref: a trn / Kaldi text reference file, or a recogs.jsonl / decode directory
+        (which gives both sides; then `hyp` must be None).
+      hyp: the hypothesis file (trn or Kaldi text).
+      ref_format, hyp_format: `auto`, `trn`, `text` or `recogs`.
+      allow_missing: a reference id without hypothesis is scored as an empty hypothesis
+        (and reported) instead of failing. A hypothesis id without reference always fails.
+    """
+    ref = Path(ref)
+    if ref.is_dir():
+        recogs, trn_hyp = resolve_decode_dir(ref)
+        if trn_hyp is not None:
+            if hyp is not None:
+                raise ConfigError(f"--hyp given, but {ref} already holds ref.trn and hyp.trn")
+            return load_pairs(recogs, trn_hyp, "trn", "trn", allow_missing)
+        ref, ref_format = recogs, "recogs"
+    ref_format = detect_format(ref) if ref_format == "auto" else ref_format
+    if ref_format == "recogs":
+        if hyp is not None:
+            raise ConfigError(f"--hyp given, but {ref} already holds references and hypotheses")
+        return read_recogs(ref, allow_missing)
+    if hyp is None:
+        raise ConfigError(f"{ref} holds only references: give the hypotheses with --hyp")
+    hyp = Path(hyp)
+    hyp_format = detect_format(hyp) if hyp_format == "auto" else hyp_format
+    refs = _read_entries(ref, ref_format)
+    hyps = _read_entries(hyp, hyp_format)
+    for utt_id, (_, lineno) in hyps.items():
+        if utt_id not in refs:
+            raise DataError(f"{hyp}:{lineno}: utterance {utt_id!r} has no reference in {ref}")
+    missing = [utt_id for utt_id in refs if utt_id not in hyps]
+    if missing and not allow_missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(
+            f"{hyp}: no hypothesis for utterance {missing[0]!r} of {ref}{more}; "
+            "use --allow-missing to score missing hypotheses as empty"
+        )
+    if missing:
+        logger.warning("%d utterances have no hypothesis in %s; scored as empty", len(missing), hyp)
+    pairs = []
+    for utt_id, (ref_text, _) in refs.items():
+        hyp_text = hyps.get(utt_id, ("", 0))[0]
+        pairs.append(UttPair(utt_id, speaker_of(utt_id), ref_text, hyp_text, {}, utt_id not in hyps))
+    return pairs
+
+
+def format_trn(words: Sequence[str], utt_id: str) -> str:
+    """One trn line (without newline): `words (utt_id)`."""
+    return f"{' '.join(words)} ({utt_id})"
+
+
+def write_lines(path: Path, lines: Sequence[str]) -> None:
+    """Write `lines` (each + newline) to `path` atomically, UTF-8."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+            if lines:
+                f.write("\n")
+
+
+def read_speaker_attributes(path: Path) -> Dict[str, Dict[str, Any]]:
+    """Speaker-level cohort attributes for `--cohort-map`.
+
+    Args:
+      path: either a lhotse SupervisionSet manifest (`.jsonl`, `.jsonl.gz`, `.json`):
+        each speaker gets `gender` and its `custom` fields (a field whose value differs
+        between a speaker's supervisions is left out for that speaker); or a text file of
+        `speaker cohort` lines (`#` comments), giving the attribute `cohort`.
+
+    Returns:
+      `{speaker: {attribute: value}}`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: cohort map not found")
+    if path.name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
+        return _supervision_attributes(path)
+    attrs: Dict[str, Dict[str, Any]] = {}
+    lines: Dict[str, int] = {}
+    for lineno, line in _lines(path):
+        if line.startswith("#"):
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2:
+            raise DataError(f"{path}:{lineno}: expected 'speaker cohort', got {line[:60]!r}")
+        speaker, cohort = parts
+        if speaker in attrs and attrs[speaker]["cohort"] != cohort:
+            raise DataError(
+                f"{path}:{lineno}: speaker {speaker!r} mapped to {cohort!r} but to "
+                f"{attrs[speaker]['cohort']!r} on line {lines[speaker]}"
+            )
+        attrs[speaker] = {"cohort": cohort}
+        lines[speaker] = lineno
+    return attrs
+
+
+def _supervision_attributes(path: Path) -> Dict[str, Dict[str, Any]]:
+    from lhotse import SupervisionSet, load_manifest
+
+    try:
+        supervisions = load_manifest(path)
+    except Exception as err:  # lhotse raises several types for malformed manifests
+        raise DataError(f"{path}: cannot read as a lhotse manifest ({type(err).__name__}: {err})") from None
+    if not isinstance(supervisions, SupervisionSet):
+        raise DataError(f"{path}: expected a SupervisionSet manifest, got {type(supervisions).__name__}")
+    attrs: Dict[str, Dict[str, Any]] = {}
+    varying: Dict[str, set] = {}
+    for sup in supervisions:
+        if sup.speaker is None:
+            raise DataError(f"{path}: supervision {sup.id!r} has no speaker")
+        fields: Dict[str, Any] = dict(sup.custom or {})
+        if sup.gender is not None:
+            fields["gender"] = sup.gender
+        known = attrs.setdefault(sup.speaker, {})
+        dropped = varying.setdefault(sup.speaker, set())
+        for key, value in fields.items():
+            if key in dropped:
+                continue
+            if key in known and known[key] != value:
+                dropped.add(key)
+                del known[key]
+            else:
+                known[key] = value
+    dropped_any = sorted(set().union(*varying.values())) if varying else []
+    if dropped_any:
+        logger.info(
+            "%s: %s vary within a speaker; left out of the speaker attributes where they do",
+            path, ", ".join(dropped_any),
+        )
+    return attrs
