@@ -1,0 +1,452 @@
+"""WER by speaker cohort: pooled WER, per-speaker spread, bootstrap CIs, disparity summary.
+
+A cohort is the set of utterances sharing the values of the grouping fields (``--by
+region`` or ``--by region,gender``). A field is looked up, in order, in the speaker
+attributes given with ``--cohort-map``, in the utterance's cohort fields (``custom`` of
+recogs.jsonl), and as ``speaker`` itself; an utterance without the field falls in the
+cohort ``(missing)``.
+
+Per cohort: speakers, utterances, reference words, pooled WER (sum of errors / sum of
+words), substitution/deletion/insertion rates, mean/median/SD of per-speaker WER (speakers
+with reference words), a speaker-level cluster-bootstrap CI of the pooled WER and, for
+comparison, an utterance-level bootstrap CI, and flags for cohorts below the size
+thresholds. The disparity summary compares the worst and best cohort among those that pass
+the thresholds (all cohorts if fewer than two pass): absolute gap, relative gap
+``(WER_worst - WER_best) / WER_best``, ratio, mean and standard deviation (population,
+over cohorts) of cohort WERs, a bootstrap CI of the gaps (independent speaker resampling
+within the two cohorts), and the worst cohort's share of speakers, utterances and errors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from asrtools.errors import ConfigError
+from asrtools.scoring.bootstrap import bootstrap_wer, percentile_ci, ratio, rng_for
+from asrtools.scoring.wer import WerReport
+
+MISSING = "(missing)"
+ALL = "all"
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Minimum size of a cohort whose WER is reported without a warning flag."""
+
+    min_speakers: int = 5
+    min_words: int = 200
+    min_errors: int = 20
+
+    def flags(self, n_speakers: int, n_words: int, n_errors: int) -> List[str]:
+        """Which thresholds a cohort of this size misses, e.g. `["speakers<5"]`."""
+        flags = []
+        if n_speakers < self.min_speakers:
+            flags.append(f"speakers<{self.min_speakers}")
+        if n_words < self.min_words:
+            flags.append(f"words<{self.min_words}")
+        if n_errors < self.min_errors:
+            flags.append(f"errors<{self.min_errors}")
+        return flags
+
+
+@dataclasses.dataclass
+class UtteranceTable:
+    """Per-utterance counts and cohort attributes, column-wise.
+
+    Attributes:
+      ids: utterance ids `(U,)`.
+      speakers: speaker ids `(U,)`.
+      counts: `(U, 4)` int64 `(corr, sub, del, ins)`.
+      attributes: per utterance, its cohort fields (after `--cohort-map` speaker attributes).
+      refs: per utterance, the normalised reference text (to check paired inputs).
+    """
+
+    ids: List[str]
+    speakers: List[str]
+    counts: np.ndarray
+    attributes: List[Mapping[str, Any]]
+    refs: List[str]
+
+    @classmethod
+    def from_report(
+        cls, report: WerReport, speaker_attributes: Optional[Mapping[str, Mapping[str, Any]]] = None
+    ) -> "UtteranceTable":
+        """Build from a `WerReport`; `speaker_attributes` override utterance fields."""
+        speaker_attributes = speaker_attributes or {}
+        attributes = []
+        for utt in report.utterances:
+            merged = dict(utt.custom)
+            merged.update(speaker_attributes.get(utt.speaker, {}))
+            merged.setdefault("speaker", utt.speaker)
+            attributes.append(merged)
+        return cls(
+            ids=[u.id for u in report.utterances],
+            speakers=[u.speaker for u in report.utterances],
+            counts=report.counts_array(),
+            attributes=attributes,
+            refs=[" ".join(u.alignment.ref) for u in report.utterances],
+        )
+
+    @property
+    def words(self) -> np.ndarray:
+        """Reference words per utterance `(U,)`."""
+        return self.counts[:, 0] + self.counts[:, 1] + self.counts[:, 2]
+
+    @property
+    def errors(self) -> np.ndarray:
+        """Word errors per utterance `(U,)`."""
+        return self.counts[:, 1:].sum(axis=1)
+
+
+def parse_by(specs: Sequence[str]) -> List[Tuple[str, ...]]:
+    """`["region", "region,gender"]` -> `[("region",), ("region", "gender")]`."""
+    groupings = []
+    for spec in specs:
+        fields = tuple(f.strip() for f in spec.split(",") if f.strip())
+        if not fields:
+            raise ConfigError(f"--by {spec!r}: no field name")
+        groupings.append(fields)
+    return groupings
+
+
+def cohort_labels(table: UtteranceTable, by: Sequence[str]) -> Tuple[List[str], Dict[str, Dict[str, str]]]:
+    """The cohort label of every utterance, and each label's field values.
+
+    Args:
+      table: the utterances.
+      by: grouping fields; a label joins the values with `/`.
+
+    Returns:
+      `(labels (U,), {label: {field: value}})`.
+    """
+    for field in by:
+        if not any(field in attrs for attrs in table.attributes):
+            known = sorted({k for attrs in table.attributes for k in attrs})
+            raise ConfigError(f"--by {field!r}: no utterance has this field (known: {', '.join(known)})")
+    labels = []
+    values: Dict[str, Dict[str, str]] = {}
+    for attrs in table.attributes:
+        parts = {f: _text(attrs[f]) if attrs.get(f) not in (None, "") else MISSING for f in by}
+        label = "/".join(parts.values())
+        values.setdefault(label, parts)
+        labels.append(label)
+    return labels, values
+
+
+def _text(value: Any) -> str:
+    return str(value)
+
+
+def _mean_median_sd(values: np.ndarray) -> Tuple[Optional[float], Optional[float], Optional[float]]:
+    if values.size == 0:
+        return None, None, None
+    as_list = values.tolist()
+    sd = statistics.stdev(as_list) if len(as_list) > 1 else None
+    return statistics.fmean(as_list), statistics.median(as_list), sd
+
+
+def _rate(part: float, whole: float) -> Optional[float]:
+    return part / whole if whole else None
+
+
+@dataclasses.dataclass
+class CohortStats:
+    """WER statistics of one cohort (fractions, not percentages)."""
+
+    label: str
+    values: Dict[str, str]
+    n_speakers: int
+    n_utts: int
+    n_words: int
+    n_errors: int
+    n_sub: int
+    n_del: int
+    n_ins: int
+    wer: Optional[float]
+    speaker_wer_mean: Optional[float]
+    speaker_wer_median: Optional[float]
+    speaker_wer_sd: Optional[float]
+    ci_speaker: Tuple[float, float]
+    ci_utterance: Tuple[float, float]
+    flags: List[str]
+    share_speakers: float = 1.0
+    share_utts: float = 1.0
+    share_errors: float = 1.0
+    replicates: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)
+
+    @property
+    def sub_rate(self) -> Optional[float]:
+        """Substitutions per reference word."""
+        return _rate(self.n_sub, self.n_words)
+
+    @property
+    def del_rate(self) -> Optional[float]:
+        """Deletions per reference word."""
+        return _rate(self.n_del, self.n_words)
+
+    @property
+    def ins_rate(self) -> Optional[float]:
+        """Insertions per reference word."""
+        return _rate(self.n_ins, self.n_words)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON form (NaN bounds become null)."""
+        return {
+            "cohort": self.label,
+            "values": dict(self.values),
+            "n_speakers": self.n_speakers,
+            "n_utts": self.n_utts,
+            "n_words": self.n_words,
+            "n_errors": self.n_errors,
+            "n_sub": self.n_sub,
+            "n_del": self.n_del,
+            "n_ins": self.n_ins,
+            "wer": self.wer,
+            "sub_rate": self.sub_rate,
+            "del_rate": self.del_rate,
+            "ins_rate": self.ins_rate,
+            "speaker_wer_mean": self.speaker_wer_mean,
+            "speaker_wer_median": self.speaker_wer_median,
+            "speaker_wer_sd": self.speaker_wer_sd,
+            "ci_speaker": [finite_or_none(x) for x in self.ci_speaker],
+            "ci_utterance": [finite_or_none(x) for x in self.ci_utterance],
+            "flags": list(self.flags),
+            "share_speakers": self.share_speakers,
+            "share_utts": self.share_utts,
+            "share_errors": self.share_errors,
+        }
+
+
+def finite_or_none(value: Optional[float]) -> Optional[float]:
+    """`value` if it is a finite number, else None (JSON has no NaN/inf)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def per_speaker_sums(speakers: Sequence[str], columns: np.ndarray) -> Tuple[List[str], np.ndarray]:
+    """Sum rows of `columns` `(U, K)` per speaker; returns (sorted speakers, `(S, K)` sums)."""
+    names, inverse = np.unique(np.asarray(speakers, dtype=object), return_inverse=True)
+    sums = np.stack(
+        [np.bincount(inverse, weights=columns[:, k], minlength=len(names)) for k in range(columns.shape[1])],
+        axis=1,
+    ).reshape(len(names), columns.shape[1])
+    return [str(n) for n in names], sums
+
+
+def cohort_stats(
+    table: UtteranceTable,
+    rows: np.ndarray,
+    label: str,
+    values: Dict[str, str],
+    n_boot: int,
+    seed: int,
+    level: float,
+    thresholds: Thresholds,
+    rng_names: Sequence[str] = (),
+) -> CohortStats:
+    """Statistics of the utterances `rows` of `table`.
+
+    Args:
+      table: all utterances.
+      rows: indices of this cohort's utterances `(n,)`.
+      label: the cohort label.
+      values: its field values.
+      n_boot: bootstrap replicates (0 disables the CIs).
+      seed: base seed; the generators also depend on `rng_names` and `label`.
+      level: confidence level of the intervals, e.g. 0.95.
+      thresholds: size thresholds for the flags.
+      rng_names: extra names identifying the grouping (keeps cohorts' streams distinct).
+    """
+    counts = table.counts[rows]
+    words = counts[:, 0] + counts[:, 1] + counts[:, 2]
+    errors = counts[:, 1:].sum(axis=1)
+    speakers, spk_sums = per_speaker_sums([table.speakers[i] for i in rows], np.stack([errors, words], axis=1))
+    n_words, n_errors = int(words.sum()), int(errors.sum())
+    spk_wer = spk_sums[spk_sums[:, 1] > 0, 0] / spk_sums[spk_sums[:, 1] > 0, 1]
+    mean, median, sd = _mean_median_sd(spk_wer)
+    nan_ci = (float("nan"), float("nan"))
+    replicates = np.zeros(0)
+    ci_speaker = ci_utterance = nan_ci
+    if n_boot > 0 and len(rows):
+        replicates = bootstrap_wer(spk_sums[:, 0], spk_sums[:, 1], n_boot, rng_for(seed, "speaker", *rng_names, label))
+        ci_speaker = percentile_ci(replicates, level)
+        utt_replicates = bootstrap_wer(errors, words, n_boot, rng_for(seed, "utterance", *rng_names, label))
+        ci_utterance = percentile_ci(utt_replicates, level)
+    return CohortStats(
+        label=label,
+        values=values,
+        n_speakers=len(speakers),
+        n_utts=int(len(rows)),
+        n_words=n_words,
+        n_errors=n_errors,
+        n_sub=int(counts[:, 1].sum()),
+        n_del=int(counts[:, 2].sum()),
+        n_ins=int(counts[:, 3].sum()),
+        wer=_rate(n_errors, n_words),
+        speaker_wer_mean=mean,
+        speaker_wer_median=median,
+        speaker_wer_sd=sd,
+        ci_speaker=ci_speaker,
+        ci_utterance=ci_utterance,
+        flags=thresholds.flags(len(speakers), n_words, n_errors),
+        replicates=replicates,
+    )
+
+
+@dataclasses.dataclass
+class Disparity:
+    """Worst-vs-best cohort comparison of one grouping (fractions, not percentages)."""
+
+    basis: str
+    n_cohorts: int
+    worst: str
+    best: str
+    wer_worst: float
+    wer_best: float
+    abs_gap: float
+    rel_gap: Optional[float]
+    ratio: Optional[float]
+    mean_across: float
+    std_across: float
+    abs_gap_ci: Tuple[float, float]
+    rel_gap_ci: Tuple[float, float]
+    worst_share_speakers: float
+    worst_share_utts: float
+    worst_share_errors: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON form (NaN/inf become null)."""
+        out = dataclasses.asdict(self)
+        for key in ("abs_gap_ci", "rel_gap_ci"):
+            out[key] = [finite_or_none(x) for x in out[key]]
+        for key in ("rel_gap", "ratio"):
+            out[key] = finite_or_none(out[key])
+        return out
+
+
+def disparity(cohorts: Sequence[CohortStats], level: float) -> Optional[Disparity]:
+    """The disparity summary of a grouping, or None with fewer than two cohorts with WER.
+
+    Args:
+      cohorts: the grouping's cohorts (with bootstrap replicates if CIs are wanted).
+      level: confidence level of the gap intervals.
+    """
+    scored = [c for c in cohorts if c.wer is not None]
+    eligible = [c for c in scored if not c.flags]
+    basis = "cohorts passing the size thresholds"
+    if len(eligible) < 2:
+        eligible = scored
+        basis = "all cohorts (fewer than two pass the size thresholds)"
+    if len(eligible) < 2:
+        return None
+    worst = max(eligible, key=lambda c: (c.wer, c.label))
+    best = min(eligible, key=lambda c: (c.wer, c.label))
+    wers = np.array([c.wer for c in eligible], dtype=np.float64)
+    rel_gap = (worst.wer - best.wer) / best.wer if best.wer > 0 else None
+    nan_ci = (float("nan"), float("nan"))
+    abs_ci = rel_ci = nan_ci
+    if worst.replicates.size and best.replicates.size:
+        gap = worst.replicates - best.replicates
+        abs_ci = percentile_ci(gap, level)
+        rel_ci = percentile_ci(ratio(gap, best.replicates), level)
+    return Disparity(
+        basis=basis,
+        n_cohorts=len(eligible),
+        worst=worst.label,
+        best=best.label,
+        wer_worst=worst.wer,
+        wer_best=best.wer,
+        abs_gap=worst.wer - best.wer,
+        rel_gap=rel_gap,
+        ratio=worst.wer / best.wer if best.wer > 0 else None,
+        mean_across=float(wers.mean()),
+        std_across=float(wers.std()),
+        abs_gap_ci=abs_ci,
+        rel_gap_ci=rel_ci,
+        worst_share_speakers=worst.share_speakers,
+        worst_share_utts=worst.share_utts,
+        worst_share_errors=worst.share_errors,
+    )
+
+
+@dataclasses.dataclass
+class CohortGrouping:
+    """The cohort table of one `--by` grouping, worst WER first."""
+
+    by: Tuple[str, ...]
+    cohorts: List[CohortStats]
+    disparity: Optional[Disparity]
+
+    @property
+    def name(self) -> str:
+        """The grouping as written on the command line, e.g. `region,gender`."""
+        return ",".join(self.by)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON form."""
+        return {
+            "by": list(self.by),
+            "cohorts": [c.to_dict() for c in self.cohorts],
+            "disparity": self.disparity.to_dict() if self.disparity else None,
+        }
+
+
+def group_rows(labels: Sequence[str]) -> Dict[str, np.ndarray]:
+    """`{label: utterance indices}` in first-appearance order."""
+    rows: Dict[str, List[int]] = {}
+    for index, label in enumerate(labels):
+        rows.setdefault(label, []).append(index)
+    return {label: np.asarray(idx, dtype=np.int64) for label, idx in rows.items()}
+
+
+def sort_worst_first(cohorts: List[CohortStats]) -> List[CohortStats]:
+    """Cohorts by pooled WER descending (cohorts without words last), then label."""
+    return sorted(cohorts, key=lambda c: (c.wer is None, -(c.wer or 0.0), c.label))
+
+
+def cohort_table(
+    table: UtteranceTable,
+    by: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    thresholds: Thresholds = Thresholds(),
+) -> CohortGrouping:
+    """Per-cohort WER statistics and the disparity summary for one grouping.
+
+    Args:
+      table: the scored utterances (see `UtteranceTable.from_report`).
+      by: grouping fields, e.g. `("region",)` or `("region", "gender")`.
+      n_boot: bootstrap replicates for the CIs (0: no CIs).
+      seed: base seed (results are a deterministic function of it).
+      level: confidence level, e.g. 0.95.
+      thresholds: minimum cohort size; smaller cohorts are flagged and left out of the
+        disparity summary (unless fewer than two cohorts pass).
+    """
+    by = tuple(by)
+    labels, values = cohort_labels(table, by)
+    n_speakers_total = len(set(table.speakers))
+    n_errors_total = int(table.errors.sum())
+    cohorts = []
+    for label, rows in group_rows(labels).items():
+        stats = cohort_stats(table, rows, label, values[label], n_boot, seed, level, thresholds, (",".join(by),))
+        stats.share_speakers = stats.n_speakers / n_speakers_total if n_speakers_total else 0.0
+        stats.share_utts = stats.n_utts / len(table.ids) if table.ids else 0.0
+        stats.share_errors = stats.n_errors / n_errors_total if n_errors_total else 0.0
+        cohorts.append(stats)
+    cohorts = sort_worst_first(cohorts)
+    return CohortGrouping(by, cohorts, disparity(cohorts, level))
+
+
+def overall_stats(
+    table: UtteranceTable, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+    thresholds: Thresholds = Thresholds(),
+) -> CohortStats:
+    """The statistics of all utterances together (cohort label `all`)."""
+    rows = np.arange(len(table.ids), dtype=np.int64)
+    return cohort_stats(table, rows, ALL, {}, n_boot, seed, level, thresholds, ("overall",))

@@ -1,0 +1,282 @@
+"""Compare two systems scored on the same utterances, overall and per cohort.
+
+Per cohort: both pooled WERs, the difference ``WER_B - WER_A`` (and relative to A), a
+paired speaker-level bootstrap (the same resampled speakers for both systems) giving the
+CI of the difference and a two-sided p-value, and MAPSSWE over utterances (see
+`asrtools.scoring.significance`). Holm-adjusted p-values are given across the cohorts of a
+grouping. A cohort "changed significantly" when its bootstrap p-value is below alpha;
+the MAPSSWE verdict is reported beside it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from asrtools.errors import DataError
+from asrtools.scoring.bootstrap import bootstrap_p_value, bootstrap_wer_pair, percentile_ci, rng_for
+from asrtools.scoring.cohorts import (
+    ALL,
+    Thresholds,
+    UtteranceTable,
+    cohort_labels,
+    finite_or_none,
+    group_rows,
+    per_speaker_sums,
+)
+from asrtools.scoring.significance import MapssweResult, holm, mapsswe
+
+BETTER, WORSE, UNCHANGED = "better", "worse", "no significant change"
+
+
+def pair_tables(
+    a: UtteranceTable, b: UtteranceTable, name_a: str = "A", name_b: str = "B"
+) -> Tuple[UtteranceTable, UtteranceTable]:
+    """Check that `a` and `b` score the same utterances with the same references.
+
+    Returns:
+      `(a, b reordered to a's utterance order)`.
+    """
+    index_b = {utt: i for i, utt in enumerate(b.ids)}
+    for utt in a.ids:
+        if utt not in index_b:
+            raise DataError(f"utterance {utt!r} is in {name_a} but not in {name_b}")
+    if len(index_b) != len(a.ids):
+        in_a = set(a.ids)
+        extra = next(utt for utt in b.ids if utt not in in_a)
+        raise DataError(f"utterance {extra!r} is in {name_b} but not in {name_a}")
+    order = [index_b[utt] for utt in a.ids]
+    for i, pos in enumerate(order):
+        if a.refs[i] != b.refs[pos]:
+            raise DataError(
+                f"utterance {a.ids[i]!r}: the reference differs between {name_a} and {name_b} "
+                "(different test sets or normalisations?)"
+            )
+    reordered = UtteranceTable(
+        ids=[b.ids[p] for p in order],
+        speakers=[b.speakers[p] for p in order],
+        counts=b.counts[order],
+        attributes=[b.attributes[p] for p in order],
+        refs=[b.refs[p] for p in order],
+    )
+    return a, reordered
+
+
+@dataclasses.dataclass
+class CohortChange:
+    """The A-vs-B comparison of one cohort (WERs as fractions)."""
+
+    label: str
+    values: Dict[str, str]
+    n_speakers: int
+    n_utts: int
+    n_words: int
+    errors_a: int
+    errors_b: int
+    wer_a: Optional[float]
+    wer_b: Optional[float]
+    ci_a: Tuple[float, float]
+    ci_b: Tuple[float, float]
+    ci_diff: Tuple[float, float]
+    p_bootstrap: float
+    mapsswe: MapssweResult
+    flags: List[str]
+    alpha: float
+    p_bootstrap_holm: float = float("nan")
+    p_mapsswe_holm: float = float("nan")
+
+    @property
+    def diff(self) -> Optional[float]:
+        """`WER_B - WER_A` (negative: B is better)."""
+        if self.wer_a is None or self.wer_b is None:
+            return None
+        return self.wer_b - self.wer_a
+
+    @property
+    def rel_diff(self) -> Optional[float]:
+        """`(WER_B - WER_A) / WER_A`."""
+        diff = self.diff
+        return diff / self.wer_a if diff is not None and self.wer_a else None
+
+    @property
+    def significant(self) -> bool:
+        """Bootstrap p-value below alpha."""
+        return bool(np.isfinite(self.p_bootstrap) and self.p_bootstrap < self.alpha)
+
+    @property
+    def significant_mapsswe(self) -> bool:
+        """MAPSSWE p-value below alpha."""
+        return bool(self.mapsswe.p_value < self.alpha)
+
+    @property
+    def verdict(self) -> str:
+        """`better` / `worse` (B relative to A, significant by bootstrap) or no change."""
+        if not self.significant or self.diff is None or self.diff == 0:
+            return UNCHANGED
+        return BETTER if self.diff < 0 else WORSE
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON form (NaN become null)."""
+        return {
+            "cohort": self.label,
+            "values": dict(self.values),
+            "n_speakers": self.n_speakers,
+            "n_utts": self.n_utts,
+            "n_words": self.n_words,
+            "errors_a": self.errors_a,
+            "errors_b": self.errors_b,
+            "wer_a": self.wer_a,
+            "wer_b": self.wer_b,
+            "diff": self.diff,
+            "rel_diff": self.rel_diff,
+            "ci_a": [finite_or_none(x) for x in self.ci_a],
+            "ci_b": [finite_or_none(x) for x in self.ci_b],
+            "ci_diff": [finite_or_none(x) for x in self.ci_diff],
+            "p_bootstrap": finite_or_none(self.p_bootstrap),
+            "p_bootstrap_holm": finite_or_none(self.p_bootstrap_holm),
+            "mapsswe": self.mapsswe.to_dict(),
+            "p_mapsswe_holm": finite_or_none(self.p_mapsswe_holm),
+            "significant": self.significant,
+            "significant_mapsswe": self.significant_mapsswe,
+            "verdict": self.verdict,
+            "flags": list(self.flags),
+        }
+
+
+def cohort_change(
+    a: UtteranceTable,
+    b: UtteranceTable,
+    rows: np.ndarray,
+    label: str,
+    values: Dict[str, str],
+    n_boot: int,
+    seed: int,
+    level: float,
+    alpha: float,
+    thresholds: Thresholds,
+    rng_names: Sequence[str] = (),
+) -> CohortChange:
+    """Compare A and B on the utterances `rows` (paired tables from `pair_tables`).
+
+    Args:
+      a, b: the paired utterance tables.
+      rows: this cohort's utterance indices `(n,)`.
+      label, values: the cohort label and its field values.
+      n_boot: paired bootstrap replicates (0: no bootstrap).
+      seed: base seed.
+      level: confidence level of the intervals.
+      alpha: significance level.
+      thresholds: size thresholds for the flags.
+      rng_names: names of the grouping, for the generator.
+    """
+    words = a.words[rows]
+    err_a, err_b = a.errors[rows], b.errors[rows]
+    speakers, sums = per_speaker_sums([a.speakers[i] for i in rows], np.stack([err_a, err_b, words], axis=1))
+    n_words = int(words.sum())
+    wer_a = int(err_a.sum()) / n_words if n_words else None
+    wer_b = int(err_b.sum()) / n_words if n_words else None
+    nan_ci = (float("nan"), float("nan"))
+    ci_a = ci_b = ci_diff = nan_ci
+    p_boot = float("nan")
+    if n_boot > 0 and len(rows) and n_words:
+        rep_a, rep_b = bootstrap_wer_pair(sums[:, 0], sums[:, 1], sums[:, 2], n_boot,
+                                          rng_for(seed, "paired", *rng_names, label))
+        ci_a, ci_b = percentile_ci(rep_a, level), percentile_ci(rep_b, level)
+        ci_diff = percentile_ci(rep_b - rep_a, level)
+        p_boot = bootstrap_p_value(rep_b - rep_a, wer_b - wer_a)
+    return CohortChange(
+        label=label,
+        values=values,
+        n_speakers=len(speakers),
+        n_utts=int(len(rows)),
+        n_words=n_words,
+        errors_a=int(err_a.sum()),
+        errors_b=int(err_b.sum()),
+        wer_a=wer_a,
+        wer_b=wer_b,
+        ci_a=ci_a,
+        ci_b=ci_b,
+        ci_diff=ci_diff,
+        p_bootstrap=p_boot,
+        mapsswe=mapsswe(err_a, err_b),
+        flags=thresholds.flags(len(speakers), n_words, int(max(err_a.sum(), err_b.sum()))),
+        alpha=alpha,
+    )
+
+
+@dataclasses.dataclass
+class ComparisonGrouping:
+    """The per-cohort comparison of one `--by` grouping (cohorts by name)."""
+
+    by: Tuple[str, ...]
+    cohorts: List[CohortChange]
+
+    @property
+    def name(self) -> str:
+        """The grouping as written on the command line."""
+        return ",".join(self.by)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON form, with the labels of significantly changed cohorts."""
+        return {
+            "by": list(self.by),
+            "cohorts": [c.to_dict() for c in self.cohorts],
+            "changed": [c.label for c in self.cohorts if c.significant],
+            "changed_mapsswe": [c.label for c in self.cohorts if c.significant_mapsswe],
+        }
+
+
+@dataclasses.dataclass
+class Comparison:
+    """System A vs system B: overall and per grouping."""
+
+    name_a: str
+    name_b: str
+    overall: CohortChange
+    groupings: List[ComparisonGrouping]
+
+
+def compare_systems(
+    a: UtteranceTable,
+    b: UtteranceTable,
+    groupings: Sequence[Sequence[str]],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    alpha: float = 0.05,
+    thresholds: Thresholds = Thresholds(),
+    names: Tuple[str, str] = ("A", "B"),
+) -> Comparison:
+    """Compare two systems overall and per cohort of each grouping.
+
+    Args:
+      a, b: utterance tables of the two systems (same utterances and references; cohort
+        fields are taken from `a`).
+      groupings: e.g. `[("region",), ("region", "gender")]`.
+      n_boot: paired bootstrap replicates.
+      seed: base seed.
+      level: confidence level of the intervals.
+      alpha: significance level.
+      thresholds: cohort size thresholds (flags only).
+      names: display names of A and B (used in error messages too).
+    """
+    a, b = pair_tables(a, b, *names)
+    everything = np.arange(len(a.ids), dtype=np.int64)
+    overall = cohort_change(a, b, everything, ALL, {}, n_boot, seed, level, alpha, thresholds, ("overall",))
+    results = []
+    for by in groupings:
+        by = tuple(by)
+        labels, values = cohort_labels(a, by)
+        cohorts = [
+            cohort_change(a, b, rows, label, values[label], n_boot, seed, level, alpha, thresholds, (",".join(by),))
+            for label, rows in sorted(group_rows(labels).items())
+        ]
+        for key, adjusted in (
+            ("p_bootstrap_holm", holm([c.p_bootstrap for c in cohorts])),
+            ("p_mapsswe_holm", holm([c.mapsswe.p_value for c in cohorts])),
+        ):
+            for cohort, value in zip(cohorts, adjusted):
+                setattr(cohort, key, value)
+        results.append(ComparisonGrouping(by, cohorts))
+    return Comparison(names[0], names[1], overall, results)

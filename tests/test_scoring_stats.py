@@ -1,0 +1,175 @@
+"""Cohort statistics: bootstrap CIs (reproducible, widen as cohorts shrink, calibrated),
+disparity summary, MAPSSWE against a hand computation, paired comparison."""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pytest
+
+from asrtools.errors import ConfigError, DataError
+from asrtools.scoring.bootstrap import bootstrap_p_value, bootstrap_wer, percentile_ci, rng_for
+from asrtools.scoring.cohorts import Thresholds, UtteranceTable, cohort_table, overall_stats
+from asrtools.scoring.compare import compare_systems
+from asrtools.scoring.significance import holm, mapsswe
+
+
+def _table(rows: Sequence[Dict], refs: Optional[List[str]] = None) -> UtteranceTable:
+    """Rows of dicts with id, speaker, corr, sub, del, ins and cohort fields."""
+    counts = np.array([[r["corr"], r["sub"], r["del"], r["ins"]] for r in rows], dtype=np.int64)
+    fields = ("id", "speaker", "corr", "sub", "del", "ins")
+    return UtteranceTable(
+        ids=[r["id"] for r in rows],
+        speakers=[r["speaker"] for r in rows],
+        counts=counts,
+        attributes=[{**{k: v for k, v in r.items() if k not in fields}, "speaker": r["speaker"]} for r in rows],
+        refs=refs if refs is not None else [r["id"] for r in rows],
+    )
+
+
+def _simulated(n_speakers: int, rng: np.random.Generator, region: str = "r", mean_wer: float = 0.15,
+               utts: int = 10, prefix: str = "s") -> List[Dict]:
+    """Speakers with heterogeneous error rates p ~ Beta(3, 3 (1 - m) / m), binomial errors."""
+    rows = []
+    for s in range(n_speakers):
+        p = rng.beta(3.0, 3.0 * (1 - mean_wer) / mean_wer)
+        for u in range(utts):
+            words = int(rng.poisson(10)) + 1
+            errors = int(rng.binomial(words, p))
+            sub = errors // 2
+            rows.append({"id": f"{prefix}{s}-{u}", "speaker": f"{prefix}{s}", "corr": words - errors,
+                         "sub": sub, "del": errors - sub, "ins": 0, "region": region})
+    return rows
+
+
+def test_cohort_statistics_by_hand() -> None:
+    rows = [
+        {"id": "a-1", "speaker": "a", "corr": 8, "sub": 1, "del": 1, "ins": 0, "g": "x"},
+        {"id": "a-2", "speaker": "a", "corr": 10, "sub": 0, "del": 0, "ins": 2, "g": "x"},
+        {"id": "b-1", "speaker": "b", "corr": 5, "sub": 3, "del": 2, "ins": 0, "g": "x"},
+        {"id": "c-1", "speaker": "c", "corr": 9, "sub": 0, "del": 1, "ins": 0, "g": "y"},
+        {"id": "d-1", "speaker": "d", "corr": 10, "sub": 0, "del": 0, "ins": 0},
+    ]
+    grouping = cohort_table(_table(rows), ["g"], n_boot=200, seed=1, thresholds=Thresholds(2, 10, 1))
+    by_label = {c.label: c for c in grouping.cohorts}
+    x = by_label["x"]
+    assert (x.n_speakers, x.n_utts, x.n_words, x.n_errors) == (2, 3, 30, 9)
+    assert x.wer == pytest.approx(9 / 30)
+    assert x.speaker_wer_mean == pytest.approx((4 / 20 + 5 / 10) / 2)
+    assert x.speaker_wer_sd == pytest.approx(np.std([0.2, 0.5], ddof=1))
+    assert x.sub_rate == pytest.approx(4 / 30) and x.ins_rate == pytest.approx(2 / 30)
+    assert x.flags == []
+    assert by_label["y"].flags == ["speakers<2"]
+    assert by_label["(missing)"].wer == 0.0 and by_label["(missing)"].n_speakers == 1
+    assert [c.label for c in grouping.cohorts] == ["x", "y", "(missing)"]  # worst first
+    assert x.share_speakers == pytest.approx(2 / 4) and x.share_errors == pytest.approx(9 / 10)
+    d = grouping.disparity
+    assert d is not None and d.basis.startswith("all cohorts")  # only x passes the thresholds
+    assert (d.worst, d.best) == ("x", "(missing)") and d.rel_gap is None and d.ratio is None
+    assert d.abs_gap == pytest.approx(0.3)
+    assert d.std_across == pytest.approx(np.std([0.3, 0.1, 0.0]))
+    with pytest.raises(ConfigError, match="--by 'regoin': no utterance has this field"):
+        cohort_table(_table(rows), ["regoin"], n_boot=0)
+
+
+def test_bootstrap_reproducible_with_seed_and_independent_of_other_cohorts() -> None:
+    rng = np.random.default_rng(0)
+    table = _table(_simulated(12, rng, "north") + _simulated(12, rng, "south", prefix="t"))
+    first = cohort_table(table, ["region"], n_boot=300, seed=7)
+    again = cohort_table(table, ["region"], n_boot=300, seed=7)
+    other = cohort_table(table, ["region"], n_boot=300, seed=8)
+    assert [c.ci_speaker for c in first.cohorts] == [c.ci_speaker for c in again.cohorts]
+    assert first.disparity.abs_gap_ci == again.disparity.abs_gap_ci
+    assert [c.ci_speaker for c in first.cohorts] != [c.ci_speaker for c in other.cohorts]
+    north_only = _table([r for r in _simulated(12, np.random.default_rng(0), "north")])
+    alone = cohort_table(north_only, ["region"], n_boot=300, seed=7).cohorts[0]
+    assert alone.ci_speaker == next(c for c in first.cohorts if c.label == "north").ci_speaker
+
+
+def test_confidence_intervals_widen_as_cohorts_shrink() -> None:
+    rows = _simulated(160, np.random.default_rng(1))
+    widths = []
+    for n_speakers in (160, 40, 10):
+        keep = {f"s{s}" for s in range(n_speakers)}
+        stats = overall_stats(_table([r for r in rows if r["speaker"] in keep]), n_boot=500, seed=0)
+        widths.append(stats.ci_speaker[1] - stats.ci_speaker[0])
+    assert widths[0] < widths[1] < widths[2]
+    assert widths[2] > 2 * widths[0]  # ~ sqrt(16) = 4x in theory
+
+
+def test_speaker_bootstrap_coverage_on_simulated_data() -> None:
+    """200 simulated test sets with a known WER of 0.15: the 90% speaker-level CI should cover
+    it in ~90% of them; utterance-level resampling ignores speaker variation and under-covers."""
+    rng = np.random.default_rng(12345)
+    covered_speaker = covered_utterance = 0
+    replications = 200
+    for rep in range(replications):
+        p = rng.beta(3.0, 17.0, size=60)  # 60 speakers, mean error rate 0.15
+        words = rng.poisson(10, size=(60, 10)) + 1
+        errors = rng.binomial(words, p[:, None])
+        spk = bootstrap_wer(errors.sum(1), words.sum(1), 400, rng_for(rep, "speaker"))
+        utt = bootstrap_wer(errors.ravel(), words.ravel(), 400, rng_for(rep, "utterance"))
+        low, high = percentile_ci(spk, 0.90)
+        covered_speaker += low <= 0.15 <= high
+        low, high = percentile_ci(utt, 0.90)
+        covered_utterance += low <= 0.15 <= high
+    coverage = covered_speaker / replications
+    assert 0.85 <= coverage <= 0.95, coverage
+    assert covered_utterance / replications < coverage - 0.1
+
+
+def test_mapsswe_hand_computed() -> None:
+    err_a = np.array([2, 0, 1, 3, 0, 0])
+    err_b = np.array([1, 0, 0, 1, 1, 0])
+    # segments: utterances 0, 2, 3, 4 (both systems correct on 1 and 5); z = 1, 1, 2, -1
+    result = mapsswe(err_a, err_b)
+    assert result.n_segments == 4
+    assert result.mean == pytest.approx(0.75)
+    assert result.std == pytest.approx(math.sqrt(4.75 / 3))  # sum of squared deviations 4.75, n - 1 = 3
+    assert result.z == pytest.approx(0.75 / (math.sqrt(4.75 / 3) / 2))  # = 1.1921
+    assert result.p_value == pytest.approx(0.2332, abs=5e-4)  # 2 (1 - Phi(1.1921))
+    constant = mapsswe(np.array([2, 2, 2]), np.array([1, 1, 1]))
+    assert (constant.z, constant.p_value) == (0.0, 1.0)  # sc_stats: zero variance gives Z = 0
+
+
+def test_holm_adjustment() -> None:
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adjusted = holm([0.2, float("nan")])
+    assert adjusted[0] == pytest.approx(0.2) and math.isnan(adjusted[1])
+
+
+def test_bootstrap_p_value() -> None:
+    assert bootstrap_p_value(np.zeros(99), 0.0) == 1.0
+    assert bootstrap_p_value(np.full(99, 0.5), 0.5) == pytest.approx(1 / 100)
+
+
+def test_compare_detects_real_change_only() -> None:
+    rng = np.random.default_rng(3)
+    before = _simulated(15, rng, "north") + _simulated(15, rng, "south", prefix="t", mean_wer=0.25)
+    after = []
+    for row in before:
+        row = dict(row)
+        if row["region"] == "south":  # halve south's errors, keep north identical
+            fixed = (row["sub"] + row["del"]) // 2
+            row["corr"] += fixed
+            row["sub"], row["del"] = max(row["sub"] - fixed, 0), row["del"] - max(fixed - row["sub"], 0)
+        after.append(row)
+    a, b = _table(before), _table(after)
+    result = compare_systems(a, b, [("region",)], n_boot=500, seed=0, alpha=0.05)
+    cohorts = {c.label: c for c in result.groupings[0].cohorts}
+    assert cohorts["north"].diff == 0.0 and not cohorts["north"].significant
+    assert cohorts["north"].mapsswe.p_value == 1.0
+    south = cohorts["south"]
+    assert south.diff < 0 and south.significant and south.significant_mapsswe and south.verdict == "better"
+    assert south.ci_diff[1] < 0
+    assert result.groupings[0].to_dict()["changed"] == ["south"]
+
+
+def test_compare_refuses_mismatched_inputs() -> None:
+    rows = _simulated(2, np.random.default_rng(0), utts=2)
+    a = _table(rows)
+    with pytest.raises(DataError, match=r"utterance 's1-1' is in A but not in B"):
+        compare_systems(a, _table(rows[:-1]), [])
+    with pytest.raises(DataError, match=r"utterance 's0-0': the reference differs between A and B"):
+        compare_systems(a, _table(rows, refs=["other"] + [r["id"] for r in rows[1:]]), [])
