@@ -1,0 +1,261 @@
+"""`asrtools score ...`: WER scoring, per-cohort WER tables with CIs, system comparisons."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import click
+
+from asrtools.cli.options import force_option
+from asrtools.pipeline import run_stage
+
+_PATH = click.Path(path_type=Path)
+_DIR = click.Path(file_okay=False, path_type=Path)
+
+
+def _normalize_options(func: Any) -> Any:
+    func = click.option("--glm", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="Mapping file of 'from => to' word rules applied to ref and hyp.")(func)
+    func = click.option("--normalize", "normalize", multiple=True, type=click.Choice(["lower", "punct"]),
+                        help="Normalisation step (repeatable): lower = lower-case, punct = drop punctuation. "
+                             "Default: none.")(func)
+    func = click.option("--mode", type=click.Choice(["levenshtein", "sclite"]), default="levenshtein",
+                        show_default=True,
+                        help="levenshtein: min S+D+I (jiwer's counts); sclite: sclite's weights and tie-breaking.")(func)
+    return func
+
+
+def _normalizer(normalize: Tuple[str, ...], glm: Optional[Path]) -> Any:
+    from asrtools.scoring.normalize import TextNormalizer
+
+    return TextNormalizer.from_options(sorted(set(normalize)), glm)
+
+
+def _wer_line(total: Dict[str, Any]) -> str:
+    wer = total["wer"]
+    shown = f"{100 * wer:.2f}" if wer is not None else "n/a"
+    return (f"%WER {shown} [ {total['err']} / {total['words']}, {total['ins']} ins, {total['del']} del, "
+            f"{total['sub']} sub ] over {total['sents']} utterances")
+
+
+@click.group()
+def score() -> None:
+    """Score recognitions: WER, per-cohort tables, system comparisons."""
+
+
+@score.command()
+@click.option("--ref", type=_PATH, required=True,
+              help="Reference: trn file, Kaldi text file, recogs.jsonl or decode directory (then no --hyp).")
+@click.option("--hyp", type=_PATH, default=None, help="Hypothesis: trn or Kaldi text file.")
+@click.option("--ref-format", type=click.Choice(["auto", "trn", "text", "recogs"]), default="auto", show_default=True)
+@click.option("--hyp-format", type=click.Choice(["auto", "trn", "text"]), default="auto", show_default=True)
+@_normalize_options
+@click.option("--allow-missing", is_flag=True,
+              help="Score a reference without hypothesis as an empty hypothesis (listed in wer.json) "
+                   "instead of failing.")
+@click.option("--out-dir", type=_DIR, required=True)
+@force_option
+def wer(ref: Path, hyp: Optional[Path], ref_format: str, hyp_format: str, mode: str, normalize: Tuple[str, ...],
+        glm: Optional[Path], allow_missing: bool, out_dir: Path, force: bool) -> None:
+    """Align and count word errors; write wer.json, utts.jsonl, errs.txt, wer.sys, ref/hyp.trn.
+
+    Example: asrtools score wer --ref exp/decode_test/ref.trn --hyp exp/decode_test/hyp.trn --mode sclite --normalize lower --out-dir exp/decode_test/wer
+    """
+    from asrtools.scoring.io import load_pairs
+    from asrtools.scoring.report import WER_JSON, write_wer_dir
+    from asrtools.scoring.wer import score_pairs
+
+    normalizer = _normalizer(normalize, glm)
+    params = {"mode": mode, "normalizer": normalizer.describe(), "allow_missing": allow_missing,
+              "ref_format": ref_format, "hyp_format": hyp_format}
+    inputs: Dict[str, Path] = {"ref": ref}
+    if hyp is not None:
+        inputs["hyp"] = hyp
+
+    def body(ctx: Any) -> None:
+        pairs = load_pairs(ref, hyp, ref_format, hyp_format, allow_missing)
+        report = score_pairs(pairs, mode, normalizer)
+        if report.missing_hyp:
+            ctx.log.warning("%d utterances without hypothesis scored as empty (listed in %s): %s%s",
+                            len(report.missing_hyp), WER_JSON, ", ".join(report.missing_hyp[:5]),
+                            " ..." if len(report.missing_hyp) > 5 else "")
+        title = hyp.name if hyp is not None else ref.name
+        doc = write_wer_dir(report, ctx.out_dir, {"ref": str(ref), "hyp": str(hyp) if hyp else None}, title)
+        ctx.log.info("%s", _wer_line(doc["total"]))
+
+    ran = run_stage(out_dir, "score wer", params, inputs, body, force=force)
+    if not ran:
+        total = json.loads((out_dir / WER_JSON).read_text())["total"]
+        click.echo(_wer_line(total))
+
+
+def _stats_options(func: Any) -> Any:
+    options = [
+        click.option("--min-errors", type=click.IntRange(min=0), default=20, show_default=True,
+                     help="Flag cohorts with fewer word errors."),
+        click.option("--min-words", type=click.IntRange(min=0), default=200, show_default=True,
+                     help="Flag cohorts with fewer reference words."),
+        click.option("--min-speakers", type=click.IntRange(min=0), default=5, show_default=True,
+                     help="Flag cohorts with fewer speakers."),
+        click.option("--ci", "level", type=click.FloatRange(0.5, 1.0, min_open=False, max_open=True), default=0.95,
+                     show_default=True, help="Confidence level of the intervals."),
+        click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True,
+                     help="Bootstrap replicates (0: no CIs)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed."),
+        click.option("--cohort-map", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Speaker attributes: a text file of 'speaker cohort' lines (field 'cohort') or a lhotse "
+                          "SupervisionSet manifest (gender + custom fields per speaker)."),
+        click.option("--by", "by", multiple=True,
+                     help="Grouping field(s), repeatable; 'region,gender' groups by both at once."),
+    ]
+    for option in options:
+        func = option(func)
+    return func
+
+
+def _groupings(by: Tuple[str, ...], cohort_map: Optional[Path], required: bool = True) -> Any:
+    """Parsed --by groupings; a plain-text --cohort-map alone means --by cohort."""
+    from asrtools.errors import ConfigError
+    from asrtools.scoring.cohorts import parse_by
+
+    if not by:
+        if cohort_map is not None and not cohort_map.name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
+            by = ("cohort",)
+        elif required:
+            raise ConfigError("give at least one --by field (e.g. --by region)")
+    return parse_by(by)
+
+
+def _speaker_attributes(cohort_map: Optional[Path]) -> Dict[str, Dict[str, Any]]:
+    from asrtools.scoring.io import read_speaker_attributes
+
+    return read_speaker_attributes(cohort_map) if cohort_map is not None else {}
+
+
+def _file_name(grouping: Tuple[str, ...]) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", "+".join(grouping))
+
+
+@score.command()
+@click.option("--recogs", type=_PATH, required=True,
+              help="recogs.jsonl, a decode directory, or a WER directory made by 'asrtools score wer'.")
+@_stats_options
+@_normalize_options
+@click.option("--allow-missing", is_flag=True, help="Score a missing hypothesis as empty (when scoring recogs).")
+@click.option("--out-dir", type=_DIR, required=True)
+@force_option
+def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed: int, n_boot: int, level: float,
+            min_speakers: int, min_words: int, min_errors: int, mode: str, normalize: Tuple[str, ...],
+            glm: Optional[Path], allow_missing: bool, out_dir: Path, force: bool) -> None:
+    """WER per cohort with speaker-level bootstrap CIs, flags and a disparity summary.
+
+    Writes cohorts.json, cohorts.csv, cohorts.md and one wer_by_<fields>.png per --by.
+    --mode/--normalize/--glm apply when scoring recogs (a WER directory is read as is).
+
+    Example: asrtools score cohorts --recogs exp/decode_test/recogs.jsonl --by region --by gender --by region,gender --seed 0 --bootstrap 1000 --out-dir exp/decode_test/cohorts
+    """
+    from asrtools.scoring.cohorts import Thresholds
+
+    groupings = _groupings(by, cohort_map)
+    normalizer = _normalizer(normalize, glm)
+    thresholds = Thresholds(min_speakers, min_words, min_errors)
+    params = {"by": [list(g) for g in groupings], "seed": seed, "bootstrap": n_boot, "ci": level,
+              "thresholds": {"min_speakers": min_speakers, "min_words": min_words, "min_errors": min_errors},
+              "mode": mode, "normalizer": normalizer.describe(), "allow_missing": allow_missing}
+    inputs = {"recogs": recogs}
+    if cohort_map is not None:
+        inputs["cohort_map"] = cohort_map
+
+    def body(ctx: Any) -> None:
+        from asrtools.pipeline import atomic_write_json, atomic_write_text
+        from asrtools.scoring.cohorts import UtteranceTable, cohort_table, overall_stats
+        from asrtools.scoring.plots import plot_cohort_wer
+        from asrtools.scoring.report import load_report
+        from asrtools.scoring.tables import cohorts_csv, cohorts_json, cohorts_markdown
+
+        report = load_report(recogs, mode, normalizer, allow_missing)
+        table = UtteranceTable.from_report(report, _speaker_attributes(cohort_map))
+        overall = overall_stats(table, n_boot, seed, level, thresholds)
+        results = [cohort_table(table, g, n_boot, seed, level, thresholds) for g in groupings]
+        atomic_write_json(ctx.out_dir / "cohorts.json", cohorts_json(overall, results, params))
+        atomic_write_text(ctx.out_dir / "cohorts.csv", cohorts_csv(overall, results))
+        markdown = cohorts_markdown(overall, results, level)
+        atomic_write_text(ctx.out_dir / "cohorts.md", markdown)
+        for grouping in results:
+            plot_cohort_wer(grouping, overall, ctx.out_dir / f"wer_by_{_file_name(grouping.by)}.png", level)
+            d = grouping.disparity
+            if d is not None:
+                ctx.log.info("by %s: worst %s %.2f%%, best %s %.2f%%, gap %.2f points", grouping.name, d.worst,
+                             100 * d.wer_worst, d.best, 100 * d.wer_best, 100 * d.abs_gap)
+
+    run_stage(out_dir, "score cohorts", params, inputs, body, force=force)
+
+
+@score.command()
+@click.option("--a", "system_a", type=_PATH, required=True,
+              help="System A (before): recogs.jsonl, decode directory or WER directory.")
+@click.option("--b", "system_b", type=_PATH, required=True, help="System B (after), same utterances as A.")
+@click.option("--name-a", default=None, help="Display name of A (default: its path).")
+@click.option("--name-b", default=None, help="Display name of B (default: its path).")
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Significance level.")
+@_stats_options
+@_normalize_options
+@click.option("--allow-missing", is_flag=True, help="Score a missing hypothesis as empty (when scoring recogs).")
+@click.option("--out-dir", type=_DIR, required=True)
+@force_option
+def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optional[str], alpha: float,
+            by: Tuple[str, ...], cohort_map: Optional[Path], seed: int, n_boot: int, level: float,
+            min_speakers: int, min_words: int, min_errors: int, mode: str, normalize: Tuple[str, ...],
+            glm: Optional[Path], allow_missing: bool, out_dir: Path, force: bool) -> None:
+    """Compare two systems per cohort: paired speaker-bootstrap CI and p-value, MAPSSWE.
+
+    Writes compare.json, compare.csv, compare.md and compare_by_<fields>.png (before/after).
+    Without --by only the overall comparison is made.
+
+    Example: asrtools score compare --a exp/base/decode_test/wer --b exp/ewc/decode_test/wer --by region --alpha 0.05 --out-dir exp/ewc/compare_base
+    """
+    from asrtools.scoring.cohorts import Thresholds
+
+    groupings = _groupings(by, cohort_map, required=False)
+    names = (name_a or str(system_a), name_b or str(system_b))
+    normalizer = _normalizer(normalize, glm)
+    thresholds = Thresholds(min_speakers, min_words, min_errors)
+    params = {"by": [list(g) for g in groupings], "seed": seed, "bootstrap": n_boot, "ci": level, "alpha": alpha,
+              "names": list(names),
+              "thresholds": {"min_speakers": min_speakers, "min_words": min_words, "min_errors": min_errors},
+              "mode": mode, "normalizer": normalizer.describe(), "allow_missing": allow_missing}
+    inputs = {"a": system_a, "b": system_b}
+    if cohort_map is not None:
+        inputs["cohort_map"] = cohort_map
+
+    def body(ctx: Any) -> None:
+        from asrtools.pipeline import atomic_write_json, atomic_write_text
+        from asrtools.scoring.cohorts import UtteranceTable
+        from asrtools.scoring.compare import compare_systems
+        from asrtools.scoring.plots import plot_comparison
+        from asrtools.scoring.report import load_report
+        from asrtools.scoring.tables import compare_csv, compare_json, compare_markdown
+
+        attrs = _speaker_attributes(cohort_map)
+        tables = [UtteranceTable.from_report(load_report(p, mode, normalizer, allow_missing), attrs)
+                  for p in (system_a, system_b)]
+        result = compare_systems(tables[0], tables[1], groupings, n_boot, seed, level, alpha, thresholds, names)
+        atomic_write_json(ctx.out_dir / "compare.json", compare_json(result, params))
+        atomic_write_text(ctx.out_dir / "compare.csv", compare_csv(result))
+        atomic_write_text(ctx.out_dir / "compare.md", compare_markdown(result, level, alpha))
+        for grouping in result.groupings:
+            plot_comparison(grouping, ctx.out_dir / f"compare_by_{_file_name(grouping.by)}.png", names, level)
+        o = result.overall
+        ctx.log.info("overall WER %s -> %s (%s); changed cohorts: %s", _fmt_pct(o.wer_a), _fmt_pct(o.wer_b),
+                     o.verdict, "; ".join(f"{g.name}: {', '.join(c.label for c in g.cohorts if c.significant) or 'none'}"
+                                          for g in result.groupings) or "n/a")
+
+    run_stage(out_dir, "score compare", params, inputs, body, force=force)
+
+
+def _fmt_pct(value: Optional[float]) -> str:
+    return f"{100 * value:.2f}%" if value is not None else "n/a"
