@@ -221,7 +221,6 @@ class MutualInformationRecursion(torch.autograd.Function):
         else:
             (totals,) = ctx.saved_tensors
             px_occ, py_occ = ctx.lattice.occupations(ctx.alpha, totals)
-            del ctx.lattice, ctx.alpha
         scale = grad_totals.view(-1, 1, 1)
         return px_occ * scale, py_occ * scale, None, None
 
