@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+import types
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 COUNT_FIELDS = ("corr", "sub", "del", "ins")
+_NO_FIELDS: Mapping[str, Any] = types.MappingProxyType({})
 
 
 def speaker_of(utt_id: str) -> str:
@@ -118,8 +120,7 @@ class ErrorCounts:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class Alignment:
+class Alignment(NamedTuple):
     """The alignment of one reference with one hypothesis.
 
     Attributes:
@@ -155,8 +156,7 @@ class Alignment:
         return ErrorCounts(1, len(self.ref), len(self.hyp), corr, sub, dele, ins, int(sub + dele + ins > 0))
 
 
-@dataclasses.dataclass(frozen=True)
-class UttPair:
+class UttPair(NamedTuple):
     """One utterance to score.
 
     Attributes:
@@ -172,18 +172,17 @@ class UttPair:
     speaker: str
     ref: str
     hyp: str
-    custom: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    custom: Mapping[str, Any] = _NO_FIELDS
     missing_hyp: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class UtteranceScore:
+class UtteranceScore(NamedTuple):
     """A scored utterance: its identity, cohort fields and alignment."""
 
     id: str
     speaker: str
     alignment: Alignment
-    custom: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    custom: Mapping[str, Any] = _NO_FIELDS
 
     @property
     def counts(self) -> ErrorCounts:
