@@ -61,7 +61,9 @@ def test_pairing_errors_and_allow_missing(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no hypothesis for utterance 's-2' .* \(and 1 more\); use --allow-missing"):
         load_pairs(ref, partial)
     pairs = load_pairs(ref, partial, allow_missing=True)
-    assert [(p.id, p.hyp, p.missing_hyp) for p in pairs] == [("s-1", "a b", False), ("s-2", "", True), ("s-3", "", True)]
+    assert [(p.id, p.hyp, p.missing_hyp) for p in pairs] == [
+        ("s-1", "a b", False), ("s-2", "", True), ("s-3", "", True)
+    ]
     with pytest.raises(ConfigError, match="give the hypotheses with --hyp"):
         load_pairs(ref)
 
@@ -86,6 +88,14 @@ def test_recogs_reader(tmp_path: Path) -> None:
     no_ref = _write(tmp_path / "noref.jsonl", json.dumps({"id": "q-1", "hyp": "a"}) + "\n")
     with pytest.raises(DataError, match=r"noref.jsonl:1: utterance 'q-1' has no 'ref' string"):
         read_recogs(no_ref)
+
+
+def test_recogs_as_written_by_the_decode_stage(tmp_path: Path) -> None:
+    record = {"cut_id": "cut-7", "utt_id": "spk3-cut-7", "speaker": "spk3", "gender": "female", "ref": "a b",
+              "hyp": "a", "duration": 1.5, "decode_seconds": 0.01, "custom": {"region": "north", "zip": "12345"}}
+    pair = read_recogs(_write(tmp_path / "recogs.jsonl", json.dumps(record) + "\n"))[0]
+    assert (pair.id, pair.speaker) == ("cut-7", "spk3")
+    assert pair.custom["gender"] == "female" and pair.custom["region"] == "north" and pair.custom["zip"] == "12345"
 
 
 def test_decode_dir_with_trn_files(tmp_path: Path) -> None:

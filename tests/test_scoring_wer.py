@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 from typing import List, Tuple
 
@@ -154,3 +155,16 @@ def test_report_counts_and_round_trip(tmp_path: Path) -> None:
     sys_lines = (tmp_path / "wer.sys").read_text().splitlines()
     assert any(line.startswith("| Sum/Avg|") and " 90.0 " in line for line in sys_lines)
     assert (tmp_path / "hyp.trn").read_text().splitlines()[2] == " (s2-a)"
+
+
+def test_very_long_utterances_follow_rapidfuzz_hirschberg(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(8)
+    ref = [rng.choice("ab") for _ in range(2146)]
+    hyp = [rng.choice("ab") for _ in range(2237)]  # > 2**22 cells: rapidfuzz splits (Hirschberg)
+    out = jiwer.process_words(" ".join(ref), " ".join(hyp))
+    counts = align(ref, hyp).counts
+    assert (counts.sub, counts.del_, counts.ins) == (out.substitutions, out.deletions, out.insertions)
+    monkeypatch.setitem(sys.modules, "rapidfuzz.distance", None)  # rapidfuzz unavailable
+    fallback = align(ref, hyp).counts
+    assert fallback.err == counts.err  # our own DP: the same minimum ...
+    assert fallback.sub != counts.sub  # ... but here another split than Hirschberg's

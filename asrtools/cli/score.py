@@ -22,7 +22,8 @@ def _normalize_options(func: Any) -> Any:
                              "Default: none.")(func)
     func = click.option("--mode", type=click.Choice(["levenshtein", "sclite"]), default="levenshtein",
                         show_default=True,
-                        help="levenshtein: min S+D+I (jiwer's counts); sclite: sclite's weights and tie-breaking.")(func)
+                        help="levenshtein: min S+D+I (jiwer's counts); "
+                             "sclite: sclite's weights and tie-breaking.")(func)
     return func
 
 
@@ -250,9 +251,11 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
         for grouping in result.groupings:
             plot_comparison(grouping, ctx.out_dir / f"compare_by_{_file_name(grouping.by)}.png", names, level)
         o = result.overall
+        changed = "; ".join(
+            f"{g.name}: {', '.join(c.label for c in g.cohorts if c.significant) or 'none'}" for g in result.groupings
+        )
         ctx.log.info("overall WER %s -> %s (%s); changed cohorts: %s", _fmt_pct(o.wer_a), _fmt_pct(o.wer_b),
-                     o.verdict, "; ".join(f"{g.name}: {', '.join(c.label for c in g.cohorts if c.significant) or 'none'}"
-                                          for g in result.groupings) or "n/a")
+                     o.verdict, changed or "n/a")
 
     run_stage(out_dir, "score compare", params, inputs, body, force=force)
 

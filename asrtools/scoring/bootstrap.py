@@ -17,7 +17,7 @@ from typing import Tuple
 
 import numpy as np
 
-_MAX_INDEX_ELEMENTS = 1 << 24  # resample indices held in memory at once
+_MAX_INDEX_ELEMENTS = 1 << 22  # resample indices held in memory at once (32 MiB)
 
 
 def rng_for(seed: int, *names: str) -> np.random.Generator:
@@ -53,7 +53,8 @@ def resample_sums(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> 
     for start in range(0, n_boot, per_chunk):
         size = min(per_chunk, n_boot - start)
         index = rng.integers(0, n_clusters, size=(size, n_clusters))
-        out[start : start + size] = values[index].sum(axis=1)
+        for col in range(n_cols):
+            out[start : start + size, col] = values[:, col][index].sum(axis=1)
     return out
 
 

@@ -130,15 +130,11 @@ def cohort_labels(table: UtteranceTable, by: Sequence[str]) -> Tuple[List[str], 
     labels = []
     values: Dict[str, Dict[str, str]] = {}
     for attrs in table.attributes:
-        parts = {f: _text(attrs[f]) if attrs.get(f) not in (None, "") else MISSING for f in by}
+        parts = {f: str(attrs[f]) if attrs.get(f) not in (None, "") else MISSING for f in by}
         label = "/".join(parts.values())
         values.setdefault(label, parts)
         labels.append(label)
     return labels, values
-
-
-def _text(value: Any) -> str:
-    return str(value)
 
 
 def _mean_median_sd(values: np.ndarray) -> Tuple[Optional[float], Optional[float], Optional[float]]:

@@ -10,9 +10,11 @@ counts of two specific tools exactly:
   deletion if ``D[i][j] == D[i-1][j] + 1``, else an insertion if
   ``D[i][j-1] == D[i-1][j-1] - 1``, else the diagonal. kaldialign picks other paths among
   equal-cost ones (different S/D/I splits on ~5% of adversarial pairs), so it cannot give
-  jiwer's counts. Known limit: for one utterance with more than ~2000 words on *both* sides
-  (``n * m >= 4 * 2**20``) rapidfuzz switches to Hirschberg splitting, whose tie-breaking we
-  do not follow; totals (S+D+I) stay identical, the S vs D+I split may differ there.
+  jiwer's counts. For one utterance with more than ~2000 words on *both* sides
+  (``n * m >= 4 * 2**20``) rapidfuzz switches to Hirschberg splitting with its own
+  tie-breaking; such utterances are handed to rapidfuzz itself (jiwer's dependency) when it
+  is installed. Without it our DP still gives the minimum S+D+I, but the S vs D+I split of
+  those few utterances may differ from jiwer's.
 - ``sclite``: NIST sclite's weights (correct 0, substitution 4, insertion 3, deletion 3) and
   its choice at each cell (``net_dp.c``, checked against ``sctk sclite`` on random and
   adversarial pairs): the diagonal if its cost is <= both others, else the deletion if
@@ -31,9 +33,12 @@ strings over ``C`` (correct), ``S``, ``D`` (deletion of a reference word), ``I``
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+import logging
+from typing import List, Tuple
 
 import numpy as np
+
+logger = logging.getLogger("asrtools")
 
 LEVENSHTEIN = "levenshtein"
 SCLITE = "sclite"
@@ -86,6 +91,12 @@ def align_batch(
     hyp_lens = np.diff(hyp_offsets)
     results: List[bytes] = [b""] * n_utts
     order = np.lexsort((hyp_lens, ref_lens))
+    if mode == LEVENSHTEIN:
+        long_utts = _hirschberg_sized(ref_lens, hyp_lens)
+        if long_utts.any() and _align_with_rapidfuzz(
+            np.flatnonzero(long_utts), ref_flat, ref_offsets, hyp_flat, hyp_offsets, results
+        ):
+            order = order[~long_utts[order]]
     for chunk in _chunks(ref_lens[order], hyp_lens[order], max_cells):
         utts = order[chunk]
         refs = _pad(ref_flat, ref_offsets[utts], ref_lens[utts], _REF_PAD)
@@ -94,6 +105,38 @@ def align_batch(
         for utt, op in zip(utts.tolist(), ops):
             results[utt] = op
     return results
+
+
+def _hirschberg_sized(ref_lens: np.ndarray, hyp_lens: np.ndarray) -> np.ndarray:
+    """Utterances long enough for rapidfuzz to align with Hirschberg splitting, `(U,)` bool."""
+    return (ref_lens >= 65) & (hyp_lens >= 10) & (2 * ref_lens * hyp_lens // 8 >= 1 << 20)
+
+
+def _align_with_rapidfuzz(
+    utts: np.ndarray,
+    ref_flat: np.ndarray,
+    ref_offsets: np.ndarray,
+    hyp_flat: np.ndarray,
+    hyp_offsets: np.ndarray,
+    results: List[bytes],
+) -> bool:
+    """Fill `results[u]` for `utts` with rapidfuzz's opcodes; False if rapidfuzz is missing."""
+    try:
+        from rapidfuzz.distance import Levenshtein
+    except ImportError:
+        logger.warning(
+            "%d very long utterances: without rapidfuzz their S/D/I split may differ from jiwer's "
+            "(totals are the same)", len(utts)
+        )
+        return False
+    letters = {"equal": b"C", "replace": b"S", "delete": b"D", "insert": b"I"}
+    for utt in utts.tolist():
+        ref = ref_flat[ref_offsets[utt] : ref_offsets[utt + 1]].tolist()
+        hyp = hyp_flat[hyp_offsets[utt] : hyp_offsets[utt + 1]].tolist()
+        results[utt] = b"".join(
+            letters[tag] * max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in Levenshtein.opcodes(ref, hyp)
+        )
+    return True
 
 
 def _chunks(ref_lens: np.ndarray, hyp_lens: np.ndarray, max_cells: int) -> List[slice]:
@@ -272,11 +315,3 @@ def _middle(
         mask = cols < mid_lens[:, None]
         out[mask] = taken[mask]
     return out, mid_lens
-
-
-def count_ops(ops: Sequence[bytes]) -> np.ndarray:
-    """Per-utterance `(corr, sub, del, ins)` counts from op strings, `(U, 4)` int64."""
-    counts = np.zeros((len(ops), 4), dtype=np.int64)
-    for u, op in enumerate(ops):
-        counts[u] = (op.count(b"C"), op.count(b"S"), op.count(b"D"), op.count(b"I"))
-    return counts

@@ -98,12 +98,18 @@ def read_kaldi_text(path: Path) -> Dict[str, str]:
     return {utt: text for utt, (text, _) in _unique(path, _text_entries(path)).items()}
 
 
+_RECOG_ID_KEYS = ("id", "cut_id", "utt_id")
+_RECOG_CORE_KEYS = frozenset(_RECOG_ID_KEYS + ("speaker", "ref", "hyp", "custom"))
+
+
 def read_recogs(path: Path, allow_missing: bool = False) -> List[UttPair]:
     """Read recogs.jsonl into `UttPair`s (file order).
 
     Args:
-      path: the JSON-lines file. Each object needs `id`, `ref` and `hyp` (strings);
-        `speaker` (default: from the id) and `custom` (a mapping) are optional.
+      path: the JSON-lines file. Each object needs an id (`id`, else `cut_id`, else
+        `utt_id`), `ref` and `hyp` strings; `speaker` (default: from the id) and `custom`
+        (a mapping of cohort fields) are optional. Other top-level fields (e.g. `gender`)
+        are kept as cohort fields too; `custom` wins on a name clash.
       allow_missing: score a null/absent `hyp` as empty instead of failing.
     """
     pairs: List[UttPair] = []
@@ -115,9 +121,9 @@ def read_recogs(path: Path, allow_missing: bool = False) -> List[UttPair]:
             raise DataError(f"{path}:{lineno}: not valid JSON ({err})") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object")
-        utt_id = obj.get("id")
-        if not isinstance(utt_id, str) or not utt_id:
-            raise DataError(f"{path}:{lineno}: missing or empty 'id'")
+        utt_id = next((obj[k] for k in _RECOG_ID_KEYS if obj.get(k) not in (None, "")), None)
+        if not isinstance(utt_id, str):
+            raise DataError(f"{path}:{lineno}: missing or empty utterance id ('id' or 'cut_id')")
         if utt_id in first_line:
             raise DataError(f"{path}:{lineno}: duplicate utterance id {utt_id!r} (first on line {first_line[utt_id]})")
         first_line[utt_id] = lineno
@@ -134,9 +140,11 @@ def read_recogs(path: Path, allow_missing: bool = False) -> List[UttPair]:
         custom = obj.get("custom") or {}
         if not isinstance(custom, dict):
             raise DataError(f"{path}:{lineno}: utterance {utt_id!r}: 'custom' is not an object")
+        fields = {k: v for k, v in obj.items() if k not in _RECOG_CORE_KEYS and not isinstance(v, (dict, list))}
+        fields.update(custom)
         speaker = obj.get("speaker")
         speaker = str(speaker) if speaker not in (None, "") else speaker_of(utt_id)
-        pairs.append(UttPair(utt_id, speaker, ref, hyp or "", custom, missing))
+        pairs.append(UttPair(utt_id, speaker, ref, hyp or "", fields, missing))
     return pairs
 
 
@@ -199,7 +207,7 @@ def load_pairs(
     if ref_format == "recogs":
         if hyp is not None:
             raise ConfigError(f"--hyp given, but {ref} already holds references and hypotheses")
-        return read_recogs(ref, allow_missing)
+        return _non_empty(read_recogs(ref, allow_missing), ref)
     if hyp is None:
         raise ConfigError(f"{ref} holds only references: give the hypotheses with --hyp")
     hyp = Path(hyp)
@@ -216,12 +224,16 @@ def load_pairs(
             f"{hyp}: no hypothesis for utterance {missing[0]!r} of {ref}{more}; "
             "use --allow-missing to score missing hypotheses as empty"
         )
-    if missing:
-        logger.warning("%d utterances have no hypothesis in %s; scored as empty", len(missing), hyp)
     pairs = []
     for utt_id, (ref_text, _) in refs.items():
         hyp_text = hyps.get(utt_id, ("", 0))[0]
         pairs.append(UttPair(utt_id, speaker_of(utt_id), ref_text, hyp_text, {}, utt_id not in hyps))
+    return _non_empty(pairs, ref)
+
+
+def _non_empty(pairs: List[UttPair], source: Path) -> List[UttPair]:
+    if not pairs:
+        raise DataError(f"{source}: no utterances to score")
     return pairs
 
 

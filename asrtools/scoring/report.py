@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from asrtools.errors import DataError
-from asrtools.pipeline import atomic_path, atomic_write_json
+from asrtools.pipeline import atomic_write_json
 from asrtools.scoring.io import format_trn, load_pairs, write_lines
 from asrtools.scoring.wer import Alignment, ErrorCounts, UtteranceScore, WerReport, score_pairs
 

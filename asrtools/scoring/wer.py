@@ -38,7 +38,6 @@ __all__ = [
     "speaker_of",
 ]
 
-COUNT_FIELDS = ("corr", "sub", "del", "ins")
 _NO_FIELDS: Mapping[str, Any] = types.MappingProxyType({})
 
 
