@@ -199,7 +199,7 @@ class ConformerEncoder(Encoder):
     ) -> None:
         super().__init__()
         if num_layers < 1 or dim < 1 or ffn_dim < 1:
-            raise ConfigError(f"encoder conformer: num_layers, dim and ffn_dim must be >= 1")
+            raise ConfigError("encoder conformer: num_layers, dim and ffn_dim must be >= 1")
         if chunk_size < 0 or left_context < 0:
             raise ConfigError(
                 f"encoder conformer: chunk_size {chunk_size} and left_context {left_context} must be >= 0"
