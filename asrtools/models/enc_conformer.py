@@ -1,6 +1,6 @@
 """Chunked streaming Conformer encoder (`encoder: conformer`).
 
-    x (B, T, F) -> causal Conv2d subsampling (T // 4) -> N x conformer layer -> (B, T // 4, D)
+    x (B, T, F) -> causal Conv2d subsampling (T // 4) -> LN -> N x conformer layer -> (B, T // 4, D)
 
 Conformer layer (Gulati et al. 2020, macaron style, pre-norm):
     x = x + 1/2 FFN(x);  x = x + MHSA(LN(x));  x = x + Conv(x);  x = x + 1/2 FFN(x);  x = LN(x)
@@ -207,6 +207,8 @@ class ConformerEncoder(Encoder):
         self.subsampling = CausalConv2dSubsampling(
             input_dim, dim, channels=subsampling_channels, factor=subsampling_factor, dropout=dropout
         )
+        # Raw log-mel inputs are far from zero mean / unit scale: normalise each frame.
+        self.input_norm = nn.LayerNorm(dim)
         self.layers = nn.ModuleList(
             ConformerLayer(dim, num_heads, ffn_dim, conv_kernel_size, left_context, max_relative_distance, dropout)
             for _ in range(num_layers)
@@ -239,6 +241,7 @@ class ConformerEncoder(Encoder):
           out: (B, T // subsampling_factor, D); out_lens: (B,) int64.
         """
         hidden, out_lens = self.subsampling(x, x_lens)
+        hidden = self.input_norm(hidden)
         pos = torch.arange(hidden.size(1), device=x.device)
         mask = chunk_attention_mask(pos, pos, self.chunk_size, self.left_context)[None]
         mask = mask & (pos[None, :] < out_lens[:, None])[:, None, :]
@@ -282,6 +285,7 @@ class ConformerEncoder(Encoder):
                 "input frames (only the last chunk may be shorter)"
             )
         hidden, out_lens, sub_states = self.subsampling.streaming_forward(chunk, chunk_lens, sub_states)
+        hidden = self.input_norm(hidden)
         out_lens = out_lens.clamp(max=hidden.size(1))
         num_frames = hidden.size(1)
         if num_frames == 0:

@@ -6,7 +6,7 @@ input is enriched by a causal local CNN and a causal global CNN.
                   +--> global CNN: pointwise F -> C_g, residual blocks    --> (B, T, C_g)
                        [pw conv -> dilated causal dw conv -> pw conv ->        | stack 4 frames
                         causal SE], at 10 ms                                   v (B, T/4, 4*C_g)
-                  concat --> linear --> LSTM stack --> (B, T/4, C)
+                  concat --> linear --> layer norm --> LSTM stack --> (B, T/4, C)
 
 Frame-rate choice *(ours; the paper's exact arrangement is not available)*: the local CNN's
 first two layers stride 2 in time (and frequency), which is the usual conv subsampling and
@@ -132,6 +132,9 @@ class ConvRnntFrontEnd(nn.Module):
         self.stacker = FrameStacker(self.local.factor)
         self.factor = self.local.factor
         self.out = nn.Linear(self.local.output_dim + self.factor * global_net.channels, output_dim)
+        # Raw log-mel inputs are far from zero mean / unit scale; normalising each frame
+        # keeps the LSTM gates out of saturation early in training.
+        self.norm = nn.LayerNorm(output_dim)
         self.dropout = nn.Dropout(dropout)
         self.output_dim = output_dim
         self._num_local_states = len(self.local.convs)
@@ -169,7 +172,7 @@ class ConvRnntFrontEnd(nn.Module):
         return self._combine(local, stacked), y_lens, local_states + global_states + [stack_cache]
 
     def _combine(self, local: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.out(torch.cat([local, stacked], dim=2)))
+        return self.dropout(self.norm(self.out(torch.cat([local, stacked], dim=2))))
 
 
 @register_encoder("convrnnt")
