@@ -6,7 +6,9 @@ by a short silence template, so a tiny transducer can learn (and overfit) it in 
 """
 from __future__ import annotations
 
+import functools
 import random
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -16,9 +18,10 @@ from lhotse import CutSet, Features, LilcomChunkyWriter, MonoCut, NumpyFilesWrit
 
 from asrtools.text.tokenizer import Tokenizer, train_bpe
 
-WORDS = ["ALPHA", "BRAVO", "CHARLIE", "DELTA", "ECHO", "FOXTROT", "GOLF", "HOTEL", "INDIA", "JULIET"]
+# Short words so that a 35-piece BPE model has one piece per word.
+WORDS = ["BA", "DO", "KI", "LO", "MU", "NE", "SE", "TA"]
 FEATURE_DIM = 80
-FRAMES_PER_TOKEN = 8
+FRAMES_PER_TOKEN = 4  # one encoder frame per token after 4x subsampling
 GAP_FRAMES = 4
 
 # A tiny model: trains a step in a few milliseconds on one core.
@@ -26,13 +29,13 @@ TINY_CONFIG = {
     "model": {
         "encoder": "lstm",
         "encoder_params": {"hidden_dim": 48, "num_layers": 1, "subsampling_dim": 32,
-                           "subsampling_channels": 4, "dropout": 0.0},
+                           "subsampling_channels": 8, "dropout": 0.0},
         "decoder_dim": 24,
         "joiner_dim": 32,
         "context_size": 2,
     },
     "optim": {"lr": 5.0e-3, "scheduler": "constant", "warmup_steps": 5, "clip_grad_norm": 5.0},
-    "data": {"max_duration": 2.5, "num_buckets": 2, "spec_augment": {"enabled": False}},
+    "data": {"max_duration": 2.5, "num_buckets": 2, "min_cut_duration": 0.0, "spec_augment": {"enabled": False}},
     "loss": {"warm_steps": 20, "prune_range": 4},
     "num_epochs": 2,
     "save_every_n_steps": 0,
@@ -42,7 +45,7 @@ TINY_CONFIG = {
 
 
 def _sentences(count: int, rng: random.Random) -> List[str]:
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3))) for _ in range(count)]
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4))) for _ in range(count)]
 
 
 def _features(token_ids: List[int], rng: np.random.Generator) -> np.ndarray:
@@ -69,7 +72,8 @@ def _cut(cut_id: str, text: str, speaker: str, feats: np.ndarray, writer) -> Mon
 
 
 def make_corpus(root: Path, num_train: int = 12, num_dev: int = 4, seed: int = 0,
-                nan_cuts: int = 0, sentences: Optional[List[str]] = None) -> Dict[str, Path]:
+                nan_cuts: int = 0, sentences: Optional[List[str]] = None, copies: int = 1,
+                dev_is_train: bool = False) -> Dict[str, Path]:
     """Write bpe.model, cuts_train.jsonl.gz and cuts_dev.jsonl.gz under `root`.
 
     Args:
@@ -78,13 +82,16 @@ def make_corpus(root: Path, num_train: int = 12, num_dev: int = 4, seed: int = 0
       seed: text and noise seed.
       nan_cuts: the first `nan_cuts` training cuts get NaN features (stored losslessly).
       sentences: use these training texts instead of random ones.
+      copies: each training text appears this many times (with different noise).
+      dev_is_train: the dev cuts hold the (first copy of the) training texts.
     """
     root.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    train_texts = sentences or _sentences(num_train, rng)
-    dev_texts = _sentences(num_dev, rng)
+    unique_texts = sentences or _sentences(num_train, rng)
+    train_texts = unique_texts * copies
+    dev_texts = list(unique_texts) if dev_is_train else _sentences(num_dev, rng)
     bpe = root / "bpe.model"
-    train_bpe(WORDS + train_texts, bpe, vocab_size=30)
+    train_bpe(WORDS * 3 + unique_texts, bpe, vocab_size=35)
     tokenizer = Tokenizer(bpe)
     noise = np.random.default_rng(seed)
     paths = {"bpe_model": bpe}
@@ -108,3 +115,34 @@ def write_config(path: Path, overrides: Optional[dict] = None) -> Path:
 
     path.write_text(yaml.safe_dump(merge(TINY_CONFIG, overrides or {})))
     return path
+
+
+OVERFIT_TEXTS = ["SE BA MU TA", "MU TA NE LO", "MU KI", "DO SE", "LO", "NE KI BA"]
+
+
+@functools.lru_cache(maxsize=1)
+def overfit_run() -> Dict[str, object]:
+    """Train (once per test session) a tiny model on 6 utterances until it memorises them.
+
+    One batch holds all six cuts, so an epoch is one step. The dev cuts hold the same texts
+    with different noise, so a low dev loss means the acoustic templates were learnt.
+
+    Returns:
+      {"corpus": paths, "exp_dir": Path, "initial_pruned": float, "final_pruned": float}.
+    """
+    from asrtools.training.config import load_train_config
+    from asrtools.training.distributed import setup_distributed
+    from asrtools.training.trainer import Trainer, TrainPaths
+
+    root = Path(tempfile.mkdtemp(prefix="asrtools-overfit-"))
+    corpus = make_corpus(root / "data", sentences=OVERFIT_TEXTS, dev_is_train=True)
+    config = load_train_config(write_config(root / "overfit.yaml", {
+        "num_epochs": 150, "optim": {"lr": 0.01},
+        "data": {"max_duration": 3.0}, "average_last_n": 1, "keep_last_k": 1}))
+    paths = TrainPaths(corpus["cuts_train"], corpus["cuts_dev"], corpus["bpe_model"], root / "exp")
+    (root / "exp").mkdir()
+    trainer = Trainer(config, paths, setup_distributed("cpu"))
+    initial = trainer.validate()["pruned"]
+    trainer.run()
+    return {"corpus": corpus, "exp_dir": root / "exp", "initial_pruned": initial,
+            "final_pruned": trainer.valid["pruned"]}

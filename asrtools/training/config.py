@@ -96,8 +96,8 @@ class DataConfig:
     spec_augment: SpecAugmentConfig = dataclasses.field(default_factory=SpecAugmentConfig)
 
     def validate(self) -> None:
-        if self.max_duration <= 0 or self.num_buckets < 1 or self.num_workers < 0:
-            raise ValueError("max_duration must be > 0, num_buckets >= 1, num_workers >= 0")
+        if self.max_duration <= 0 or self.num_buckets < 2 or self.num_workers < 0:
+            raise ValueError("max_duration must be > 0, num_buckets >= 2 (lhotse's minimum), num_workers >= 0")
 
 
 @dataclasses.dataclass

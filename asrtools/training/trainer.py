@@ -256,7 +256,7 @@ class Trainer:
         self.model.train()
         window = _Window()
         bar = tqdm(self.loader, desc=f"epoch {self.progress.epoch}", initial=self.progress.batches_in_epoch,
-                   disable=not self.info.is_main, leave=False, dynamic_ncols=True, unit="batch")
+                   disable=None if self.info.is_main else True, leave=False, dynamic_ncols=True, unit="batch")
         for batch in bar:
             self.progress.batches_in_epoch += 1
             stats = self.train_step(batch)

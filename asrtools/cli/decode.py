@@ -1,0 +1,76 @@
+"""`asrtools decode`: decode cuts with a trained transducer (a resumable stage)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from asrtools.cli.options import force_option
+
+
+@click.command("decode")
+@click.option("--exp-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Experiment directory of `asrtools train`.")
+@click.option("--checkpoint", default="averaged.pt", show_default=True,
+              help="Checkpoint file, relative to --exp-dir unless it is an existing path.")
+@click.option("--cuts", "cuts_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="CutSet with precomputed features to decode.")
+@click.option("--bpe-model", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The sentencepiece model the system was trained with.")
+@click.option("--method", type=click.Choice(["greedy", "modified_beam", "streaming_greedy"]), default="greedy",
+              show_default=True, help="Search method.")
+@click.option("--beam", type=int, default=4, show_default=True, help="Beam of modified_beam.")
+@click.option("--max-sym-per-frame", type=int, default=1, show_default=True,
+              help="Greedy methods: most symbols emitted per encoder frame.")
+@click.option("--chunk-frames", type=int, default=32, show_default=True,
+              help="streaming_greedy: input frames per chunk (multiple of the subsampling factor).")
+@click.option("--max-duration", type=float, default=100.0, show_default=True,
+              help="Seconds of audio per batch; 0 decodes one cut at a time (exact per-cut times).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Stage directory for recogs.jsonl, ref.trn, hyp.trn, summary.json.")
+@force_option
+def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, method: str, beam: int,
+           max_sym_per_frame: int, chunk_frames: int, max_duration: float, device: str, out_dir: Path,
+           force: bool) -> None:
+    """Decode --cuts and write recogs.jsonl plus sclite ref.trn / hyp.trn.
+
+    Utterance ids in the trn files are `<speaker>-<cut id>` (sclite -i rm). Score them with
+    `asrtools score wer`.
+
+    \b
+    Example:
+      asrtools decode --exp-dir exp/lstm --checkpoint averaged.pt \\
+        --cuts data/fbank/cuts_test.jsonl.gz --bpe-model data/lang_bpe_500/bpe.model \\
+        --method streaming_greedy --chunk-frames 32 --out-dir exp/lstm/decode_test_streaming
+    """
+    import torch
+
+    from asrtools.decoding.recognize import DecodeOptions, load_model, run_decoding
+    from asrtools.errors import ConfigError
+    from asrtools.pipeline import run_stage
+    from asrtools.text.tokenizer import Tokenizer
+    from asrtools.training.data import check_features, load_cuts
+
+    options = DecodeOptions(method=method, beam=beam, max_sym_per_frame=max_sym_per_frame,
+                            chunk_frames=chunk_frames, max_duration=max_duration)
+    options.validate()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    ckpt_path = Path(checkpoint) if Path(checkpoint).is_file() else exp_dir / checkpoint
+
+    def body(ctx) -> None:
+        torch_device = torch.device(device)
+        tokenizer = Tokenizer(bpe_model)
+        model, model_config = load_model(ckpt_path, torch_device)
+        if model.vocab_size != tokenizer.vocab_size:
+            raise ConfigError(f"{bpe_model} has {tokenizer.vocab_size} tokens but {ckpt_path} was trained "
+                              f"with {model.vocab_size}")
+        cuts = load_cuts(cuts_path, "cuts")
+        check_features(cuts, model_config.feature_dim, "cuts")
+        run_decoding(ctx, model, tokenizer, cuts, options, torch_device)
+
+    params = {k: v for k, v in options.__dict__.items() if k != "shard_size"}
+    inputs = {"checkpoint": ckpt_path, "cuts": cuts_path, "bpe_model": bpe_model}
+    run_stage(out_dir, "decode", params, inputs, body, force=force)
+
