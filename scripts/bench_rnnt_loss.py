@@ -18,7 +18,9 @@ fixed at 64 KiB (`MALLOC_MMAP_THRESHOLD_`), so large tensors are mmap'ed and the
 the resident set as soon as they are freed. The child does one warm-up step, resets the
 kernel's resident-set high-water mark (`echo 5 > /proc/self/clear_refs`), then reports
 `VmHWM - VmRSS` around one step: the extra resident memory (MiB) the step needed on top of its
-inputs. Time is the median wall time of --repeats further steps.
+inputs. Time: a second fresh child with the default allocator settings (the fixed mmap
+threshold would add page-fault cost) does one warm-up step, then reports the median wall time
+of --repeats steps.
 
 Usage:
   scripts/bench_rnnt_loss.py --threads 1 --repeats 3 --out docs/benchmarks.md
@@ -130,35 +132,42 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _child(method: str, shape: Tuple[int, int, int, int], threads: int, repeats: int) -> Dict[str, float]:
+def _child(method: str, shape: Tuple[int, int, int, int], threads: int, repeats: int, measure: str) -> Dict[str, float]:
     import torch
 
     torch.set_num_threads(threads)
     step = _make_step(method, *shape)
     step()  # warm-up: lazy initialisation, first-touch of libraries
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current VmRSS
-    base_kib = _status_kib("VmRSS")
-    step()
-    peak_kib = _status_kib("VmHWM")
+    if measure == "memory":
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current VmRSS
+        base_kib = _status_kib("VmRSS")
+        step()
+        return {"mib": (_status_kib("VmHWM") - base_kib) / 1024}
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return {"ms": 1000 * statistics.median(times), "mib": (peak_kib - base_kib) / 1024}
+    return {"ms": 1000 * statistics.median(times)}
 
 
 # ---------------------------------------------------------------------------- parent side
 
 
 def _run_child(method: str, shape: Tuple[int, int, int, int], threads: int, repeats: int) -> Dict[str, float]:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, __file__, "--child", method, "--threads", str(threads), "--repeats", str(repeats),
-           "--shape", ",".join(map(str, shape))]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{method} {shape} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """Peak memory and median time of `method`, each measured in its own fresh process."""
+    result: Dict[str, float] = {}
+    for measure in ("memory", "time"):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        if measure == "memory":
+            env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+        cmd = [sys.executable, __file__, "--child", method, "--measure", measure, "--threads", str(threads),
+               "--repeats", str(repeats), "--shape", ",".join(map(str, shape))]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{method} {shape} ({measure}) failed:\n{proc.stderr[-3000:]}")
+        result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return result
 
 
 def _environment() -> Tuple[str, str]:
@@ -194,7 +203,7 @@ def _table(results: List[Tuple[str, Tuple[int, ...], Optional[Dict[str, float]],
     }
 
     def ratio(r: Dict[str, float], other: Optional[Dict[str, float]], key: str) -> str:
-        return f"{r[key] / other[key]:.3f}" if other else "–"
+        return f"{r[key] / other[key]:.3f}" if other and other[key] > 0 else "–"
 
     for method, shape, r, note in results:
         dims = ", ".join(map(str, shape))
@@ -209,6 +218,27 @@ def _table(results: List[Tuple[str, Tuple[int, ...], Optional[Dict[str, float]],
     return "\n".join(lines)
 
 
+def _targets(results: List[Tuple[str, Tuple[int, ...], Optional[Dict[str, float]], str]]) -> str:
+    """One line per shape comparing native-pruned with the targets (<= 1/5 of torchaudio-full's
+    time and memory; <= 1.2x k2-pruned's time)."""
+    found = {(shape, m): r for m, shape, r, _ in results if r is not None}
+    lines = []
+    for shape in dict.fromkeys(shape for _, shape, _, _ in results):
+        ours = found.get((shape, "native-pruned"))
+        if ours is None:
+            continue
+        checks = []
+        for ref, key, limit, what in (("torchaudio-full", "ms", 0.2, "time"), ("torchaudio-full", "mib", 0.2, "memory"),
+                                      ("k2-pruned", "ms", 1.2, "time")):
+            other = found.get((shape, ref))
+            if other and other[key] > 0:
+                value = ours[key] / other[key]
+                checks.append(f"{what} {value:.3f}x {ref} (target <= {limit}: {'met' if value <= limit else 'NOT met'})")
+        if checks:
+            lines.append(f"- {', '.join(map(str, shape))}: native-pruned " + "; ".join(checks))
+    return "\n".join(lines)
+
+
 def _section_intro() -> str:
     return (
         f"{SECTION}\n\n"
@@ -218,8 +248,9 @@ def _section_intro() -> str:
         "native-pruned / k2-pruned = smoothed simple loss (return_grad) + prune ranges (s_range 5)\n"
         "+ do_rnnt_pruning + pruned loss. Peak memory = resident-set high-water mark minus resident\n"
         "set before the step, in a fresh process per row, glibc mmap threshold fixed at 64 KiB so\n"
-        "freed tensors leave the resident set. Times are wall-clock medians on a shared 2-core\n"
-        "machine: treat ratios measured in the same run as the meaningful numbers.\n"
+        "freed tensors leave the resident set; times come from another fresh process with default\n"
+        "allocator settings. Times are wall-clock medians on a shared 2-core machine: treat ratios\n"
+        "measured in the same run as the meaningful numbers.\n"
     )
 
 
@@ -249,11 +280,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--out", type=Path, help="write the table into this Markdown file's '## Pruned RNN-T loss' section")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("memory", "time"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     shapes = args.shape or [_shape(s) for s in DEFAULT_SHAPES]
 
     if args.child:
-        print(json.dumps(_child(args.child, shapes[0], args.threads, args.repeats)))
+        print(json.dumps(_child(args.child, shapes[0], args.threads, args.repeats, args.measure)))
         return
 
     title, desc = _environment()
@@ -268,6 +300,9 @@ def main(argv: Optional[List[str]] = None) -> None:
             results.append((method, shape, _run_child(method, shape, args.threads, args.repeats), ""))
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).parent.parent.name + "/bin/python", "scripts/bench_rnnt_loss.py", *sys.argv[1:]])
     body = f"{desc}\n\nCommand: `{command}`\n\n{_table(results, args.repeats)}"
+    targets = _targets(results)
+    if targets:
+        body += f"\n\nTargets:\n\n{targets}"
     print(f"{title}\n\n{body}")
     if args.out:
         _write_section(args.out, title, body)

@@ -7,8 +7,10 @@
 # PyPI has k2 for CPU use only as k2==1.23.4 (wheel k2-1.23.4-py3.9-none-any.whl), built for
 # Python 3.9 and torch==1.13.1; torch 1.13 was built against numpy 1.x, hence numpy<2.
 # The venv holds: torch 1.13.1, k2 1.23.4, numpy<2, pytest, click, pyyaml, and asrtools itself
-# (editable, no deps). Every step checks first and says "ok" when there is nothing to do; pip
-# reuses its cache (~/.cache/pip), so a rebuild takes torch from the cache, not the network.
+# (editable, no deps). Every step checks first and says "ok" when there is nothing to do.
+# Wheels are kept in a wheel cache ($ASRTOOLS_K2_WHEELHOUSE, default ~/.cache/asrtools/k2-wheels)
+# and installed from there without the network: pip's own HTTP cache stays empty when the
+# registry answers "Cache-Control: no-store", so it cannot be relied on for the 2 GB of torch.
 #
 # Exit status: 0 when the venv is ready; 3 when no Python 3.9 exists (message "skipped: no
 # Python 3.9"), so callers can tell "nothing to test against" from a failure.
@@ -51,9 +53,21 @@ else
   rm -rf "$venv"
   "$python39" -m venv "$venv"
 fi
-pip_install() {
+wheelhouse=${ASRTOOLS_K2_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/asrtools/k2-wheels}
+quiet_pip() {
   # The site pip.conf lists local index folders that may not exist; their warnings are noise.
-  "$venv/bin/python" -m pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  "$venv/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip_install() {
+  # Install from the wheel cache alone; fill it from the registry first when something is missing.
+  mkdir -p "$wheelhouse"
+  if quiet_pip install -q --no-index --find-links "$wheelhouse" "$@" 2>/dev/null; then
+    say "  installed from the wheel cache $wheelhouse"
+  else
+    say "  downloading into the wheel cache $wheelhouse"
+    quiet_pip download -q -d "$wheelhouse" "$@"
+    quiet_pip install -q --no-index --find-links "$wheelhouse" "$@"
+  fi
 }
 
 # Installed versions are read from pip's metadata, not by importing (importing torch is slow).
@@ -76,7 +90,7 @@ PY
 if have torch 1.13.1; then
   say "ok: torch 1.13.1"
 else
-  say "installing torch==1.13.1 (from pip's cache when present)"
+  say "installing torch==1.13.1"
   pip_install "torch==1.13.1"
 fi
 
@@ -102,7 +116,7 @@ if have asrtools "*" && (cd / && "$venv/bin/python" -c "import asrtools, sys; sy
   say "ok: asrtools installed (editable) from $repo"
 else
   say "installing asrtools (editable, no deps) from $repo"
-  pip_install --no-deps -e "$repo"
+  quiet_pip install -q --no-deps --no-build-isolation -e "$repo"
 fi
 
 if "$venv/bin/python" -c "import k2, torch; assert torch.__version__.startswith('1.13.1')" 2>/dev/null; then
