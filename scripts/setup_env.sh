@@ -4,8 +4,8 @@
 #   scripts/setup_env.sh            # Debian packages + .venv + pinned Python stack + asrtools
 #   ASRTOOLS_SKIP_APT=1 scripts/setup_env.sh   # skip the Debian packages
 #
-# Every step checks first and says "ok" when there is nothing to do. pip reuses its cache
-# (~/.cache/pip), so a fresh clone re-installs torch from the cache, not the network.
+# Every step checks first and says "ok" when there is nothing to do. Wheels are kept in a
+# wheel house (~/.cache/asrtools/wheels), so a fresh clone installs torch without downloading.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,6 +14,12 @@ python=${ASRTOOLS_PYTHON:-python3.11}
 command -v "$python" >/dev/null 2>&1 || python=python3
 
 say() { echo "[setup_env] $*"; }
+
+# pip's own HTTP cache does not keep wheels on these machines (responses are not cacheable),
+# so we keep a wheel house: each wheel is downloaded once, and every later environment
+# (a fresh clone, CI) installs from it without touching the network.
+wheelhouse=${ASRTOOLS_WHEELHOUSE:-$HOME/.cache/asrtools/wheels}
+mkdir -p "$wheelhouse"
 
 # Debian packages: TTS engines + voices, sox, NIST sclite (sctk), text sources.
 apt_packages=(espeak-ng espeak-ng-data flite sox libsox-fmt-all sctk wordnet-base fortunes fortunes-min)
@@ -40,6 +46,15 @@ else
   say "ok: $venv exists"
 fi
 pip=("$venv/bin/pip" install -q)
+# install_cached SPEC...: install from the wheel house, filling it first if it lacks a wheel.
+install_cached() {
+  if "$venv/bin/pip" install -q --no-index --find-links "$wheelhouse" "$@" >/dev/null 2>&1; then
+    return 0
+  fi
+  say "downloading into the wheel house $wheelhouse: $*"
+  "$venv/bin/pip" download -q -d "$wheelhouse" "$@"
+  "$venv/bin/pip" install -q --no-index --find-links "$wheelhouse" "$@"
+}
 
 # The pinned stack. torch/torchaudio first and on their own, so nothing else can pull
 # another torch build. Versions checked with pip's own metadata, not by importing.
@@ -57,8 +72,8 @@ PY
 if have torch 2.9.1 && have torchaudio 2.9.1; then
   say "ok: torch 2.9.1 + torchaudio 2.9.1"
 else
-  say "installing torch==2.9.1 torchaudio==2.9.1 (from pip's cache when present)"
-  "${pip[@]}" torch==2.9.1 torchaudio==2.9.1
+  say "installing torch==2.9.1 torchaudio==2.9.1"
+  install_cached torch==2.9.1 torchaudio==2.9.1
 fi
 
 python_stack=(
@@ -72,7 +87,7 @@ for spec in "${python_stack[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing: ${missing[*]}"
-  "${pip[@]}" "${missing[@]}" "torch==2.9.1"
+  install_cached "${missing[@]}" "torch==2.9.1"
 else
   say "ok: Python stack present"
 fi
@@ -81,6 +96,6 @@ if have asrtools "*" && (cd / && "$venv/bin/python" -c "import asrtools, sys; sy
   say "ok: asrtools installed (editable) from $repo"
 else
   say "installing asrtools (editable)"
-  "${pip[@]}" --no-deps -e "$repo"
+  "${pip[@]}" --no-deps --no-build-isolation -e "$repo"
 fi
 say "environment ready: source $venv/bin/activate"
