@@ -1,4 +1,5 @@
 """Parameter and FLOPs accounting (asrtools.models.flops) and `asrtools model info`."""
+import dataclasses
 import json
 
 import pytest
@@ -115,3 +116,21 @@ def test_cli_model_info_bad_config(tmp_path):
     result = CliRunner().invoke(cli, ["model", "info", str(conf)])
     assert result.exit_code == 1
     assert "no_such_option" in result.output
+
+
+def test_recipe_configs_are_comparable_to_the_lstm_baseline():
+    from pathlib import Path
+
+    from asrtools.training.config import load_train_config
+
+    conf_dir = Path(__file__).resolve().parents[1] / "egs" / "synth" / "asr" / "conf"
+    configs = {name: load_train_config(conf_dir / f"train_{name}.yaml") for name in ("lstm", "convrnnt", "conformer")}
+    sizes = {}
+    for name, config in configs.items():
+        assert config.model.encoder == name
+        encoder = build_encoder(config.model.encoder, config.model.feature_dim, **config.model.encoder_params)
+        sizes[name] = sum(p.numel() for p in encoder.parameters())
+        # everything but the model section is the LSTM recipe's trainer setup
+        assert dataclasses.replace(config, model=configs["lstm"].model) == configs["lstm"]
+    for name in ("convrnnt", "conformer"):
+        assert abs(sizes[name] - sizes["lstm"]) <= 0.1 * sizes["lstm"], sizes
