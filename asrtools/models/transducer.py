@@ -225,6 +225,11 @@ class Transducer(nn.Module):
             return_grad=True,
             backend=backend,
         )
+        if not bool(torch.isfinite(simple_loss)):
+            # The occupation grads are then non-finite too: pruning ranges built from them are
+            # meaningless (possibly out of range), so report the pruned loss as NaN unevaluated.
+            return TransducerLosses(simple_loss, torch.full_like(simple_loss, float("nan")),
+                                    int(encoder_out_lens.sum()), encoder_out_lens)
         ranges = rnnt.get_rnnt_prune_ranges(
             px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range, backend=backend
         )

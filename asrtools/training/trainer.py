@@ -130,6 +130,8 @@ class Trainer:
         self.info = info
         self.log = log
         self.exp_dir = Path(paths.exp_dir)
+        if config.num_threads > 0:
+            torch.set_num_threads(config.num_threads)
         seed_everything(config.seed + info.rank)
         self.tokenizer = Tokenizer(paths.bpe_model)
         self.model = build_model(config.model, self.tokenizer.vocab_size).to(info.device)
