@@ -242,15 +242,18 @@ def _targets(results: List[Tuple[str, Tuple[int, ...], Optional[Dict[str, float]
 def _section_intro() -> str:
     return (
         f"{SECTION}\n\n"
-        "Written by `scripts/bench_rnnt_loss.py` (see its docstring). One training step (forward +\n"
+        "Written by `scripts/bench_rnnt_loss.py` (see its docstring). One training step (forward and\n"
         "backward) on CPU, fp32, random inputs; the joiner is `tanh(am + lm)` on V-dim inputs, so\n"
         "the full losses pay for the (B, T, U+1, V) logits and the pruned ones for (B, T, 5, V).\n"
-        "native-pruned / k2-pruned = smoothed simple loss (return_grad) + prune ranges (s_range 5)\n"
-        "+ do_rnnt_pruning + pruned loss. Peak memory = resident-set high-water mark minus resident\n"
-        "set before the step, in a fresh process per row, glibc mmap threshold fixed at 64 KiB so\n"
-        "freed tensors leave the resident set; times come from another fresh process with default\n"
-        "allocator settings. Times are wall-clock medians on a shared 2-core machine: treat ratios\n"
-        "measured in the same run as the meaningful numbers.\n"
+        "native-pruned and k2-pruned run the smoothed simple loss (return_grad), the prune ranges\n"
+        "(s_range 5), do_rnnt_pruning and the pruned loss. Peak memory is the resident-set\n"
+        "high-water mark minus the resident set before the step, in a fresh process per row with\n"
+        "glibc's mmap threshold fixed at 64 KiB so freed tensors leave the resident set; times come\n"
+        "from another fresh process with default allocator settings. Times are wall-clock medians\n"
+        "on a shared 2-core machine: treat ratios measured in the same run as the meaningful\n"
+        "numbers. Most of k2-pruned's extra time and memory is the backward of k2's\n"
+        "`do_rnnt_pruning`, which gathers from the decoder output expanded to (B, T, U+1, C) and so\n"
+        "zero-fills a tensor of that size; the native version looks rows up with `index_select`.\n"
     )
 
 

@@ -2,9 +2,9 @@
 
 From the arc occupations of the simple (trivial-joiner) lattice, `prune_ranges` picks for each
 frame t the window of `s_range` consecutive symbol positions that best holds the paths' nodes
-on that frame, then adjusts the window starts so that they start at 0, never decrease, never skip a symbol
-(consecutive starts differ by < s_range; by < 2 for modified RNN-T, which emits at most one
-symbol per frame), and so that the last frame of every item covers its last symbol.
+on that frame, then adjusts the window starts so that they start at 0, never decrease, never
+skip a symbol (consecutive starts differ by < s_range; by < 2 for modified RNN-T, which emits
+at most one symbol per frame), and so that the last frame of every item covers its last symbol.
 `prune_inputs` gathers the encoder/decoder outputs for those windows.
 """
 from __future__ import annotations
