@@ -2,8 +2,9 @@
 
 Each fake experiment holds a real checkpoint of a tiny transducer, decode directories with
 recogs.jsonl / ref.trn / hyp.trn / summary.json as `asrtools decode` writes them (laid out
-as egs/synth/asr/run.sh does), and WER directories made by the real `asrtools score wer`; the RTF JSON comes from running the benchmark script on the
-two checkpoints (one short synthetic utterance).
+as egs/synth/asr/run.sh does), and WER directories made by the real `asrtools score wer`;
+the RTF JSON comes from running the benchmark script on the two checkpoints (one short
+synthetic utterance).
 """
 from __future__ import annotations
 

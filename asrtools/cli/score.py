@@ -262,3 +262,105 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
 
 def _fmt_pct(value: Optional[float]) -> str:
     return f"{100 * value:.2f}%" if value is not None else "n/a"
+
+
+def _name_value(option: str, text: str) -> Tuple[str, str]:
+    """`NAME=VALUE` of a repeatable option; `ConfigError` naming the option otherwise."""
+    from asrtools.errors import ConfigError
+
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise ConfigError(f"{option} {text!r}: expected NAME=VALUE")
+    return name, value
+
+
+@score.command()
+@click.option("--exp", "exps", multiple=True, required=True, metavar="NAME=EXP_DIR",
+              help="A system: its table name and `asrtools train` experiment directory (repeatable, table order).")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=CKPT",
+              help="Checkpoint of system NAME (default: averaged.pt in its exp dir; relative to it unless the "
+                   "path exists).")
+@click.option("--wer", "wer_paths", multiple=True, metavar="NAME:KEY=PATH",
+              help="wer.json (or its WER directory) of system NAME for KEY = dev, test or test_streaming "
+                   "(default: <exp>/decode_{dev,test}_<offline method>/wer and <exp>/decode_test_streaming/wer, "
+                   "as egs/synth/asr/run.sh writes them).")
+@click.option("--offline-method", type=click.Choice(["greedy", "modified_beam"]), default="greedy",
+              show_default=True, help="Method of the default dev/test decode directories.")
+@click.option("--rtf-json", "rtf_jsons", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Streaming RTF results of scripts/bench_streaming.py --json-out, entries named like --exp "
+                   "(repeatable; a later file wins).")
+@click.option("--title", default="Model comparison", show_default=True, help="Title of the Markdown page.")
+@click.option("--allow-missing", is_flag=True, help="Show n/a for missing inputs instead of failing.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The Markdown page to write (e.g. egs/synth/asr/RESULTS.md).")
+@click.option("--out-dir", type=_DIR, default=None,
+              help="Stage directory for results.md and results.json (default: exp/results beside --out).")
+@force_option
+def results(exps: Tuple[str, ...], checkpoints: Tuple[str, ...], wer_paths: Tuple[str, ...], offline_method: str,
+            rtf_jsons: Tuple[Path, ...], title: str, allow_missing: bool, out: Path, out_dir: Optional[Path],
+            force: bool) -> None:
+    """Model-comparison table: params, GFLOPs/s, dev/test/streaming WER, streaming RTF.
+
+    Reads, per system, its checkpoint (parameters and encoder FLOPs measured like
+    `asrtools model info`), the wer.json of `asrtools score wer` for the dev, test and
+    streaming test decodes, and the one-thread streaming RTF from
+    `scripts/bench_streaming.py --json-out`; writes results.md + results.json into the stage
+    directory and copies results.md to --out. States whether ConvRNN-T beats the LSTM RNN-T
+    at similar size (paired speaker bootstrap on the test sets).
+
+    \b
+    Example:
+      asrtools score results --exp lstm=exp/lstm --exp convrnnt=exp/convrnnt \\
+        --exp conformer=exp/conformer --rtf-json exp/bench_streaming.json --out RESULTS.md
+    """
+    import datetime
+    import shlex
+
+    from asrtools.pipeline import atomic_write_json, atomic_write_text
+    from asrtools.scoring.results import (
+        collect_results,
+        convrnnt_vs_lstm,
+        experiment_specs,
+        locate_inputs,
+        results_json,
+        results_markdown,
+    )
+
+    exp_pairs = [_name_value("--exp", e) for e in exps]
+    ckpt_map = {name: Path(value) for name, value in (_name_value("--checkpoint", c) for c in checkpoints)}
+    wer_map = {}
+    for text in wer_paths:
+        target, value = _name_value("--wer", text)
+        name, _, key = target.rpartition(":")
+        wer_map[(name or target, key)] = Path(value)
+    specs = experiment_specs([(n, Path(d)) for n, d in exp_pairs], ckpt_map, wer_map, offline_method)
+    found = locate_inputs(specs, list(rtf_jsons), allow_missing)
+    out_dir = out_dir if out_dir is not None else out.parent / "exp" / "results"
+    args = ([f"--exp {shlex.quote(e)}" for e in exps] + [f"--checkpoint {shlex.quote(c)}" for c in checkpoints]
+            + [f"--wer {shlex.quote(w)}" for w in wer_paths] + [f"--rtf-json {shlex.quote(str(r))}" for r in rtf_jsons]
+            + ([f"--offline-method {offline_method}"] if offline_method != "greedy" else [])
+            + ([f"--title {shlex.quote(title)}"] if title != "Model comparison" else [])
+            + (["--allow-missing"] if allow_missing else []) + [f"--out {shlex.quote(str(out))}"])
+    command = "asrtools score results " + " ".join(args)
+    params = {"systems": [{"name": s.name, "exp_dir": str(s.exp_dir), "checkpoint": str(s.checkpoint),
+                           "wer": {k: str(p) for k, p in s.wer.items()}} for s in specs],
+              "rtf_jsons": [str(r) for r in rtf_jsons], "allow_missing": allow_missing, "missing": found.missing,
+              "title": title}
+
+    def body(ctx: Any) -> None:
+        generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        rows = collect_results(specs, found)
+        verdicts = convrnnt_vs_lstm(rows)
+        atomic_write_text(ctx.out_dir / "results.md",
+                          results_markdown(rows, verdicts, title, command, generated, found.missing))
+        atomic_write_json(ctx.out_dir / "results.json", results_json(rows, verdicts, generated, command, found.missing))
+        for verdict in verdicts:
+            ctx.log.info("%s", verdict.text.replace("**", ""))
+        for line in found.missing:
+            ctx.log.warning("missing (n/a): %s", line)
+
+    run_stage(out_dir, "score results", params, found.files, body, force=force)
+    page = (out_dir / "results.md").read_text(encoding="utf-8")
+    if not out.is_file() or out.read_text(encoding="utf-8") != page:
+        atomic_write_text(out, page)
+    click.echo(f"wrote {out}")
