@@ -25,6 +25,7 @@ FAMILIES: Dict[str, str] = {
     "decode": "Decode cuts with a trained transducer (greedy, beam, streaming).",
     "score": "Score recognitions: WER, per-cohort tables, system comparisons.",
     "model": "Inspect model configs: parameters, FLOPs.",
+    "audit": "Transcribe with external ASR systems to audit them by cohort.",
 }
 
 
