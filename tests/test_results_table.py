@@ -204,6 +204,10 @@ def test_missing_input_names_the_file_or_shows_na(experiments: Path, tmp_path: P
     assert [c.strip() for c in row.strip("|").split("|")][6] == "n/a"
     assert "Missing inputs (shown as n/a)" in page and str(missing) in page
 
+    result = _score(_results_args(experiments, "--checkpoint", "lstm=final.pt", "--out", str(tmp_path / "S.md")),
+                    ok=False)
+    assert f"lstm: checkpoint {experiments / 'exp/lstm/final.pt'} does not exist" in result.output
+
     no_rtf = ["results", "--exp", f"lstm={experiments / 'exp/lstm'}", "--out", str(tmp_path / "S.md")]
     result = _score(no_rtf, ok=False)
     assert "lstm: streaming RTF: no --rtf-json given" in result.output

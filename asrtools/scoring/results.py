@@ -115,8 +115,8 @@ def experiment_specs(
             raise ConfigError(f"--wer {name}:{key}=...: unknown WER key {key!r} (known: {', '.join(WER_KEYS)})")
     specs = []
     for name, exp_dir in exps:
-        checkpoint = Path(checkpoints.get(name, DEFAULT_CHECKPOINT))
-        if not checkpoint.exists() and not checkpoint.is_absolute():
+        checkpoint = Path(checkpoints[name]) if name in checkpoints else Path(DEFAULT_CHECKPOINT)
+        if name not in checkpoints or not (checkpoint.exists() or checkpoint.is_absolute()):
             checkpoint = Path(exp_dir) / checkpoint
         wer = {key: wer_json_path(wer_paths[(name, key)]) if (name, key) in wer_paths
                else default_wer_path(exp_dir, key, offline_method) for key in WER_KEYS}
