@@ -8,7 +8,6 @@ where its RNG state is checkpointed, so a resumed run draws the same masks.
 """
 from __future__ import annotations
 
-import logging
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -22,7 +21,6 @@ from lhotse.dataset.collation import collate_features
 
 from asrtools.errors import DataError
 
-logger = logging.getLogger("asrtools")
 
 
 def load_cuts(path: Path, name: str = "cuts") -> CutSet:
