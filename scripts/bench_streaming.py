@@ -352,13 +352,14 @@ def markdown(results: Dict[str, Dict[str, Any]], facts: Dict[str, Any]) -> str:
         "RTF = decode wall time / audio time per utterance; CPU RTF = process CPU time / audio time "
         "(total); per-chunk = wall ms per chunk, encoder's share in brackets.",
         "",
-        "| model | encoder | params | chunk ms | latency ms | RTF mean | RTF p90 | CPU RTF | per-chunk ms mean (enc.) "
-        "| per-chunk ms p90 | tokens/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | encoder | params | chunk ms | look-ahead ms | latency ms | RTF mean | RTF p90 | CPU RTF "
+        "| per-chunk ms mean (enc.) | per-chunk ms p90 | tokens/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         lines.append(
-            f"| {name} | {r['encoder']} | {r['params'] / 1e6:.2f} M | {r['chunk_ms']:.0f} | {r['latency_ms']:.0f} "
+            f"| {name} | {r['encoder']} | {r['params'] / 1e6:.2f} M | {r['chunk_ms']:.0f} | {r['lookahead_ms']:.0f} "
+            f"| {r['latency_ms']:.0f} "
             f"| {r['rtf_mean']:.4f} | {r['rtf_p90']:.4f} | {r['rtf_cpu_total']:.4f} "
             f"| {r['chunk_wall_ms_mean']:.2f} ({100 * r['encoder_share']:.0f}%) | {r['chunk_wall_ms_p90']:.2f} "
             f"| {r['tokens_per_second']:.1f} |"
