@@ -188,7 +188,8 @@ class Trainer:
 
     def load_state(self, path: Path) -> None:
         """Restore everything from checkpoint `path` (RNG states are applied in `run`)."""
-        ckpt = load_checkpoint(path, map_location=self.info.device)
+        # On CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device.
+        ckpt = load_checkpoint(path, map_location="cpu")
         rank_states = ckpt["rank_states"]
         if len(rank_states) != self.info.world_size:
             raise ConfigError(f"{path}: saved by {len(rank_states)} processes, resuming with "
