@@ -41,7 +41,7 @@ def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, met
     \b
     Example:
       asrtools decode --exp-dir exp/lstm --checkpoint averaged.pt \\
-        --cuts data/fbank/cuts_test.jsonl.gz --bpe-model data/lang_bpe_500/bpe.model \\
+        --cuts data/fbank/cuts_test.jsonl.gz --bpe-model data/lang_bpe/bpe.model \\
         --method streaming_greedy --chunk-frames 32 --out-dir exp/lstm/decode_test_streaming
     """
     import torch

@@ -34,7 +34,7 @@ def train(config_path: Optional[Path], overrides: Tuple[str, ...], cuts_train: P
     Example:
       asrtools train --config conf/train_lstm.yaml \\
         --cuts-train data/fbank/cuts_train.jsonl.gz --cuts-dev data/fbank/cuts_dev.jsonl.gz \\
-        --bpe-model data/lang_bpe_500/bpe.model --exp-dir exp/lstm --set num_epochs=5
+        --bpe-model data/lang_bpe/bpe.model --exp-dir exp/lstm --set num_epochs=5
       torchrun --nproc_per_node=2 --no-python asrtools train ... --device cuda
     """
     from asrtools.training.config import load_train_config
