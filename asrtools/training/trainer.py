@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from lhotse.dataset import SpecAugment
@@ -105,7 +105,7 @@ class Progress:
     bad_batches: int = 0
 
 
-def pad_token_ids(token_ids: List[List[int]], device: torch.device) -> tuple:
+def pad_token_ids(token_ids: List[List[int]], device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
     """(B, S) int64 tokens padded with 0, and (B,) int64 lengths."""
     lens = torch.tensor([len(ids) for ids in token_ids], dtype=torch.int64)
     padded = torch.zeros(len(token_ids), max(1, int(lens.max())), dtype=torch.int64)
