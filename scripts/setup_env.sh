@@ -15,11 +15,10 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 
 say() { echo "[setup_env] $*"; }
 
-# pip's own HTTP cache does not keep wheels on these machines (responses are not cacheable),
-# so we keep a wheel house: each wheel is downloaded once, and every later environment
-# (a fresh clone, CI) installs from it without touching the network.
 wheelhouse=${ASRTOOLS_WHEELHOUSE:-$HOME/.cache/asrtools/wheels}
 mkdir -p "$wheelhouse"
+# shellcheck source=lib/wheelhouse.sh
+source "$repo/scripts/lib/wheelhouse.sh"
 
 # Debian packages: TTS engines + voices, sox, NIST sclite (sctk), text sources.
 apt_packages=(espeak-ng espeak-ng-data flite sox libsox-fmt-all sctk wordnet-base fortunes fortunes-min)
@@ -46,53 +45,29 @@ else
   say "ok: $venv exists"
 fi
 pip=("$venv/bin/pip" install -q)
-# install_cached SPEC...: install from the wheel house, filling it first if it lacks a wheel.
-install_cached() {
-  if "$venv/bin/pip" install -q --no-index --find-links "$wheelhouse" "$@" >/dev/null 2>&1; then
-    return 0
-  fi
-  say "downloading into the wheel house $wheelhouse: $*"
-  "$venv/bin/pip" download -q -d "$wheelhouse" "$@"
-  "$venv/bin/pip" install -q --no-index --find-links "$wheelhouse" "$@"
-}
 
 # The pinned stack. torch/torchaudio first and on their own, so nothing else can pull
-# another torch build. Versions checked with pip's own metadata, not by importing.
-have() { "$venv/bin/python" - "$1" "$2" <<'PY'
-import sys
-from importlib.metadata import version, PackageNotFoundError
-name, want = sys.argv[1], sys.argv[2]
-try:
-    got = version(name)
-except PackageNotFoundError:
-    sys.exit(1)
-sys.exit(0 if (want == "*" or got == want or got.startswith(want + "+")) else 1)
-PY
-}
+# another torch build.
 if have torch 2.9.1 && have torchaudio 2.9.1; then
   say "ok: torch 2.9.1 + torchaudio 2.9.1"
 else
   say "installing torch==2.9.1 torchaudio==2.9.1"
-  install_cached torch==2.9.1 torchaudio==2.9.1
+  wheelhouse_install torch==2.9.1 torchaudio==2.9.1
 fi
 
 python_stack=(
   "lhotse==1.33.0" urllib3 "sentencepiece" "click" "kaldialign" "scikit-learn" "matplotlib"
   "tensorboard" "PyYAML" "soundfile" "tqdm" "numpy" "lilcom" "pytest" "jiwer"
 )
-missing=()
-for spec in "${python_stack[@]}"; do
-  name=${spec%%==*}; ver=${spec#*==}; [ "$ver" = "$spec" ] && ver="*"
-  have "$name" "$ver" || missing+=("$spec")
-done
+find_missing "${python_stack[@]}"
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing: ${missing[*]}"
-  install_cached "${missing[@]}" "torch==2.9.1"
+  wheelhouse_install "${missing[@]}" "torch==2.9.1"
 else
   say "ok: Python stack present"
 fi
 
-if have asrtools "*" && (cd / && "$venv/bin/python" -c "import asrtools, sys; sys.exit(0 if asrtools.__file__.startswith('$repo/') else 1)") 2>/dev/null; then
+if asrtools_installed_from_repo; then
   say "ok: asrtools installed (editable) from $repo"
 else
   say "installing asrtools (editable)"

@@ -54,69 +54,31 @@ else
   "$python39" -m venv "$venv"
 fi
 wheelhouse=${ASRTOOLS_K2_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/asrtools/k2-wheels}
-quiet_pip() {
-  # The site pip.conf lists local index folders that may not exist; their warnings are noise.
-  "$venv/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-}
-pip_install() {
-  # Install from the wheel cache alone; fill it from the registry first when something is missing.
-  mkdir -p "$wheelhouse"
-  if quiet_pip install -q --no-index --find-links "$wheelhouse" "$@" 2>/dev/null; then
-    say "  installed from the wheel cache $wheelhouse"
-  else
-    say "  downloading into the wheel cache $wheelhouse"
-    quiet_pip download -q -d "$wheelhouse" "$@"
-    quiet_pip install -q --no-index --find-links "$wheelhouse" "$@"
-  fi
-}
-
-# Installed versions are read from pip's metadata, not by importing (importing torch is slow).
-have() { "$venv/bin/python" - "$1" "$2" <<'PY'
-import sys
-from importlib.metadata import version, PackageNotFoundError
-name, want = sys.argv[1], sys.argv[2]
-try:
-    got = version(name)
-except PackageNotFoundError:
-    sys.exit(1)
-if want == "*" or got == want or got.startswith(want + "+"):
-    sys.exit(0)
-if want.startswith("<"):  # "<2": any major version below 2
-    sys.exit(0 if int(got.split(".")[0]) < int(want[1:]) else 1)
-sys.exit(1)
-PY
-}
+# shellcheck source=lib/wheelhouse.sh
+source "$repo/scripts/lib/wheelhouse.sh"
 
 if have torch 1.13.1; then
   say "ok: torch 1.13.1"
 else
   say "installing torch==1.13.1"
-  pip_install "torch==1.13.1"
+  wheelhouse_install "torch==1.13.1"
 fi
 
 stack=("k2==1.23.4" "numpy<2" "pytest" "click" "pyyaml")
-missing=()
-for spec in "${stack[@]}"; do
-  case "$spec" in
-    *==*) name=${spec%%==*}; ver=${spec#*==} ;;
-    *"<"*) name=${spec%%<*}; ver="<${spec#*<}" ;;
-    *) name=$spec; ver="*" ;;
-  esac
-  have "$name" "$ver" || missing+=("$spec")
-done
+find_missing "${stack[@]}"
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing: ${missing[*]}"
   # torch pinned again so the resolver can never swap the build installed above.
-  pip_install "${missing[@]}" "torch==1.13.1"
+  wheelhouse_install "${missing[@]}" "torch==1.13.1"
 else
   say "ok: ${stack[*]} present"
 fi
 
-if have asrtools "*" && (cd / && "$venv/bin/python" -c "import asrtools, sys; sys.exit(0 if asrtools.__file__.startswith('$repo/') else 1)") 2>/dev/null; then
+if asrtools_installed_from_repo; then
   say "ok: asrtools installed (editable) from $repo"
 else
   say "installing asrtools (editable, no deps) from $repo"
-  quiet_pip install -q --no-deps --no-build-isolation -e "$repo"
+  venv_pip install -q --no-deps --no-build-isolation -e "$repo"
 fi
 
 if "$venv/bin/python" -c "import k2, torch; assert torch.__version__.startswith('1.13.1')" 2>/dev/null; then
