@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import resource
 import shutil
 import subprocess
@@ -38,7 +37,7 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-from asrtools.pipeline import atomic_write_text
+from asrtools.utils import write_markdown_section
 
 SECTION = "## WER scoring"
 REPO = Path(__file__).resolve().parents[1]
@@ -166,13 +165,7 @@ def markdown(rows: List[Tuple[str, str, float, float]], facts: Dict[str, str], a
 
 def write_section(path: Path, body: str) -> None:
     """Replace (or append) the "## WER scoring" section of `path`, keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", flags=re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    atomic_write_text(path, text.rstrip("\n") + "\n")
+    write_markdown_section(path, SECTION, body)
 
 
 def main() -> None:

@@ -74,7 +74,8 @@ from asrtools.models.build import build_model
 from asrtools.models.encoder import Encoder
 from asrtools.models.flops import streaming_chunk_frames
 from asrtools.models.transducer import Transducer
-from asrtools.pipeline import atomic_write_json, atomic_write_text
+from asrtools.pipeline import atomic_write_json
+from asrtools.utils import write_markdown_section
 
 SECTION = "## Streaming decoding RTF"
 REPO = Path(__file__).resolve().parents[1]
@@ -380,13 +381,7 @@ def target_line(results: Dict[str, Dict[str, Any]]) -> str:
 
 def write_section(path: Path, body: str) -> None:
     """Replace (or append) the "## Streaming decoding RTF" section of `path`, keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", flags=re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    atomic_write_text(path, text.rstrip("\n") + "\n")
+    write_markdown_section(path, SECTION, body)
 
 
 def _resolve(path: str) -> Path:
