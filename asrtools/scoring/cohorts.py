@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Generic, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -150,14 +150,30 @@ def _rate(part: float, whole: float) -> Optional[float]:
 
 
 @dataclasses.dataclass
-class CohortStats:
-    """WER statistics of one cohort (fractions, not percentages)."""
+class CohortSize:
+    """Which cohort, and how much data it holds; the first fields of every per-cohort result."""
 
     label: str
     values: Dict[str, str]
     n_speakers: int
     n_utts: int
     n_words: int
+
+    def size_dict(self) -> Dict[str, Any]:
+        """JSON form of these fields (the head of each per-cohort result's `to_dict`)."""
+        return {
+            "cohort": self.label,
+            "values": dict(self.values),
+            "n_speakers": self.n_speakers,
+            "n_utts": self.n_utts,
+            "n_words": self.n_words,
+        }
+
+
+@dataclasses.dataclass
+class CohortStats(CohortSize):
+    """WER statistics of one cohort (fractions, not percentages)."""
+
     n_errors: int
     n_sub: int
     n_del: int
@@ -192,11 +208,7 @@ class CohortStats:
     def to_dict(self) -> Dict[str, Any]:
         """JSON form (NaN bounds become null)."""
         return {
-            "cohort": self.label,
-            "values": dict(self.values),
-            "n_speakers": self.n_speakers,
-            "n_utts": self.n_utts,
-            "n_words": self.n_words,
+            **self.size_dict(),
             "n_errors": self.n_errors,
             "n_sub": self.n_sub,
             "n_del": self.n_del,
@@ -370,13 +382,15 @@ def disparity(cohorts: Sequence[CohortStats], level: float) -> Optional[Disparit
     )
 
 
+CohortT = TypeVar("CohortT", bound=CohortSize)
+
+
 @dataclasses.dataclass
-class CohortGrouping:
-    """The cohort table of one `--by` grouping, worst WER first."""
+class Grouping(Generic[CohortT]):
+    """The per-cohort results of one `--by` grouping."""
 
     by: Tuple[str, ...]
-    cohorts: List[CohortStats]
-    disparity: Optional[Disparity]
+    cohorts: List[CohortT]
 
     @property
     def name(self) -> str:
@@ -388,6 +402,19 @@ class CohortGrouping:
         return {
             "by": list(self.by),
             "cohorts": [c.to_dict() for c in self.cohorts],
+        }
+
+
+@dataclasses.dataclass
+class CohortGrouping(Grouping[CohortStats]):
+    """The cohort table of one `--by` grouping, worst WER first."""
+
+    disparity: Optional[Disparity]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON form, with the disparity summary."""
+        return {
+            **super().to_dict(),
             "disparity": self.disparity.to_dict() if self.disparity else None,
         }
 

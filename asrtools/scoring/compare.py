@@ -18,6 +18,8 @@ from asrtools.errors import DataError
 from asrtools.scoring.bootstrap import bootstrap_p_value, bootstrap_wer_pair, percentile_ci, rng_for
 from asrtools.scoring.cohorts import (
     ALL,
+    CohortSize,
+    Grouping,
     Thresholds,
     UtteranceTable,
     cohort_labels,
@@ -64,14 +66,9 @@ def pair_tables(
 
 
 @dataclasses.dataclass
-class CohortChange:
+class CohortChange(CohortSize):
     """The A-vs-B comparison of one cohort (WERs as fractions)."""
 
-    label: str
-    values: Dict[str, str]
-    n_speakers: int
-    n_utts: int
-    n_words: int
     errors_a: int
     errors_b: int
     wer_a: Optional[float]
@@ -119,11 +116,7 @@ class CohortChange:
     def to_dict(self) -> Dict[str, Any]:
         """JSON form (NaN become null)."""
         return {
-            "cohort": self.label,
-            "values": dict(self.values),
-            "n_speakers": self.n_speakers,
-            "n_utts": self.n_utts,
-            "n_words": self.n_words,
+            **self.size_dict(),
             "errors_a": self.errors_a,
             "errors_b": self.errors_b,
             "wer_a": self.wer_a,
@@ -206,22 +199,13 @@ def cohort_change(
 
 
 @dataclasses.dataclass
-class ComparisonGrouping:
+class ComparisonGrouping(Grouping[CohortChange]):
     """The per-cohort comparison of one `--by` grouping (cohorts by name)."""
-
-    by: Tuple[str, ...]
-    cohorts: List[CohortChange]
-
-    @property
-    def name(self) -> str:
-        """The grouping as written on the command line."""
-        return ",".join(self.by)
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON form, with the labels of significantly changed cohorts."""
         return {
-            "by": list(self.by),
-            "cohorts": [c.to_dict() for c in self.cohorts],
+            **super().to_dict(),
             "changed": [c.label for c in self.cohorts if c.significant],
             "changed_mapsswe": [c.label for c in self.cohorts if c.significant_mapsswe],
         }
