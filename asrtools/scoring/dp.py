@@ -34,7 +34,7 @@ strings over ``C`` (correct), ``S``, ``D`` (deletion of a reference word), ``I``
 from __future__ import annotations
 
 import logging
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import numpy as np
 
@@ -177,13 +177,13 @@ def _align_padded(
 ) -> List[bytes]:
     if mode == SCLITE:
         costs = _cost_matrix(refs, hyps, _COSTS[SCLITE])
-        rev = _backtrace_sclite(costs, refs, hyps, ref_lens, hyp_lens)
+        rev = _backtrace(costs, refs, hyps, ref_lens, hyp_lens, _sclite_step)
         return _forward_ops(rev)
     prefix, suffix = _common_affixes(refs, ref_lens, hyps, hyp_lens)
     mid_refs, mid_ref_lens = _middle(refs, ref_lens, prefix, suffix, _REF_PAD)
     mid_hyps, mid_hyp_lens = _middle(hyps, hyp_lens, prefix, suffix, _HYP_PAD)
     costs = _cost_matrix(mid_refs, mid_hyps, _COSTS[LEVENSHTEIN])
-    rev = _backtrace_rapidfuzz(costs, mid_refs, mid_hyps, mid_ref_lens, mid_hyp_lens)
+    rev = _backtrace(costs, mid_refs, mid_hyps, mid_ref_lens, mid_hyp_lens, _rapidfuzz_step)
     return [
         b"C" * pre + mid + b"C" * suf
         for pre, mid, suf in zip(prefix.tolist(), _forward_ops(rev), suffix.tolist())
@@ -218,11 +218,56 @@ def _cost_matrix(refs: np.ndarray, hyps: np.ndarray, costs: Tuple[int, int, int]
     return table
 
 
-def _backtrace_sclite(
-    table: np.ndarray, refs: np.ndarray, hyps: np.ndarray, ref_lens: np.ndarray, hyp_lens: np.ndarray
-) -> np.ndarray:
-    """Reversed op codes `(B, N + M)` (0-padded), sclite's rule at each cell."""
+# A backtrace rule: from the cost table `(B, N + 1, M + 1)`, the batch indices `(B,)`, the
+# current cells `i`, `j` `(B,)`, their predecessors `im`, `jm` (clamped at 0), whether
+# ref[i - 1] == hyp[j - 1] and which rows are still walking, choose this step's move:
+# `(diagonal, deletion, insertion)` masks, each `(B,)` bool and mutually exclusive.
+_Masks = Tuple[np.ndarray, np.ndarray, np.ndarray]
+_BacktraceRule = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], _Masks
+]
+
+
+def _sclite_step(
+    table: np.ndarray, batch: np.ndarray, i: np.ndarray, j: np.ndarray,
+    im: np.ndarray, jm: np.ndarray, same: np.ndarray, active: np.ndarray,
+) -> _Masks:
+    """sclite's rule: the cheapest predecessor, preferring diagonal, then deletion, then insertion."""
     c_sub, c_del, c_ins = _COSTS[SCLITE]
+    sub = table[batch, im, jm] + np.where(same, 0, c_sub)
+    dele = table[batch, im, j] + c_del
+    ins = table[batch, i, jm] + c_ins
+    both = (i > 0) & (j > 0)
+    diag = both & (sub <= dele) & (sub <= ins)
+    is_del = (i > 0) & ~diag & ((j == 0) | (dele < ins))
+    is_ins = active & ~diag & ~is_del
+    return diag, is_del, is_ins
+
+
+def _rapidfuzz_step(
+    table: np.ndarray, batch: np.ndarray, i: np.ndarray, j: np.ndarray,
+    im: np.ndarray, jm: np.ndarray, same: np.ndarray, active: np.ndarray,
+) -> _Masks:
+    """rapidfuzz's Levenshtein rule: deletion when the cell is one above, then insertion, else diagonal."""
+    both = (i > 0) & (j > 0)
+    here = table[batch, i, j]
+    vertical_up = here - table[batch, im, j] == 1
+    left_down = table[batch, i, jm] - table[batch, im, jm] == -1
+    is_del = (i > 0) & ((j == 0) | vertical_up)
+    is_ins = active & ~is_del & ((i == 0) | (both & (jm > 0) & left_down))
+    diag = both & ~is_del & ~is_ins
+    return diag, is_del, is_ins
+
+
+def _backtrace(
+    table: np.ndarray,
+    refs: np.ndarray,
+    hyps: np.ndarray,
+    ref_lens: np.ndarray,
+    hyp_lens: np.ndarray,
+    rule: _BacktraceRule,
+) -> np.ndarray:
+    """Reversed op codes `(B, N + M)` (0-padded), walking back from the end with `rule` at each cell."""
     batch = np.arange(len(ref_lens))
     i = ref_lens.astype(np.int64).copy()
     j = hyp_lens.astype(np.int64).copy()
@@ -233,45 +278,7 @@ def _backtrace_sclite(
             break
         im, jm = np.maximum(i - 1, 0), np.maximum(j - 1, 0)
         same = refs[batch, im] == hyps[batch, jm] if refs.shape[1] and hyps.shape[1] else np.zeros_like(active)
-        sub = table[batch, im, jm] + np.where(same, 0, c_sub)
-        dele = table[batch, im, j] + c_del
-        ins = table[batch, i, jm] + c_ins
-        both = (i > 0) & (j > 0)
-        diag = both & (sub <= dele) & (sub <= ins)
-        is_del = (i > 0) & ~diag & ((j == 0) | (dele < ins))
-        is_ins = active & ~diag & ~is_del
-        rev[:, step] = np.select(
-            [diag & same, diag, is_del, is_ins], [OP_CORRECT, OP_SUB, OP_DEL, OP_INS], 0
-        )
-        i -= diag | is_del
-        j -= diag | is_ins
-    return rev
-
-
-def _backtrace_rapidfuzz(
-    table: np.ndarray, refs: np.ndarray, hyps: np.ndarray, ref_lens: np.ndarray, hyp_lens: np.ndarray
-) -> np.ndarray:
-    """Reversed op codes `(B, N + M)` (0-padded), rapidfuzz's Levenshtein backtrace rule."""
-    batch = np.arange(len(ref_lens))
-    i = ref_lens.astype(np.int64).copy()
-    j = hyp_lens.astype(np.int64).copy()
-    rev = np.zeros((len(ref_lens), refs.shape[1] + hyps.shape[1]), dtype=np.uint8)
-    for step in range(rev.shape[1]):
-        active = (i > 0) | (j > 0)
-        if not active.any():
-            break
-        im, jm = np.maximum(i - 1, 0), np.maximum(j - 1, 0)
-        both = (i > 0) & (j > 0)
-        here = table[batch, i, j]
-        vertical_up = here - table[batch, im, j] == 1
-        left_down = table[batch, i, jm] - table[batch, im, jm] == -1
-        is_del = (i > 0) & ((j == 0) | vertical_up)
-        is_ins = active & ~is_del & ((i == 0) | (both & (jm > 0) & left_down))
-        diag = both & ~is_del & ~is_ins
-        if refs.shape[1] and hyps.shape[1]:
-            same = refs[batch, im] == hyps[batch, jm]
-        else:
-            same = np.zeros_like(active)
+        diag, is_del, is_ins = rule(table, batch, i, j, im, jm, same, active)
         rev[:, step] = np.select(
             [diag & same, diag, is_del, is_ins], [OP_CORRECT, OP_SUB, OP_DEL, OP_INS], 0
         )
