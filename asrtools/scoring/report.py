@@ -285,6 +285,14 @@ def is_wer_dir(path: Path) -> bool:
     return Path(path).is_dir() and (Path(path) / WER_JSON).is_file() and (Path(path) / UTTS_JSONL).is_file()
 
 
+def read_json(path: Path) -> Any:
+    """The JSON document in `path`; `DataError` naming the file when it cannot be read or parsed."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read ({err})") from None
+
+
 def read_wer_dir(path: Path) -> WerReport:
     """Read a WER directory back into a `WerReport` (alignments included).
 
@@ -292,10 +300,7 @@ def read_wer_dir(path: Path) -> WerReport:
       path: a directory written by `asrtools score wer`.
     """
     path = Path(path)
-    try:
-        meta = json.loads((path / WER_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path / WER_JSON}: cannot read ({err})") from None
+    meta = read_json(path / WER_JSON)
     if meta.get("schema") != WER_SCHEMA or meta.get("version") != WER_SCHEMA_VERSION:
         raise DataError(
             f"{path / WER_JSON}: not an {WER_SCHEMA} v{WER_SCHEMA_VERSION} file "

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from asrtools.errors import ConfigError, DataError
 from asrtools.scoring.compare import BETTER, WORSE
-from asrtools.scoring.report import UTTS_JSONL, WER_JSON, WER_SCHEMA, WER_SCHEMA_VERSION
+from asrtools.scoring.report import UTTS_JSONL, WER_JSON, WER_SCHEMA, WER_SCHEMA_VERSION, read_json
 
 #: WER columns: key -> (split, streaming?, column title).
 WER_KEYS: Dict[str, Tuple[str, bool, str]] = {
@@ -129,10 +129,7 @@ def experiment_specs(
 
 def read_wer_json(path: Path) -> Dict[str, Any]:
     """A `wer.json` document (schema-checked); `DataError` naming the file otherwise."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from None
+    doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("schema") != WER_SCHEMA or doc.get("version") != WER_SCHEMA_VERSION:
         raise DataError(f"{path}: not an {WER_SCHEMA} v{WER_SCHEMA_VERSION} file (made by `asrtools score wer`)")
     if not isinstance(doc.get("total"), dict) or "words" not in doc["total"]:
@@ -164,10 +161,7 @@ def decode_summary_path(wer_json: Path, doc: Mapping[str, Any]) -> Optional[Path
 
 def read_bench_json(path: Path) -> Dict[str, Any]:
     """A `scripts/bench_streaming.py --json-out` document; `DataError` naming the file otherwise."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from None
+    doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("schema") != BENCH_SCHEMA or not isinstance(doc.get("models"), dict):
         raise DataError(f"{path}: not a {BENCH_SCHEMA} file (made by scripts/bench_streaming.py --json-out)")
     return doc
