@@ -44,7 +44,6 @@ if [ ! -x "$venv/bin/python" ]; then
 else
   say "ok: $venv exists"
 fi
-pip=("$venv/bin/pip" install -q)
 
 # The pinned stack. torch/torchaudio first and on their own, so nothing else can pull
 # another torch build.
@@ -59,18 +58,6 @@ python_stack=(
   "lhotse==1.33.0" urllib3 "sentencepiece" "click" "kaldialign" "scikit-learn" "matplotlib"
   "tensorboard" "PyYAML" "soundfile" "tqdm" "numpy" "lilcom" "pytest" "jiwer"
 )
-find_missing "${python_stack[@]}"
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing: ${missing[*]}"
-  wheelhouse_install "${missing[@]}" "torch==2.9.1"
-else
-  say "ok: Python stack present"
-fi
-
-if asrtools_installed_from_repo; then
-  say "ok: asrtools installed (editable) from $repo"
-else
-  say "installing asrtools (editable)"
-  "${pip[@]}" --no-deps --no-build-isolation -e "$repo"
-fi
+install_missing "ok: Python stack present" "torch==2.9.1" "${python_stack[@]}"
+install_asrtools_editable
 say "environment ready: source $venv/bin/activate"

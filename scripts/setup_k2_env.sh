@@ -65,21 +65,8 @@ else
 fi
 
 stack=("k2==1.23.4" "numpy<2" "pytest" "click" "pyyaml")
-find_missing "${stack[@]}"
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing: ${missing[*]}"
-  # torch pinned again so the resolver can never swap the build installed above.
-  wheelhouse_install "${missing[@]}" "torch==1.13.1"
-else
-  say "ok: ${stack[*]} present"
-fi
-
-if asrtools_installed_from_repo; then
-  say "ok: asrtools installed (editable) from $repo"
-else
-  say "installing asrtools (editable, no deps) from $repo"
-  venv_pip install -q --no-deps --no-build-isolation -e "$repo"
-fi
+install_missing "ok: ${stack[*]} present" "torch==1.13.1" "${stack[@]}"
+install_asrtools_editable
 
 if "$venv/bin/python" -c "import k2, torch; assert torch.__version__.startswith('1.13.1')" 2>/dev/null; then
   say "k2 environment ready: $venv ($("$venv/bin/python" -c 'import sys; from importlib.metadata import version as v; print("python", sys.version.split()[0], "torch", v("torch"), "k2", v("k2"), "numpy", v("numpy"))'))"

@@ -60,7 +60,28 @@ find_missing() {
   done
 }
 
-# asrtools_installed_from_repo: is asrtools installed in the venv from this checkout ($repo)?
-asrtools_installed_from_repo() {
-  have asrtools "*" && (cd / && "$venv/bin/python" -c "import asrtools, sys; sys.exit(0 if asrtools.__file__.startswith('$repo/') else 1)") 2>/dev/null
+# install_missing OK_LINE PIN SPEC...: install the SPECs that are missing, together with PIN
+# (the torch already installed, so that the resolver can never swap that build); say OK_LINE
+# when none is missing.
+install_missing() {
+  local ok_line=$1 pin=$2
+  shift 2
+  find_missing "$@"
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing: ${missing[*]}"
+    wheelhouse_install "${missing[@]}" "$pin"
+  else
+    say "$ok_line"
+  fi
+}
+
+# install_asrtools_editable: install this checkout ($repo) into the venv, editable and without
+# dependencies, unless the venv's asrtools already comes from it.
+install_asrtools_editable() {
+  if have asrtools "*" && (cd / && "$venv/bin/python" -c "import asrtools, sys; sys.exit(0 if asrtools.__file__.startswith('$repo/') else 1)") 2>/dev/null; then
+    say "ok: asrtools installed (editable) from $repo"
+  else
+    say "installing asrtools (editable, no deps) from $repo"
+    venv_pip install -q --no-deps --no-build-isolation -e "$repo"
+  fi
 }
