@@ -30,6 +30,8 @@ setup(
             "tensorboard",
             "soundfile",
             "tqdm",
+            "lilcom",
+            "jiwer",
         ]
     },
     entry_points={"console_scripts": ["asrtools=asrtools.cli:cli"]},

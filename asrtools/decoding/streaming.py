@@ -37,10 +37,10 @@ def streaming_greedy_search(
     Returns:
       B token-id lists (no blanks).
     """
-    factor = model.encoder.subsampling_factor
-    if chunk_frames < 1 or chunk_frames % factor:
-        raise ConfigError(f"chunk_frames {chunk_frames} must be a positive multiple of the "
-                          f"subsampling factor {factor}")
+    multiple = model.encoder.chunk_frames_multiple
+    if chunk_frames < 1 or chunk_frames % multiple:
+        raise ConfigError(f"chunk_frames {chunk_frames} must be a positive multiple of {multiple} "
+                          f"for the {type(model.encoder).__name__} encoder")
     batch_size, device = features.size(0), features.device
     encoder_states = model.encoder.init_states(batch_size, device)
     decoder_state = init_greedy_state(model, batch_size, device)

@@ -26,10 +26,20 @@ class Encoder(nn.Module):
     Attributes:
       output_dim: C, the feature size of the encoder output.
       subsampling_factor: how many input frames make one output frame.
+      chunk_frames_multiple: streaming chunks (except a stream's last) must hold a multiple
+        of this many input frames (defaults to `subsampling_factor`).
     """
 
     output_dim: int
     subsampling_factor: int
+
+    @property
+    def chunk_frames_multiple(self) -> int:
+        return self.__dict__.get("_chunk_frames_multiple", self.subsampling_factor)
+
+    @chunk_frames_multiple.setter
+    def chunk_frames_multiple(self, value: int) -> None:
+        self.__dict__["_chunk_frames_multiple"] = int(value)
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Encode whole utterances.

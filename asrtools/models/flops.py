@@ -143,7 +143,7 @@ class _FlopsByModule:
 
 def streaming_chunk_frames(encoder: Encoder) -> int:
     """The smallest valid streaming chunk of at least `MIN_CHUNK_FRAMES` input frames."""
-    multiple = int(getattr(encoder, "chunk_frames_multiple", encoder.subsampling_factor))
+    multiple = encoder.chunk_frames_multiple
     return multiple * max(1, -(-MIN_CHUNK_FRAMES // multiple))
 
 
