@@ -56,7 +56,7 @@ fi
 
 python_stack=(
   "lhotse==1.33.0" urllib3 "sentencepiece" "click" "kaldialign" "scikit-learn" "matplotlib"
-  "tensorboard" "PyYAML" "soundfile" "tqdm" "numpy" "lilcom" "pytest" "jiwer"
+  "tensorboard" "PyYAML" "soundfile" "tqdm" "numpy" "lilcom" "pytest" "jiwer" "setuptools" "wheel"
 )
 install_missing "ok: Python stack present" "torch==2.9.1" "${python_stack[@]}"
 install_asrtools_editable
