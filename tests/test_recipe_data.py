@@ -91,3 +91,29 @@ def test_sigkill_at_any_moment_then_resume_is_byte_identical(reference, tmp_path
     assert sorted(got) == sorted(expected), f"seed {seed}, kills at {kills}"
     for rel in expected:
         assert got[rel] == expected[rel], f"{rel} differs (seed {seed}, kills at {kills} s)"
+
+
+def test_train_decode_score_stages_on_tiny_corpus(reference, tmp_path):
+    """Stages 4–6 of run.sh with a tiny training config: a model, recognitions, WER, cohort tables."""
+    import json
+
+    import yaml
+
+    from test_train_helpers import TINY_CONFIG
+
+    conf = tmp_path / "train_tiny.yaml"
+    conf.write_text(yaml.safe_dump({**TINY_CONFIG, "num_epochs": 1, "average_last_n": 1,
+                                    "data": {**TINY_CONFIG["data"], "max_duration": 20.0}}))
+    exp = tmp_path / "exp"
+    proc = subprocess.run([str(RUN_SH), "--corpus-preset", "tiny", "--data", str(reference), "--exp", str(exp),
+                           "--stage", "4", "--train-config", str(conf)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert (exp / "lstm" / "averaged.pt").is_file()
+    for name in ("decode_dev_greedy", "decode_test_greedy", "decode_test_streaming"):
+        report = json.loads((exp / "lstm" / name / "wer" / "wer.json").read_text())
+        assert report["total"]["words"] > 0
+    cohorts = exp / "lstm" / "decode_test_greedy" / "cohorts"
+    assert "accent" in (cohorts / "cohorts.md").read_text() and (cohorts / "wer_by_accent.png").is_file()
+    again = subprocess.run([str(RUN_SH), "--corpus-preset", "tiny", "--data", str(reference), "--exp", str(exp),
+                            "--stage", "4", "--train-config", str(conf)], capture_output=True, text=True)
+    assert again.returncode == 0 and "running" not in again.stderr, again.stderr[-3000:]

@@ -7,6 +7,7 @@
 #   egs/synth/asr/run.sh --corpus-preset tiny --data /tmp/d   # a seconds-long smoke run
 #
 # Stages: 0 synthesise corpus | 1 Lhotse manifests + validation | 2 Fbank features | 3 BPE
+#         4 train the transducer | 5 decode dev/test (greedy, streaming) | 6 score: WER, WER by cohort
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,8 +17,14 @@ nj=2                    # parallel jobs for synthesis and features
 corpus_preset=default   # tiny | default | large
 data=data               # where corpus, manifests, features and BPE go
 bpe_config=conf/bpe.yaml
-po_options="stage stop_stage nj corpus_preset data bpe_config"
-help_message="Usage: $0 [options]   (stages: 0 synth, 1 manifests, 2 features, 3 bpe)"
+model=lstm              # encoder recipe: conf/train_<model>.yaml
+train_config=           # default: conf/train_$model.yaml
+exp=exp                 # where experiments go: $exp/$model
+device=cpu              # cpu | cuda
+chunk_frames=32         # streaming decoding chunk (10 ms input frames)
+po_options="stage stop_stage nj corpus_preset data bpe_config model train_config exp device chunk_frames"
+help_message="Usage: $0 [options]
+  stages: 0 synth, 1 manifests, 2 features, 3 bpe, 4 train, 5 decode, 6 score"
 . ../../../scripts/parse_options.sh
 . ./path.sh
 . ./cmd.sh
@@ -44,7 +51,38 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   $cpu_cmd asrtools bpe train --supervisions "$data/manifests/supervisions_train.jsonl.gz" --config "$bpe_config" --out-dir "$data/lang_bpe"
 fi
 
-if [ "$stop_stage" -ge 4 ]; then
-  log "stages 4+ (train, decode, score) are not part of this recipe yet; stopping after stage 3"
+train_config=${train_config:-conf/train_$model.yaml}
+exp_dir=$exp/$model
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: train the $model transducer ($train_config)"
+  $gpu_cmd asrtools train --config "$train_config" --device "$device" \
+    --cuts-train "$data/fbank/cuts_train.jsonl.gz" --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" \
+    --bpe-model "$data/lang_bpe/bpe.model" --exp-dir "$exp_dir"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  for split in dev test; do
+    log "stage 5: decode $split (greedy)"
+    $cpu_cmd asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
+      --cuts "$data/fbank/cuts_$split.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
+      --method greedy --out-dir "$exp_dir/decode_${split}_greedy"
+  done
+  log "stage 5: decode test (streaming greedy, $chunk_frames-frame chunks)"
+  $cpu_cmd asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
+    --cuts "$data/fbank/cuts_test.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
+    --method streaming_greedy --chunk-frames "$chunk_frames" --out-dir "$exp_dir/decode_test_streaming"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  for decode_dir in "$exp_dir"/decode_dev_greedy "$exp_dir"/decode_test_greedy "$exp_dir"/decode_test_streaming; do
+    log "stage 6: WER of $decode_dir"
+    $cpu_cmd asrtools score wer --ref "$decode_dir/recogs.jsonl" --out-dir "$decode_dir/wer"
+  done
+  log "stage 6: WER by cohort on test (accent, region, gender, region x gender, engine, channel)"
+  $cpu_cmd asrtools score cohorts --recogs "$exp_dir/decode_test_greedy/recogs.jsonl" \
+    --by accent --by region --by gender --by region,gender --by engine --by channel \
+    --out-dir "$exp_dir/decode_test_greedy/cohorts"
+  log "results: $exp_dir/decode_test_greedy/wer/wer.json, $exp_dir/decode_test_greedy/cohorts/"
 fi
 log "done"
