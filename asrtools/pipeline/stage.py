@@ -207,6 +207,8 @@ def run_stage(
             return False
         with _StageLogFile(stage_log_path(out_dir)):
             reason = "forced" if force else _why_stale(marker, params, input_fps)
+            if not marker and (out_dir / INPROGRESS_MARKER).exists():
+                reason = "an earlier run did not finish"
             logger.info("[%s] %s: running (%s)", name, out_dir, reason)
             start = time.time()
             resumed = _prepare(out_dir, fingerprint, logger)
