@@ -94,7 +94,7 @@ def test_sigkill_at_any_moment_then_resume_is_byte_identical(reference, tmp_path
 
 
 def test_train_decode_score_stages_on_tiny_corpus(reference, tmp_path):
-    """Stages 4–6 of run.sh with a tiny training config: a model, recognitions, WER, cohort tables."""
+    """Stages 4–7 of run.sh with a tiny training config: a model, recognitions, WER, cohort tables, RESULTS."""
     import json
 
     import yaml
@@ -105,8 +105,9 @@ def test_train_decode_score_stages_on_tiny_corpus(reference, tmp_path):
     conf.write_text(yaml.safe_dump({**TINY_CONFIG, "num_epochs": 1, "average_last_n": 1,
                                     "data": {**TINY_CONFIG["data"], "max_duration": 20.0}}))
     exp = tmp_path / "exp"
-    proc = subprocess.run([str(RUN_SH), "--corpus-preset", "tiny", "--data", str(reference), "--exp", str(exp),
-                           "--stage", "4", "--train-config", str(conf)], capture_output=True, text=True)
+    args = [str(RUN_SH), "--corpus-preset", "tiny", "--data", str(reference), "--exp", str(exp), "--stage", "4",
+            "--models", "lstm", "--train-config", str(conf), "--rtf-utts", "2", "--results-md", str(tmp_path / "R.md")]
+    proc = subprocess.run(args, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert (exp / "lstm" / "averaged.pt").is_file()
     for name in ("decode_dev_greedy", "decode_test_greedy", "decode_test_streaming"):
@@ -114,6 +115,10 @@ def test_train_decode_score_stages_on_tiny_corpus(reference, tmp_path):
         assert report["total"]["words"] > 0
     cohorts = exp / "lstm" / "decode_test_greedy" / "cohorts"
     assert "accent" in (cohorts / "cohorts.md").read_text() and (cohorts / "wer_by_accent.png").is_file()
-    again = subprocess.run([str(RUN_SH), "--corpus-preset", "tiny", "--data", str(reference), "--exp", str(exp),
-                            "--stage", "4", "--train-config", str(conf)], capture_output=True, text=True)
+    rtf = json.loads((exp / "rtf_streaming" / "rtf.json").read_text())
+    assert rtf["models"]["lstm"]["num_utterances"] == 2 and rtf["models"]["lstm"]["chunk_frames"] == 32
+    page = (tmp_path / "R.md").read_text()
+    test_wer = json.loads((exp / "lstm" / "decode_test_greedy" / "wer" / "wer.json").read_text())["total"]["wer"]
+    assert "| lstm | lstm |" in page and f"{100 * test_wer:.2f}" in page
+    again = subprocess.run(args, capture_output=True, text=True)
     assert again.returncode == 0 and "running" not in again.stderr, again.stderr[-3000:]

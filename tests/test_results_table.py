@@ -1,9 +1,9 @@
-"""`asrtools score results` on tiny fake experiment dirs, and scripts/bench_streaming.py's JSON.
+"""`asrtools score results` on tiny fake experiment dirs; `asrtools model rtf` and scripts/bench_streaming.py.
 
 Each fake experiment holds a real checkpoint of a tiny transducer, decode directories with
 recogs.jsonl / ref.trn / hyp.trn / summary.json as `asrtools decode` writes them (laid out
 as egs/synth/asr/run.sh does), and WER directories made by the real `asrtools score wer`;
-the RTF JSON comes from running the benchmark script on the two checkpoints (one short
+the RTF JSON comes from running `asrtools model rtf` on the two checkpoints (one short
 synthetic utterance).
 """
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _fake_decode(exp: Path, split: str, method: str, error_rate: float, seed: in
 
 @pytest.fixture(scope="module")
 def experiments(tmp_path_factory) -> Path:
-    """exp/<name>/ with averaged.pt and the three scored decodes, plus exp/bench.json."""
+    """exp/<name>/ with averaged.pt and the three scored decodes, plus exp/rtf/rtf.json."""
     root = tmp_path_factory.mktemp("results")
     for index, (name, config) in enumerate(MODELS.items()):
         exp = root / "exp" / name
@@ -119,17 +119,17 @@ def experiments(tmp_path_factory) -> Path:
                                               "averaged_from": ["epoch-2.pt", "epoch-3.pt"]})
         for seed, (split, method) in enumerate([("dev", "greedy"), ("test", "greedy"), ("test", "streaming_greedy")]):
             _fake_decode(exp, split, method, ERROR_RATES[name], seed=10 * index + seed)
-    bench = _load_bench()
-    bench.main(["--checkpoint", f"lstm={root / 'exp/lstm/averaged.pt'}",
-                "--checkpoint", f"convrnnt={root / 'exp/convrnnt/averaged.pt'}",
-                "--num-utts", "1", "--chunk-frames", str(STREAMING_CHUNK), "--out", "-",
-                "--json-out", str(root / "exp" / "bench.json")])
+    result = CliRunner().invoke(cli, ["model", "rtf", "--checkpoint", f"lstm={root / 'exp/lstm/averaged.pt'}",
+                                      "--checkpoint", f"convrnnt={root / 'exp/convrnnt/averaged.pt'}",
+                                      "--num-utts", "1", "--chunk-frames", str(STREAMING_CHUNK),
+                                      "--out-dir", str(root / "exp" / "rtf")])
+    assert result.exit_code == 0, result.output
     return root
 
 
 def _results_args(root: Path, *extra: str) -> List[str]:
     return ["results", "--exp", f"lstm={root / 'exp/lstm'}", "--exp", f"convrnnt={root / 'exp/convrnnt'}",
-            "--rtf-json", str(root / "exp" / "bench.json"), *extra]
+            "--rtf-json", str(root / "exp" / "rtf" / "rtf.json"), *extra]
 
 
 def _model_info(tmp: Path, config: ModelConfig, chunk: int) -> dict:
@@ -141,9 +141,9 @@ def _model_info(tmp: Path, config: ModelConfig, chunk: int) -> dict:
     return json.loads(result.output)
 
 
-def test_bench_json_has_one_entry_per_model(experiments: Path) -> None:
-    doc = json.loads((experiments / "exp" / "bench.json").read_text())
-    assert doc["schema"] == "asrtools.bench_streaming" and doc["threads"] == 1
+def test_rtf_json_has_one_entry_per_model(experiments: Path) -> None:
+    doc = json.loads((experiments / "exp" / "rtf" / "rtf.json").read_text())
+    assert doc["schema"] == "asrtools.streaming_rtf" and doc["threads"] == 1
     assert set(doc["models"]) == {"lstm", "convrnnt"}
     for name, entry in doc["models"].items():
         assert entry["encoder"] == name and entry["weights"] == "checkpoint"
@@ -159,7 +159,7 @@ def test_results_table_end_to_end(experiments: Path, tmp_path: Path) -> None:
     assert page == (tmp_path / "stage" / "results.md").read_text()
     assert "asrtools score results --exp lstm=" in page
     assert re.search(r"Generated on \d{4}-\d\d-\d\d \d\d:\d\d UTC", page)
-    bench = json.loads((experiments / "exp" / "bench.json").read_text())
+    bench = json.loads((experiments / "exp" / "rtf" / "rtf.json").read_text())
     assert bench["command"] in page
     doc = json.loads((tmp_path / "stage" / "results.json").read_text())
     systems = {s["name"]: s for s in doc["systems"]}
@@ -239,7 +239,7 @@ def test_bad_options_are_one_line_errors(experiments: Path, tmp_path: Path) -> N
     assert "unknown WER key 'eval'" in result.output
     (tmp_path / "bad.json").write_text(json.dumps({"models": {}}))
     result = _score(_results_args(experiments, "--rtf-json", str(tmp_path / "bad.json"), *out), ok=False)
-    assert f"{tmp_path / 'bad.json'}: not a asrtools.bench_streaming file" in result.output
+    assert f"{tmp_path / 'bad.json'}: not a asrtools.streaming_rtf file" in result.output
 
 
 def test_verdict_needs_similar_size() -> None:
@@ -249,9 +249,35 @@ def test_verdict_needs_similar_size() -> None:
     assert verdict.answer == "not comparable" and "not similar in size" in verdict.text
 
 
-def test_bench_section_keeps_other_sections(tmp_path: Path) -> None:
+def test_rtf_stage_is_up_to_date_and_rejects_bad_input(experiments: Path, tmp_path: Path) -> None:
+    lstm = f"lstm={experiments / 'exp/lstm/averaged.pt'}"
+    rtf_json = experiments / "exp" / "rtf" / "rtf.json"
+    before = rtf_json.stat().st_mtime_ns
+    again = CliRunner().invoke(cli, ["model", "rtf", "--checkpoint", lstm,
+                                     "--checkpoint", f"convrnnt={experiments / 'exp/convrnnt/averaged.pt'}",
+                                     "--num-utts", "1", "--chunk-frames", str(STREAMING_CHUNK),
+                                     "--out-dir", str(experiments / "exp" / "rtf")])
+    assert again.exit_code == 0 and rtf_json.stat().st_mtime_ns == before, again.output
+    cases = [
+        ([], "give at least one --checkpoint or --config"),
+        (["--checkpoint", lstm, "--chunk-frames", "6"], "--chunk-frames 6 is not a multiple of 4"),
+        (["--checkpoint", lstm, "--checkpoint", lstm], "model names must be unique"),
+        (["--checkpoint", f"x={tmp_path / 'missing.pt'}"], "missing.pt"),
+    ]
+    for index, (args, message) in enumerate(cases):
+        out = tmp_path / f"rtf{index}"
+        result = CliRunner().invoke(cli, ["model", "rtf", *args, "--num-utts", "1", "--out-dir", str(out)])
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
+        assert not (out / "rtf.json").exists()
+
+
+def test_bench_script_updates_only_its_docs_section(experiments: Path, tmp_path: Path) -> None:
     bench = _load_bench()
     page = tmp_path / "benchmarks.md"
     page.write_text("# Benchmarks\n\n## A\n\nkeep a\n\n## Streaming decoding RTF\n\nold\n\n## B\n\nkeep b\n")
-    bench.write_section(page, "## Streaming decoding RTF\n\nnew\n")
-    assert page.read_text() == "# Benchmarks\n\n## A\n\nkeep a\n\n## Streaming decoding RTF\n\nnew\n\n## B\n\nkeep b\n"
+    bench.main(["--checkpoint", f"lstm={experiments / 'exp/lstm/averaged.pt'}", "--num-utts", "1",
+                "--out", str(page), "--json-out", str(tmp_path / "rtf.json")])
+    text = page.read_text()
+    assert text.startswith("# Benchmarks\n\n## A\n\nkeep a\n\n## Streaming decoding RTF\n")
+    assert text.endswith("## B\n\nkeep b\n") and "old" not in text and "| lstm | lstm |" in text
+    assert json.loads((tmp_path / "rtf.json").read_text())["schema"] == "asrtools.streaming_rtf"

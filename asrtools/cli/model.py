@@ -1,17 +1,19 @@
-"""`asrtools model ...`: inspect model configs (parameters, FLOPs per second of audio)."""
+"""`asrtools model ...`: inspect models: parameters and FLOPs of a config, streaming real-time factor."""
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 import click
+
+from asrtools.cli.options import force_option
 
 
 @click.group("model")
 def model() -> None:
-    """Inspect model configs."""
+    """Inspect models: parameters, FLOPs, streaming real-time factor."""
 
 
 @model.command("info")
@@ -74,3 +76,89 @@ def info(config_path: Path, overrides: Tuple[str, ...], vocab_size: int, depth: 
     click.echo(f"GFLOPs/s: encoder FLOPs (2 x MACs) per second of audio, {how} on a {seconds:g} s input")
     click.echo(format_table(rows))
     click.echo(f"encoder whole-utterance forward: {flops.offline_total / 1e9:.3f} GFLOPs/s")
+
+
+def _named_paths(option: str, specs: Tuple[str, ...]) -> List[Tuple[str, Path]]:
+    """`NAME=PATH` values of a repeatable option; a bare path is named after its directory."""
+    from asrtools.errors import ConfigError
+
+    named = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).parent.name or Path(spec).stem, spec
+        if not name or not path:
+            raise ConfigError(f"{option} {spec!r}: expected NAME=PATH")
+        named.append((name, Path(path)))
+    return named
+
+
+@model.command("rtf")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="[NAME=]CKPT",
+              help="A trained model (repeatable); NAME defaults to the checkpoint's directory.")
+@click.option("--config", "configs", multiple=True, metavar="NAME=CONF.yaml",
+              help="The model of a training config with seeded random weights (repeatable).")
+@click.option("--vocab-size", type=click.IntRange(min=2), default=256, show_default=True,
+              help="Vocabulary of --config models.")
+@click.option("--cuts", "cuts_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CutSet with precomputed features; a seeded sample of --num-utts cuts is decoded "
+                   "(default: synthetic features of log-normal durations, median 6 s).")
+@click.option("--num-utts", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Utterances decoded per model.")
+@click.option("--chunk-frames", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Input frames per chunk (0: each encoder's smallest valid chunk >= 32 frames).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the cut sample and random weights.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Stage directory for rtf.json (read by `asrtools score results --rtf-json`) and rtf.md.")
+@force_option
+def rtf(checkpoints: Tuple[str, ...], configs: Tuple[str, ...], vocab_size: int, cuts_path: Optional[Path],
+        num_utts: int, chunk_frames: int, seed: int, out_dir: Path, force: bool) -> None:
+    """Real-time factor of streaming greedy decoding, one stream on one CPU thread.
+
+    Decodes the same utterances with each model chunk by chunk (`asrtools decode --method
+    streaming_greedy`'s code path, batch 1, `torch.set_num_threads(1)`) and reports RTF
+    (mean, p90, CPU time), per-chunk wall time and its encoder share, and the latency
+    (chunk + look-ahead). Wall times carry the machine's other load: measure on idle cores.
+
+    \b
+    Example:
+      asrtools model rtf --checkpoint lstm=exp/lstm/averaged.pt \\
+        --checkpoint convrnnt=exp/convrnnt/averaged.pt --cuts data/fbank/cuts_test.jsonl.gz \\
+        --chunk-frames 32 --out-dir exp/rtf_streaming
+    """
+    import shlex
+
+    from asrtools.decoding import rtf as rtf_lib
+    from asrtools.errors import ConfigError
+    from asrtools.pipeline import atomic_write_json, atomic_write_text, run_stage
+
+    named_checkpoints = _named_paths("--checkpoint", checkpoints)
+    named_configs = _named_paths("--config", configs)
+    if not named_checkpoints and not named_configs:
+        raise ConfigError("give at least one --checkpoint or --config")
+    inputs = {f"checkpoint.{name}": path for name, path in named_checkpoints}
+    inputs.update({f"config.{name}": path for name, path in named_configs})
+    if cuts_path is not None:
+        inputs["cuts"] = cuts_path
+    params = {"checkpoints": [[n, str(p)] for n, p in named_checkpoints],
+              "configs": [[n, str(p)] for n, p in named_configs], "vocab_size": vocab_size,
+              "num_utts": num_utts, "chunk_frames": chunk_frames, "seed": seed}
+    args = ([f"--checkpoint {shlex.quote(c)}" for c in checkpoints] + [f"--config {shlex.quote(c)}" for c in configs]
+            + ([f"--cuts {shlex.quote(str(cuts_path))}"] if cuts_path else [])
+            + [f"--num-utts {num_utts}", f"--chunk-frames {chunk_frames}", f"--seed {seed}",
+               f"--out-dir {shlex.quote(str(out_dir))}"])
+
+    def body(ctx) -> None:
+        models = [rtf_lib.checkpoint_model(name, path) for name, path in named_checkpoints]
+        models += [rtf_lib.random_model(name, path, vocab_size, seed) for name, path in named_configs]
+        feature_dim = rtf_lib.common_feature_dim(models)
+        utterances, frame_shift, input_text = rtf_lib.load_utterances(cuts_path, num_utts, seed, feature_dim)
+        results = rtf_lib.measure_all(models, utterances, chunk_frames, frame_shift,
+                                      report=lambda line: ctx.log.info("%s", line))
+        facts = rtf_lib.run_facts("asrtools model rtf " + " ".join(args), input_text, models)
+        atomic_write_json(ctx.out_dir / "rtf.json", rtf_lib.rtf_document(results, facts))
+        atomic_write_text(ctx.out_dir / "rtf.md", rtf_lib.rtf_markdown(results, facts))
+        ctx.log.info("%s", rtf_lib.target_line(results))
+
+    run_stage(out_dir, "model rtf", params, inputs, body, force=force)
+    click.echo(f"wrote {out_dir / 'rtf.json'}")

@@ -287,7 +287,7 @@ def _name_value(option: str, text: str) -> Tuple[str, str]:
 @click.option("--offline-method", type=click.Choice(["greedy", "modified_beam"]), default="greedy",
               show_default=True, help="Method of the default dev/test decode directories.")
 @click.option("--rtf-json", "rtf_jsons", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Streaming RTF results of scripts/bench_streaming.py --json-out, entries named like --exp "
+              help="Streaming RTF results (rtf.json of `asrtools model rtf`), entries named like --exp "
                    "(repeatable; a later file wins).")
 @click.option("--title", default="Model comparison", show_default=True, help="Title of the Markdown page.")
 @click.option("--allow-missing", is_flag=True, help="Show n/a for missing inputs instead of failing.")
@@ -304,14 +304,14 @@ def results(exps: Tuple[str, ...], checkpoints: Tuple[str, ...], wer_paths: Tupl
     Reads, per system, its checkpoint (parameters and encoder FLOPs measured like
     `asrtools model info`), the wer.json of `asrtools score wer` for the dev, test and
     streaming test decodes, and the one-thread streaming RTF from
-    `scripts/bench_streaming.py --json-out`; writes results.md + results.json into the stage
+    `asrtools model rtf`; writes results.md + results.json into the stage
     directory and copies results.md to --out. States whether ConvRNN-T beats the LSTM RNN-T
     at similar size (paired speaker bootstrap on the test sets).
 
     \b
     Example:
       asrtools score results --exp lstm=exp/lstm --exp convrnnt=exp/convrnnt \\
-        --exp conformer=exp/conformer --rtf-json exp/bench_streaming.json --out RESULTS.md
+        --exp conformer=exp/conformer --rtf-json exp/rtf_streaming/rtf.json --out RESULTS.md
     """
     import datetime
     import shlex

@@ -19,7 +19,7 @@ produced and puts one row per system into a Markdown table (and a JSON twin):
   directory's parent, gives the method and chunk; a streaming column whose decode was not
   `streaming_greedy` is an error;
 - the streaming real-time factor on one CPU thread from the JSON that
-  `scripts/bench_streaming.py --json-out` writes (entries matched by NAME).
+  `asrtools model rtf` (or `scripts/bench_streaming.py --json-out`) writes (entries matched by NAME).
 
 It also states whether ConvRNN-T beats the LSTM RNN-T at similar size: each `convrnnt`
 system is paired with the `lstm` system closest in parameters; at a parameter ratio within
@@ -34,6 +34,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from asrtools.decoding.rtf import RTF_SCHEMA
 from asrtools.errors import ConfigError, DataError
 from asrtools.scoring.compare import BETTER, WORSE
 from asrtools.scoring.report import UTTS_JSONL, WER_JSON, WER_SCHEMA, WER_SCHEMA_VERSION, read_json
@@ -47,7 +48,6 @@ WER_KEYS: Dict[str, Tuple[str, bool, str]] = {
 STREAMING_METHOD = "streaming_greedy"
 OFFLINE_METHODS = ("greedy", "modified_beam")
 DEFAULT_CHECKPOINT = "averaged.pt"
-BENCH_SCHEMA = "asrtools.bench_streaming"
 #: ConvRNN-T and LSTM systems count as "similar size" when their parameter ratio is within 1 +- this.
 SIZE_TOLERANCE = 0.25
 FLOPS_SECONDS = 10.0
@@ -160,10 +160,11 @@ def decode_summary_path(wer_json: Path, doc: Mapping[str, Any]) -> Optional[Path
 
 
 def read_bench_json(path: Path) -> Dict[str, Any]:
-    """A `scripts/bench_streaming.py --json-out` document; `DataError` naming the file otherwise."""
+    """An `asrtools model rtf` rtf.json document; `DataError` naming the file otherwise."""
     doc = read_json(path)
-    if not isinstance(doc, dict) or doc.get("schema") != BENCH_SCHEMA or not isinstance(doc.get("models"), dict):
-        raise DataError(f"{path}: not a {BENCH_SCHEMA} file (made by scripts/bench_streaming.py --json-out)")
+    if not isinstance(doc, dict) or doc.get("schema") != RTF_SCHEMA or not isinstance(doc.get("models"), dict):
+        raise DataError(f"{path}: not a {RTF_SCHEMA} file (made by `asrtools model rtf` or "
+                        "scripts/bench_streaming.py --json-out)")
     return doc
 
 
@@ -238,7 +239,7 @@ def locate_inputs(specs: Sequence[ExperimentSpec], rtf_jsons: Sequence[Path], al
     rtf_names: Dict[str, Path] = {}
     for index, path in enumerate(rtf_jsons):
         if not Path(path).is_file():
-            missing(f"RTF JSON {path} does not exist (write it with scripts/bench_streaming.py --json-out)")
+            missing(f"RTF JSON {path} does not exist (write it with `asrtools model rtf`)")
             continue
         found.files[f"rtf_json_{index}"] = Path(path)
         rtf_names.update({name: Path(path) for name in read_bench_json(path)["models"]})
@@ -262,8 +263,8 @@ def locate_inputs(specs: Sequence[ExperimentSpec], rtf_jsons: Sequence[Path], al
         if spec.name in rtf_names:
             found.rtf_sources[spec.name] = rtf_names[spec.name]
         elif not rtf_jsons:
-            missing(f"{spec.name}: streaming RTF: no --rtf-json given (write one with scripts/bench_streaming.py "
-                    f"--checkpoint {spec.name}=... --json-out PATH)")
+            missing(f"{spec.name}: streaming RTF: no --rtf-json given (write one with `asrtools model rtf "
+                    f"--checkpoint {spec.name}=... --out-dir DIR`)")
         else:
             missing(f"{spec.name}: streaming RTF: no entry {spec.name!r} in {', '.join(map(str, rtf_jsons))}")
     return found
@@ -542,7 +543,7 @@ def results_markdown(results: Sequence[SystemResult], verdicts: Sequence[SizeMat
         "each checkpoint as `asrtools model info` does (2 x MACs, streaming_forward chunk by chunk, "
         f"{FLOPS_SECONDS:g} s random input); WER from the `wer.json` of `asrtools score wer` on "
         "`asrtools decode` outputs; streaming RTF (one stream, one CPU thread, wall time / audio time, "
-        "mean over utterances) from `scripts/bench_streaming.py --json-out`"
+        "mean over utterances) from `asrtools model rtf`"
         + ("" if not bench_commands else " run as " + "; ".join(f"`{cmd}`" for _, cmd in bench_commands))
         + ". Latency = chunk + look-ahead of that streaming run.",
         "",
@@ -568,7 +569,7 @@ def results_markdown(results: Sequence[SystemResult], verdicts: Sequence[SizeMat
 
 
 def _bench_command(path: Optional[Path]) -> str:
-    return str(read_bench_json(path).get("command", "scripts/bench_streaming.py")) if path else ""
+    return str(read_bench_json(path).get("command", "asrtools model rtf")) if path else ""
 
 
 def _source_rows(r: SystemResult) -> List[str]:
@@ -586,7 +587,7 @@ def _source_rows(r: SystemResult) -> List[str]:
         rows.append(f"| {r.name} | {key} WER | {cell.path} | `asrtools score wer --mode {cell.mode}` on {decode}; "
                     f"{cell.sents} utterances, {cell.words} words |")
     if r.rtf is not None:
-        rows.append(f"| {r.name} | streaming RTF | {r.rtf_source} | scripts/bench_streaming.py: "
+        rows.append(f"| {r.name} | streaming RTF | {r.rtf_source} | `asrtools model rtf`: "
                     f"{r.rtf.get('num_utterances')} utterance(s), {r.rtf.get('weights')} weights, "
                     f"chunk {_num(r.rtf.get('chunk_ms'), '.0f')} ms, RTF p90 {_num(r.rtf.get('rtf_p90'), '.4f')} |")
     return rows

@@ -2,12 +2,14 @@
 # ASR on the offline synthetic multi-accent corpus: every stage is one `asrtools` command,
 # resumable and skipped when its outputs are up to date (see docs/ARCHITECTURE.md).
 #
-#   egs/synth/asr/run.sh                       # all stages, default corpus (~8 h of audio)
+#   egs/synth/asr/run.sh                       # all stages: corpus, LSTM/ConvRNN-T/Conformer, RESULTS.md
+#   egs/synth/asr/run.sh --models lstm --results-md exp/RESULTS_lstm.md   # one model only
 #   egs/synth/asr/run.sh --stage 2 --stop-stage 3
-#   egs/synth/asr/run.sh --corpus-preset tiny --data /tmp/d   # a seconds-long smoke run
+#   egs/synth/asr/run.sh --corpus-preset tiny --data /tmp/d --stop-stage 3  # a seconds-long smoke run
 #
 # Stages: 0 synthesise corpus | 1 Lhotse manifests + validation | 2 Fbank features | 3 BPE
-#         4 train the transducer | 5 decode dev/test (greedy, streaming) | 6 score: WER, WER by cohort
+#         4 train each transducer of --models | 5 decode dev/test (greedy, streaming) | 6 score: WER, WER by cohort
+#         7 compare the models: streaming RTF on one CPU thread, then the table in $results_md
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,19 +19,29 @@ nj=2                    # parallel jobs for synthesis and features
 corpus_preset=default   # tiny | default | large
 data=data               # where corpus, manifests, features and BPE go
 bpe_config=conf/bpe.yaml
-model=lstm              # encoder recipe: conf/train_<model>.yaml
-train_config=           # default: conf/train_$model.yaml
-exp=exp                 # where experiments go: $exp/$model
+models="lstm convrnnt conformer"  # encoder recipes conf/train_<model>.yaml, trained one after another
+model=                  # one model only: the same as --models NAME
+train_config=           # a single model's training config (default: conf/train_<model>.yaml)
+exp=exp                 # where experiments go: $exp/<model>
 device=cpu              # cpu | cuda
 chunk_frames=32         # streaming decoding chunk (10 ms input frames)
-po_options="stage stop_stage nj corpus_preset data bpe_config model train_config exp device chunk_frames"
+rtf_utts=50             # test utterances decoded per model for the streaming RTF (stage 7)
+results_md=RESULTS.md   # the comparison page of stage 7
+po_options="stage stop_stage nj corpus_preset data bpe_config models model train_config exp device chunk_frames rtf_utts results_md"
 help_message="Usage: $0 [options]
-  stages: 0 synth, 1 manifests, 2 features, 3 bpe, 4 train, 5 decode, 6 score"
+  stages: 0 synth, 1 manifests, 2 features, 3 bpe, 4 train, 5 decode, 6 score, 7 compare models"
 . ../../../scripts/parse_options.sh
 . ./path.sh
 . ./cmd.sh
 
 log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
+
+models=${model:-$models}
+read -r -a model_list <<< "$models"
+if [ ${#model_list[@]} -eq 0 ]; then echo "$0: --models is empty" >&2; exit 1; fi
+if [ -n "$train_config" ] && [ ${#model_list[@]} -ne 1 ]; then
+  echo "$0: --train-config needs a single model (--models NAME), got: $models" >&2; exit 1
+fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "stage 0: synthesise the corpus ($corpus_preset)"
@@ -51,38 +63,54 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   $cpu_cmd asrtools bpe train --supervisions "$data/manifests/supervisions_train.jsonl.gz" --config "$bpe_config" --out-dir "$data/lang_bpe"
 fi
 
-train_config=${train_config:-conf/train_$model.yaml}
-exp_dir=$exp/$model
+for m in "${model_list[@]}"; do
+  exp_dir=$exp/$m
+  config=${train_config:-conf/train_$m.yaml}
 
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "stage 4: train the $model transducer ($train_config)"
-  $gpu_cmd asrtools train --config "$train_config" --device "$device" \
-    --cuts-train "$data/fbank/cuts_train.jsonl.gz" --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" \
-    --bpe-model "$data/lang_bpe/bpe.model" --exp-dir "$exp_dir"
-fi
+  if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+    log "stage 4: train the $m transducer ($config)"
+    $gpu_cmd asrtools train --config "$config" --device "$device" \
+      --cuts-train "$data/fbank/cuts_train.jsonl.gz" --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" \
+      --bpe-model "$data/lang_bpe/bpe.model" --exp-dir "$exp_dir"
+  fi
 
-if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  for split in dev test; do
-    log "stage 5: decode $split (greedy)"
+  if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+    for split in dev test; do
+      log "stage 5: $m: decode $split (greedy)"
+      $cpu_cmd asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
+        --cuts "$data/fbank/cuts_$split.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
+        --method greedy --out-dir "$exp_dir/decode_${split}_greedy"
+    done
+    log "stage 5: $m: decode test (streaming greedy, $chunk_frames-frame chunks)"
     $cpu_cmd asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
-      --cuts "$data/fbank/cuts_$split.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
-      --method greedy --out-dir "$exp_dir/decode_${split}_greedy"
-  done
-  log "stage 5: decode test (streaming greedy, $chunk_frames-frame chunks)"
-  $cpu_cmd asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
-    --cuts "$data/fbank/cuts_test.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
-    --method streaming_greedy --chunk-frames "$chunk_frames" --out-dir "$exp_dir/decode_test_streaming"
-fi
+      --cuts "$data/fbank/cuts_test.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
+      --method streaming_greedy --chunk-frames "$chunk_frames" --out-dir "$exp_dir/decode_test_streaming"
+  fi
 
-if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  for decode_dir in "$exp_dir"/decode_dev_greedy "$exp_dir"/decode_test_greedy "$exp_dir"/decode_test_streaming; do
-    log "stage 6: WER of $decode_dir"
-    $cpu_cmd asrtools score wer --ref "$decode_dir/recogs.jsonl" --out-dir "$decode_dir/wer"
+  if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+    for decode_dir in "$exp_dir"/decode_dev_greedy "$exp_dir"/decode_test_greedy "$exp_dir"/decode_test_streaming; do
+      log "stage 6: WER of $decode_dir"
+      $cpu_cmd asrtools score wer --ref "$decode_dir/recogs.jsonl" --out-dir "$decode_dir/wer"
+    done
+    log "stage 6: $m: WER by cohort on test (accent, region, gender, region x gender, engine, channel)"
+    $cpu_cmd asrtools score cohorts --recogs "$exp_dir/decode_test_greedy/recogs.jsonl" \
+      --by accent --by region --by gender --by region,gender --by engine --by channel \
+      --out-dir "$exp_dir/decode_test_greedy/cohorts"
+    log "results: $exp_dir/decode_test_greedy/wer/wer.json, $exp_dir/decode_test_greedy/cohorts/"
+  fi
+done
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  checkpoints=(); systems=()
+  for m in "${model_list[@]}"; do
+    checkpoints+=(--checkpoint "$m=$exp/$m/averaged.pt"); systems+=(--exp "$m=$exp/$m")
   done
-  log "stage 6: WER by cohort on test (accent, region, gender, region x gender, engine, channel)"
-  $cpu_cmd asrtools score cohorts --recogs "$exp_dir/decode_test_greedy/recogs.jsonl" \
-    --by accent --by region --by gender --by region,gender --by engine --by channel \
-    --out-dir "$exp_dir/decode_test_greedy/cohorts"
-  log "results: $exp_dir/decode_test_greedy/wer/wer.json, $exp_dir/decode_test_greedy/cohorts/"
+  log "stage 7: streaming RTF of ${model_list[*]} (one CPU thread, $rtf_utts test utterances)"
+  $cpu_cmd asrtools model rtf "${checkpoints[@]}" --cuts "$data/fbank/cuts_test.jsonl.gz" \
+    --num-utts "$rtf_utts" --chunk-frames "$chunk_frames" --out-dir "$exp/rtf_streaming"
+  log "stage 7: comparison table -> $results_md"
+  $cpu_cmd asrtools score results "${systems[@]}" --rtf-json "$exp/rtf_streaming/rtf.json" \
+    --title "egs/synth/asr: streaming transducers on the synthetic corpus" \
+    --out "$results_md" --out-dir "$exp/results"
 fi
 log "done"
