@@ -48,8 +48,8 @@ def test_subsampling_flops_by_hand():
     linear = 2 * frames2 * (8 * freqs2) * 32
     assert flops.per_module["subsampling.convs"] == pytest.approx(convs)
     assert flops.per_module["subsampling"] == pytest.approx(convs + linear)
-    assert flops.per_module["lstm"] == pytest.approx(lstm_flops(enc.lstm, frames2))
-    assert flops.total == pytest.approx(convs + linear + lstm_flops(enc.lstm, frames2))
+    assert flops.per_module["lstm"] == pytest.approx(lstm_flops(enc.lstm.lstm, frames2))
+    assert flops.total == pytest.approx(convs + linear + lstm_flops(enc.lstm.lstm, frames2))
 
 
 def test_convrnnt_children_add_up_and_streaming_costs_the_same():

@@ -62,6 +62,21 @@ def test_lstm_rejects_bad_sizes():
         build_encoder("lstm", 80, hidden_size=32)
 
 
+def test_lstm_loads_checkpoints_from_before_causal_lstm():
+    """Checkpoints of the recipe's first LSTM runs name the stack `encoder.lstm.weight_ih_l0`, ..."""
+    torch.manual_seed(0)
+    config = ModelConfig(encoder="lstm", encoder_params={"hidden_dim": 12, "num_layers": 2, "subsampling_dim": 16,
+                                                         "subsampling_channels": 4},
+                         feature_dim=20, decoder_dim=8, context_size=2, joiner_dim=8)
+    trained = build_model(config, 10)
+    old_style = {k.replace("encoder.lstm.lstm.", "encoder.lstm."): v for k, v in trained.state_dict().items()}
+    assert "encoder.lstm.weight_ih_l1" in old_style
+    fresh = build_model(config, 10)
+    fresh.load_state_dict(old_style)  # strict
+    for key, value in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+
+
 def test_stateless_decoder_decoding_context_matches_training():
     torch.manual_seed(0)
     decoder = StatelessDecoder(vocab_size=12, decoder_dim=8, blank_id=0, context_size=3).eval()

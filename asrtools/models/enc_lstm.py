@@ -9,14 +9,13 @@ Streaming state layout: the subsampling caches (one per conv layer), then the LS
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from asrtools.errors import ConfigError
 from asrtools.models.encoder import Encoder, State, register_encoder
+from asrtools.nn.causal import CausalLstm
 from asrtools.nn.subsampling import CausalConv2dSubsampling
 
 
@@ -47,33 +46,20 @@ class LstmEncoder(Encoder):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        if num_layers < 1 or hidden_dim < 1 or proj_dim < 0:
-            raise ConfigError(f"encoder lstm: need num_layers >= 1, hidden_dim >= 1, proj_dim >= 0 "
-                              f"(got {num_layers}, {hidden_dim}, {proj_dim})")
-        if proj_dim >= hidden_dim:
-            raise ConfigError(f"encoder lstm: proj_dim {proj_dim} must be smaller than hidden_dim {hidden_dim}")
         self.subsampling = CausalConv2dSubsampling(
             input_dim, subsampling_dim, channels=subsampling_channels, factor=subsampling_factor, dropout=dropout
         )
         # Per-frame normalisation of the front end's output: raw log-mel features are far
         # from zero-mean/unit-scale, which saturates LSTM gates and stalls early training.
         self.norm = nn.LayerNorm(subsampling_dim)
-        self.lstm = nn.LSTM(
-            input_size=subsampling_dim,
-            hidden_size=hidden_dim,
-            num_layers=num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-            proj_size=proj_dim,
-        )
+        self.lstm = CausalLstm(subsampling_dim, hidden_dim, num_layers, proj_dim, dropout)
+        self._register_load_state_dict_pre_hook(_rename_pre_causal_lstm_keys)
         # LSTM outputs are tanh-bounded and small at initialisation; normalising them gives
         # the joiner and the simple projection unit-scale inputs, which speeds up training
         # several-fold (the logits otherwise need hundreds of steps to grow).
         self.output_norm = nn.LayerNorm(proj_dim or hidden_dim)
         self.output_dropout = nn.Dropout(dropout)
-        self.num_layers = num_layers
-        self.hidden_dim = hidden_dim
-        self.output_dim = proj_dim or hidden_dim
+        self.output_dim = self.lstm.output_dim
         self.subsampling_factor = subsampling_factor
 
     def output_lengths(self, x_lens: torch.Tensor) -> torch.Tensor:
@@ -92,15 +78,12 @@ class LstmEncoder(Encoder):
         """
         hidden, out_lens = self.subsampling(x, x_lens)
         hidden = self.norm(hidden)
-        # Unidirectional: padding after a sequence's end cannot reach its valid frames.
-        out, _ = self.lstm(hidden)
+        out = self.lstm(hidden)
         return self.output_dropout(self.output_norm(out)), out_lens
 
     def init_states(self, batch_size: int, device: torch.device) -> State:
         """Subsampling caches + zero LSTM h (L, B, C) and c (L, B, H)."""
-        h = torch.zeros(self.num_layers, batch_size, self.output_dim, device=device)
-        c = torch.zeros(self.num_layers, batch_size, self.hidden_dim, device=device)
-        return self.subsampling.init_states(batch_size, device) + [h, c]
+        return self.subsampling.init_states(batch_size, device) + self.lstm.init_state(batch_size, device)
 
     def streaming_forward(
         self, chunk: torch.Tensor, chunk_lens: torch.Tensor, states: State
@@ -116,19 +99,18 @@ class LstmEncoder(Encoder):
           out: (B, Tc', C); out_lens: (B,) int64; the new states. A stream whose chunk
           gives no valid output frame keeps its LSTM state unchanged.
         """
-        sub_states, (h, c) = states[:-2], states[-2:]
+        sub_states, lstm_state = states[:-2], states[-2:]
         hidden, out_lens, sub_states = self.subsampling.streaming_forward(chunk, chunk_lens, sub_states)
-        hidden = self.norm(hidden)
         out_lens = out_lens.clamp(max=hidden.size(1))
-        if hidden.size(1) == 0:
-            empty = hidden.new_zeros(hidden.size(0), 0, self.output_dim)
-            return empty, out_lens, sub_states + [h, c]
-        # Packing stops each stream's recurrence at its last valid frame, so its state is
-        # the one to continue from; streams with no valid frame keep their old state.
-        packed = pack_padded_sequence(hidden, out_lens.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        out, (new_h, new_c) = self.lstm(packed, (h, c))
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=hidden.size(1))
-        active = (out_lens > 0).view(1, -1, 1)
-        new_h = torch.where(active, new_h, h)
-        new_c = torch.where(active, new_c, c)
-        return self.output_dropout(self.output_norm(out)), out_lens, sub_states + [new_h, new_c]
+        out, lstm_state = self.lstm.streaming_forward(self.norm(hidden), out_lens, lstm_state)
+        return self.output_dropout(self.output_norm(out)), out_lens, sub_states + lstm_state
+
+
+def _rename_pre_causal_lstm_keys(state_dict: Dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load checkpoints written before the LSTM stack became `CausalLstm`.
+
+    Their keys were `<prefix>lstm.weight_ih_l0` etc.; they are now `<prefix>lstm.lstm.*`.
+    """
+    old = prefix + "lstm."
+    for key in [k for k in state_dict if k.startswith(old) and not k.startswith(old + "lstm.")]:
+        state_dict[old + "lstm." + key[len(old):]] = state_dict.pop(key)
