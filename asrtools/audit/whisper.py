@@ -38,7 +38,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from asrtools.audit.text_norm import NORMALIZER_VERSION, normalize_hypothesis
-from asrtools.decoding.recognize import PARTS_DIR, _record
+from asrtools.decoding.recognize import PARTS_DIR, recognition_record
 from asrtools.errors import ConfigError, DataError, ToolError, describe
 from asrtools.pipeline import StageContext, atomic_write_json
 from asrtools.scoring.io import RECOGS_NAME, format_trn, write_lines
@@ -203,7 +203,7 @@ def transcribe_cut(model: Any, cut: Cut, beam_size: int = 1) -> Dict[str, Any]:
     start = time.perf_counter()
     raw = transcribe_audio(model, audio, beam_size)
     seconds = time.perf_counter() - start
-    record = _record(cut, normalize_hypothesis(raw), seconds)
+    record = recognition_record(cut, normalize_hypothesis(raw), seconds)
     record["hyp_raw"] = raw
     record["rtf"] = round(seconds / cut.duration, 6) if cut.duration > 0 else None
     return record

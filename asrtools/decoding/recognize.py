@@ -139,11 +139,18 @@ def decode_shard(model: Transducer, tokenizer: Tokenizer, cuts: CutSet, options:
         seconds = time.perf_counter() - start
         frames = batch["feature_lens"].tolist()
         for cut_id, hyp, num_frames in zip(batch["cut_ids"], tokenizer.decode(ids), frames):
-            records[cut_id] = _record(cuts[cut_id], hyp, seconds * num_frames / max(sum(frames), 1))
+            records[cut_id] = recognition_record(cuts[cut_id], hyp, seconds * num_frames / max(sum(frames), 1))
     return [records[cut.id] for cut in cuts]
 
 
-def _record(cut: Any, hyp: str, seconds: float) -> Dict[str, Any]:
+def recognition_record(cut: Any, hyp: str, seconds: float) -> Dict[str, Any]:
+    """One line of recogs.jsonl: ids, speaker, reference, hypothesis, timing, speaker metadata.
+
+    Args:
+      cut: the decoded cut (its first supervision holds the reference and metadata).
+      hyp: the hypothesis text (whitespace is normalised).
+      seconds: decode time attributed to this cut.
+    """
     sup = cut.supervisions[0]
     speaker = cut_speaker(cut)
     return {
