@@ -1,0 +1,325 @@
+"""Cluster job runners: scripts/slurm/submit{,_gpu}.sh, scripts/run_torchrun.sh, recipe cmd.sh.
+
+SLURM is faked by small executables first on PATH: `sbatch` records its options and runs
+the batch script with bash in a SLURM-like environment (from `/`, so the script's own `cd`
+is what puts the job in the submitting directory), `srun` runs its command once per node,
+`scontrol show hostnames` expands the comma-separated node list. The end-to-end check runs
+a tiny `asrtools train` through the recipe's cmd.sh with real torchrun (2 gloo processes).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from asrtools.training.checkpoint import load_checkpoint
+
+from test_train import _env as train_env
+from test_train import _train_cmd as train_cmd
+from test_train_helpers import make_corpus, write_config
+
+REPO = Path(__file__).resolve().parents[1]
+SUBMIT = REPO / "scripts" / "slurm" / "submit.sh"
+SUBMIT_GPU = REPO / "scripts" / "slurm" / "submit_gpu.sh"
+RUN_TORCHRUN = REPO / "scripts" / "run_torchrun.sh"
+CMD_SH = REPO / "egs" / "synth" / "asr" / "cmd.sh"
+SCRIPTS = [REPO / "scripts" / "slurm" / "lib.sh", SUBMIT, SUBMIT_GPU, RUN_TORCHRUN, CMD_SH]
+
+FAKE_SBATCH = r'''
+"""Fake sbatch: record the options, run the batch script with bash, honour --wait."""
+import json, os, subprocess, sys
+
+FLAGS = {"--wait", "--parsable"}
+state = os.environ["FAKE_SLURM_STATE"]
+args, options, i = sys.argv[1:], {}, 0
+while i < len(args) and args[i].startswith("-"):
+    if "=" in args[i]:
+        key, value = args[i].split("=", 1)
+    elif args[i] in FLAGS:
+        key, value = args[i], True
+    else:
+        key, value = args[i], args[i + 1]
+        i += 1
+    options[key] = value
+    i += 1
+script = args[i]
+counter = os.path.join(state, "next_job_id")
+job_id = int(open(counter).read()) if os.path.exists(counter) else 1000
+open(counter, "w").write(str(job_id + 1))
+with open(os.path.join(state, "sbatch.jsonl"), "a") as f:
+    f.write(json.dumps({"argv": args, "options": options, "script": open(script).read()}) + "\n")
+
+nodes = int(options.get("--nodes", "1"))
+hosts = os.environ.get("FAKE_SLURM_HOSTS", ",".join(f"node{n + 1}" for n in range(nodes))).split(",")
+name = options.get("--job-name", "sbatch")
+env = dict(os.environ, SLURM_JOB_ID=str(job_id), SLURM_JOB_NAME=name, SLURM_NNODES=str(nodes),
+           SLURM_JOB_NODELIST=",".join(hosts[:nodes]), SLURM_SUBMIT_DIR=os.getcwd())
+if "--cpus-per-task" in options:
+    env["SLURM_CPUS_PER_TASK"] = options["--cpus-per-task"]
+output = options.get("--output", f"slurm-{job_id}.out").replace("%x", name).replace("%j", str(job_id))
+output = os.path.join(options.get("--chdir", os.getcwd()), output)
+print(job_id if "--parsable" in options else f"Submitted batch job {job_id}", flush=True)
+with open(output, "a" if options.get("--open-mode") == "append" else "w") as log:
+    rc = subprocess.run(["bash", script, *args[i + 1:]], cwd="/", env=env, stdin=subprocess.DEVNULL,
+                        stdout=log, stderr=subprocess.STDOUT).returncode
+sys.exit((rc if rc >= 0 else 128 - rc) if "--wait" in options else 0)
+'''
+
+FAKE_SRUN = r'''
+"""Fake srun: run the command once per node, concurrently, with SLURM_NODEID/SLURM_PROCID set."""
+import json, os, subprocess, sys
+
+args, options, i = sys.argv[1:], {}, 0
+while args[i].startswith("-"):
+    key, _, value = args[i].partition("=")
+    options[key] = value
+    i += 1
+with open(os.path.join(os.environ["FAKE_SLURM_STATE"], "srun.jsonl"), "a") as f:
+    f.write(json.dumps({"argv": args, "options": options}) + "\n")
+hosts = os.environ["SLURM_JOB_NODELIST"].split(",")
+tasks = int(options.get("--ntasks", os.environ["SLURM_NNODES"]))
+procs = [subprocess.Popen(args[i:], env=dict(os.environ, SLURM_NODEID=str(n), SLURM_PROCID=str(n),
+                                              SLURMD_NODENAME=hosts[n]))
+         for n in range(tasks)]
+sys.exit(max(abs(p.wait()) for p in procs))
+'''
+
+FAKE_SCONTROL = r'''
+"""Fake scontrol: only `scontrol show hostnames a,b,c`."""
+import sys
+
+assert sys.argv[1:3] == ["show", "hostnames"], sys.argv
+print("\n".join(sys.argv[3].split(",")))
+'''
+
+FAKE_TORCHRUN = r'''
+"""Fake torchrun: record argv (and the SLURM node), then run the command after --no-python once."""
+import json, os, subprocess, sys
+
+args = sys.argv[1:]
+with open(os.path.join(os.environ["FAKE_SLURM_STATE"], "torchrun.jsonl"), "a") as f:
+    f.write(json.dumps({"argv": args, "node": os.environ.get("SLURM_NODEID")}) + "\n")
+sys.exit(subprocess.run(args[args.index("--no-python") + 1:]).returncode)
+'''
+
+# Writes {"argv": its arguments after the output path, "cwd": ..., "node": SLURM_NODEID} as a JSON line.
+ARGV_DUMPER = ("import json, os, sys; f = open(sys.argv[1], 'a'); "
+               "f.write(json.dumps({'argv': sys.argv[2:], 'cwd': os.getcwd(), "
+               "'node': os.environ.get('SLURM_NODEID')}) + '\\n')")
+
+# Words a shell would split, expand, glob or execute; each must reach the job as one argument.
+TRICKY_ARGS = ["two words", "it's", 'say "hi"', "$HOME", "${PATH}", "$(touch pwned)", "`touch pwned2`",
+               "a;b", "x && y", "*", "?[a-z]*", "", " lead", "tab\there", "new\nline", "back\\slash",
+               "--opt=a b", "-", "#not-a-comment", "100%", "!!"]
+
+
+def _write_executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def _python_tool(path: Path, source: str) -> Path:
+    return _write_executable(path, f"#!{sys.executable}\n{source}")
+
+
+def _records(state: Path, tool: str) -> List[dict]:
+    path = state / f"{tool}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Dict[str, Path]:
+    """Fake SLURM tools in `bin`, a fake torchrun in `torchrun_bin`, their records in `state`."""
+    bin_dir, torchrun_dir, state = tmp_path / "bin", tmp_path / "torchrun_bin", tmp_path / "state"
+    for folder in (bin_dir, torchrun_dir, state):
+        folder.mkdir()
+    _python_tool(bin_dir / "sbatch", FAKE_SBATCH)
+    _python_tool(bin_dir / "srun", FAKE_SRUN)
+    _python_tool(bin_dir / "scontrol", FAKE_SCONTROL)
+    _python_tool(torchrun_dir / "torchrun", FAKE_TORCHRUN)
+    work = tmp_path / "submit dir $x"  # the job must cd to a directory whose name needs quoting
+    work.mkdir()
+    return {"bin": bin_dir, "torchrun_bin": torchrun_dir, "state": state, "work": work}
+
+
+def _env(cluster: Dict[str, Path], settings: Optional[Dict[str, str]] = None, fake_torchrun: bool = False,
+         base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The environment of a submission: fakes first on PATH, no inherited launcher settings."""
+    env = {k: v for k, v in (base or os.environ).items()
+           if not k.startswith(("ASRTOOLS_SLURM", "SLURM_", "ASRTOOLS_LAUNCHER", "ASRTOOLS_NPROC", "CUDA_VISIBLE"))}
+    path = [str(cluster["bin"]), *([str(cluster["torchrun_bin"])] if fake_torchrun else []),
+            str(Path(sys.executable).parent), env.get("PATH", "")]
+    env.update(PATH=os.pathsep.join(path), FAKE_SLURM_STATE=str(cluster["state"]), OMP_NUM_THREADS="1")
+    env.update(settings or {})
+    return env
+
+
+def _run(cmd: List[str], env: Dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_scripts_are_executable_and_parse():
+    for script in SCRIPTS:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    for script in (SUBMIT, SUBMIT_GPU, RUN_TORCHRUN):
+        assert os.access(script, os.X_OK), script
+    if shutil.which("shellcheck"):
+        subprocess.run(["shellcheck", "-x", "-s", "bash", *map(str, SCRIPTS)], check=True, cwd=REPO)
+
+
+def test_arguments_reach_the_job_unchanged(cluster):
+    out = cluster["work"] / "argv.jsonl"
+    cmd = [sys.executable, "-c", ARGV_DUMPER, out, *TRICKY_ARGS]
+    result = _run([SUBMIT, *cmd], _env(cluster), cluster["work"])
+    assert result.returncode == 0, result.stderr
+    (job,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert job["argv"] == TRICKY_ARGS
+    assert job["cwd"] == str(cluster["work"])
+    assert not any((cluster["work"] / name).exists() for name in ("pwned", "pwned2"))
+    # The batch script and the job log sit side by side under slurm_logs/, named after the job.
+    name = Path(sys.executable).name
+    logs = cluster["work"] / "slurm_logs"
+    assert sorted(p.name for p in logs.iterdir()) == [f"{name}-1000.out", f"{name}-1000.sh"]
+    assert "# ended with status 0" in (logs / f"{name}-1000.out").read_text()
+    assert _records(cluster["state"], "srun") == []
+
+
+def test_failing_job_status_propagates(cluster):
+    result = _run([SUBMIT, "bash", "-c", "echo boom-$1; exit 3", "_", "x"], _env(cluster), cluster["work"])
+    assert result.returncode == 3
+    log = cluster["work"] / "slurm_logs" / "bash-1000.out"
+    assert f"SLURM job 1000 (bash) failed with status 3; log: {log}" in result.stderr
+    assert "boom-x" in result.stderr  # the log's tail is shown
+
+
+def test_sbatch_options_come_from_the_environment(cluster):
+    _write_executable(cluster["bin"] / "asrtools", "#!/usr/bin/env bash\nexit 0\n")
+    settings = {"ASRTOOLS_SLURM_PARTITION": "short", "ASRTOOLS_SLURM_GPU_PARTITION": "gpu",
+                "ASRTOOLS_SLURM_TIME": "0:30:00", "ASRTOOLS_SLURM_MEM": "8G", "ASRTOOLS_SLURM_CPUS": "3",
+                "ASRTOOLS_SLURM_ACCOUNT": "asr", "ASRTOOLS_SLURM_GPUS": "1",
+                "ASRTOOLS_SLURM_EXTRA": " --qos=high\t--constraint=a100 "}
+    env = _env(cluster, settings)
+    gpu = _run([SUBMIT_GPU, "asrtools", "train", "--config", "c.yaml"], env, cluster["work"])
+    cpu = _run([SUBMIT, "asrtools", "score", "wer", "--ref", "r.jsonl"], env, cluster["work"])
+    assert gpu.returncode == 0 and cpu.returncode == 0, gpu.stderr + cpu.stderr
+
+    gpu_call, cpu_call = _records(cluster["state"], "sbatch")
+    common = {"--time": "0:30:00", "--mem": "8G", "--cpus-per-task": "3", "--account": "asr",
+              "--qos": "high", "--constraint": "a100", "--export": "ALL", "--wait": True,
+              "--chdir": str(cluster["work"]), "--output": str(cluster["work"] / "slurm_logs" / "%x-%j.out")}
+    gpu_only = {"--job-name": "asrtools-train", "--partition": "gpu", "--gpus-per-node": "1", "--nodes": "1"}
+    cpu_only = {"--job-name": "asrtools-score-wer", "--partition": "short", "--nodes": "1", "--ntasks": "1"}
+    assert {**common, **gpu_only}.items() <= gpu_call["options"].items()
+    assert {**common, **cpu_only}.items() <= cpu_call["options"].items()
+    assert "--gpus-per-node" not in cpu_call["options"]
+    assert _records(cluster["state"], "srun") == []  # one GPU: no torchrun
+    logs = cluster["work"] / "slurm_logs"
+    assert (logs / "asrtools-train-1000.out").is_file() and (logs / "asrtools-score-wer-1001.out").is_file()
+
+
+def test_bad_gpu_count_is_a_one_line_error(cluster):
+    result = _run([SUBMIT_GPU, "asrtools", "train"], _env(cluster, {"ASRTOOLS_SLURM_GPUS": "two"}), cluster["work"])
+    assert result.returncode == 1
+    assert result.stderr.strip() == "submit_gpu.sh: error: ASRTOOLS_SLURM_GPUS must be a positive integer, got 'two'"
+    assert _records(cluster["state"], "sbatch") == []
+
+
+def test_multi_node_training_runs_under_srun_and_torchrun(cluster):
+    out = cluster["work"] / "argv.jsonl"
+    cmd = [sys.executable, "-c", ARGV_DUMPER, out, *TRICKY_ARGS]
+    settings = {"ASRTOOLS_SLURM_GPUS": "2", "ASRTOOLS_SLURM_NODES": "2", "ASRTOOLS_SLURM_CPUS": "4"}
+    result = _run([SUBMIT_GPU, *cmd], _env(cluster, settings, fake_torchrun=True), cluster["work"])
+    assert result.returncode == 0, result.stderr
+
+    (sbatch,) = _records(cluster["state"], "sbatch")
+    assert {k: sbatch["options"][k] for k in ("--nodes", "--ntasks-per-node", "--gpus-per-node")} == \
+        {"--nodes": "2", "--ntasks-per-node": "1", "--gpus-per-node": "2"}
+    (srun,) = _records(cluster["state"], "srun")
+    assert srun["options"] == {"--nodes": "2", "--ntasks": "2", "--ntasks-per-node": "1",
+                               "--kill-on-bad-exit": "1", "--cpus-per-task": "4"}
+    torchruns = _records(cluster["state"], "torchrun")
+    assert sorted(t["node"] for t in torchruns) == ["0", "1"]
+    launcher = ["--nnodes=2", "--nproc_per_node=2", "--rdzv_backend=c10d", "--rdzv_endpoint=node1:16000",
+                "--rdzv_id=1000", "--no-python"]
+    for record in torchruns:
+        assert record["argv"] == launcher + [str(c) for c in cmd]
+    jobs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(j["node"] for j in jobs) == ["0", "1"]
+    assert all(j["argv"] == TRICKY_ARGS and j["cwd"] == str(cluster["work"]) for j in jobs)
+
+
+@pytest.mark.parametrize("settings, nvidia_smi_gpus, nproc", [
+    ({"ASRTOOLS_NPROC": "3"}, 8, "3"),
+    ({"CUDA_VISIBLE_DEVICES": "0,3"}, 8, "2"),
+    ({"CUDA_VISIBLE_DEVICES": ""}, 8, "1"),
+    ({}, 4, "4"),
+    ({}, None, "1"),  # nvidia-smi fails: no GPU
+])
+def test_local_torchrun_runner_counts_visible_gpus(cluster, settings, nvidia_smi_gpus, nproc):
+    lines = "".join(f"echo 'GPU {i}: Fake GPU (UUID: GPU-{i})'\n" for i in range(nvidia_smi_gpus or 0))
+    _write_executable(cluster["bin"] / "nvidia-smi", f"#!/usr/bin/env bash\n{lines}exit {0 if nvidia_smi_gpus else 9}\n")
+    result = _run([RUN_TORCHRUN, "true", "a b"], _env(cluster, settings, fake_torchrun=True), cluster["work"])
+    assert result.returncode == 0, result.stderr
+    (record,) = _records(cluster["state"], "torchrun")
+    assert record["argv"] == ["--standalone", f"--nproc_per_node={nproc}", "--no-python", "true", "a b"]
+
+
+@pytest.mark.parametrize("launcher, cpu_runner, gpu_runner", [
+    ("", "scripts/run_local.sh", "scripts/run_local.sh"),
+    ("local", "scripts/run_local.sh", "scripts/run_local.sh"),
+    ("torchrun", "scripts/run_local.sh", "scripts/run_torchrun.sh"),
+    ("slurm", "scripts/slurm/submit.sh", "scripts/slurm/submit_gpu.sh"),
+])
+def test_cmd_sh_selects_the_runners(cluster, launcher, cpu_runner, gpu_runner):
+    env = _env(cluster, {"ASRTOOLS_ROOT": str(REPO), "ASRTOOLS_LAUNCHER": launcher})
+    result = _run(["bash", "-c", 'set -euo pipefail; . "$1"; echo "$cpu_cmd"; echo "$gpu_cmd"', "_", CMD_SH],
+                  env, cluster["work"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(REPO / cpu_runner), str(REPO / gpu_runner)]
+
+
+def test_unknown_launcher_stops_run_sh_with_one_line_error(cluster):
+    env = _env(cluster, {"ASRTOOLS_LAUNCHER": "pbs"})
+    result = _run([REPO / "egs" / "synth" / "asr" / "run.sh", "--stage", "99", "--stop-stage", "0"], env, cluster["work"])
+    assert result.returncode == 1
+    assert result.stderr.strip() == \
+        "cmd.sh: error: unknown ASRTOOLS_LAUNCHER='pbs' (expected local, torchrun or slurm)"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_slurm_training_end_to_end_with_real_torchrun(cluster, tmp_path):
+    """The recipe's gpu_cmd under ASRTOOLS_LAUNCHER=slurm: 2 GPUs' worth of gloo processes on CPU."""
+    corpus = make_corpus(tmp_path / "data", num_train=12)
+    config = write_config(tmp_path / "c.yaml", {"num_epochs": 1, "save_every_n_steps": 1,
+                                                "data": {"max_duration": 0.8}})
+    exp = tmp_path / "exp"
+    settings = {"ASRTOOLS_ROOT": str(REPO), "ASRTOOLS_LAUNCHER": "slurm", "ASRTOOLS_SLURM_GPUS": "2",
+                "FAKE_SLURM_HOSTS": "localhost", "ASRTOOLS_TORCHRUN_PORT": str(_free_port())}
+    env = _env(cluster, settings, base=train_env())
+    stage = 'set -euo pipefail; . "$1"; shift; $gpu_cmd "$@"'
+    cmd = ["nice", "-n", "10", "bash", "-c", stage, "_", CMD_SH, *train_cmd(config, corpus, exp)]
+    result = _run(cmd, env, cluster["work"], timeout=240)
+    log = cluster["work"] / "slurm_logs" / "asrtools-train-1000.out"
+    assert result.returncode == 0, result.stderr + (log.read_text()[-3000:] if log.exists() else "")
+
+    (srun,) = _records(cluster["state"], "srun")
+    assert f"--rdzv_endpoint=localhost:{settings['ASRTOOLS_TORCHRUN_PORT']}" in srun["argv"]
+    assert "--nproc_per_node=2" in srun["argv"]
+    ckpt = load_checkpoint(exp / "epoch-1.pt")
+    assert len(ckpt["rank_states"]) == 2
+    assert (exp / "averaged.pt").is_file()
+    assert "# ended with status 0" in log.read_text()
