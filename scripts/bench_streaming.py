@@ -41,8 +41,9 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
+from asrtools.cli.options import split_named
 from asrtools.decoding import rtf
 from asrtools.errors import AsrtoolsError
 from asrtools.pipeline import atomic_write_json
@@ -50,14 +51,6 @@ from asrtools.utils import write_markdown_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = tuple(f"egs/synth/asr/conf/train_{name}.yaml" for name in ("lstm", "convrnnt", "conformer"))
-
-
-def _split_name(spec: str) -> Tuple[Optional[str], str]:
-    """`NAME=PATH` -> (NAME, PATH); a bare path -> (None, PATH)."""
-    name, sep, path = spec.partition("=")
-    if sep and name and "/" not in name and not name.endswith((".yaml", ".pt")):
-        return name, path
-    return None, spec
 
 
 def _resolve(path: str) -> Path:
@@ -78,13 +71,12 @@ def load_models(args: argparse.Namespace) -> List[rtf.RtfModel]:
     configs = list(args.configs) or ([] if args.checkpoint else list(DEFAULT_CONFIGS))
     models = []
     for spec in configs:
-        name, path = _split_name(spec)
+        name, path = split_named("config", spec, allow_bare=True)
         default = re.sub(r"^train_", "", Path(path).stem)
         models.append(rtf.random_model(name or default, _resolve(path), _vocab_size(args), args.seed))
     for spec in args.checkpoint:
-        name, path = _split_name(spec)
+        name, path = split_named("--checkpoint", spec, allow_bare=True)
         models.append(rtf.checkpoint_model(name or _resolve(path).parent.name, _resolve(path)))
-    rtf.check_unique_names(models)
     return models
 
 

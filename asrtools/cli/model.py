@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 
 import click
 
-from asrtools.cli.options import force_option
+from asrtools.cli.options import force_option, split_named
 
 
 @click.group("model")
@@ -79,17 +79,11 @@ def info(config_path: Path, overrides: Tuple[str, ...], vocab_size: int, depth: 
 
 
 def _named_paths(option: str, specs: Tuple[str, ...]) -> List[Tuple[str, Path]]:
-    """`NAME=PATH` values of a repeatable option; a bare path is named after its directory."""
-    from asrtools.errors import ConfigError
-
+    """`[NAME=]PATH` values of a repeatable option; a bare path is named after its directory."""
     named = []
     for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            name, path = Path(spec).parent.name or Path(spec).stem, spec
-        if not name or not path:
-            raise ConfigError(f"{option} {spec!r}: expected NAME=PATH")
-        named.append((name, Path(path)))
+        name, path = split_named(option, spec, allow_bare=True)
+        named.append((name or Path(path).parent.name or Path(path).stem, Path(path)))
     return named
 
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import click
 
-from asrtools.cli.options import force_option
+from asrtools.cli.options import force_option, split_named
 from asrtools.pipeline import run_stage
 
 _PATH = click.Path(path_type=Path)
@@ -264,16 +264,6 @@ def _fmt_pct(value: Optional[float]) -> str:
     return f"{100 * value:.2f}%" if value is not None else "n/a"
 
 
-def _name_value(option: str, text: str) -> Tuple[str, str]:
-    """`NAME=VALUE` of a repeatable option; `ConfigError` naming the option otherwise."""
-    from asrtools.errors import ConfigError
-
-    name, sep, value = text.partition("=")
-    if not sep or not name or not value:
-        raise ConfigError(f"{option} {text!r}: expected NAME=VALUE")
-    return name, value
-
-
 @score.command()
 @click.option("--exp", "exps", multiple=True, required=True, metavar="NAME=EXP_DIR",
               help="A system: its table name and `asrtools train` experiment directory (repeatable, table order).")
@@ -326,11 +316,11 @@ def results(exps: Tuple[str, ...], checkpoints: Tuple[str, ...], wer_paths: Tupl
         results_markdown,
     )
 
-    exp_pairs = [_name_value("--exp", e) for e in exps]
-    ckpt_map = {name: Path(value) for name, value in (_name_value("--checkpoint", c) for c in checkpoints)}
+    exp_pairs = [split_named("--exp", e) for e in exps]
+    ckpt_map = {name: Path(value) for name, value in (split_named("--checkpoint", c) for c in checkpoints)}
     wer_map = {}
     for text in wer_paths:
-        target, value = _name_value("--wer", text)
+        target, value = split_named("--wer", text)
         name, _, key = target.rpartition(":")
         wer_map[(name or target, key)] = Path(value)
     specs = experiment_specs([(n, Path(d)) for n, d in exp_pairs], ckpt_map, wer_map, offline_method)
