@@ -1,4 +1,4 @@
-"""Cluster job runners: scripts/slurm/submit{,_gpu}.sh, scripts/run_torchrun.sh, recipe cmd.sh.
+"""Cluster job runners: scripts/slurm/submit{,_gpu,_decode}.sh, scripts/run_torchrun.sh, recipe cmd.sh.
 
 SLURM is faked by small executables first on PATH: `sbatch` records its options and runs
 the batch script with bash in a SLURM-like environment (from `/`, so the script's own `cd`
@@ -22,16 +22,15 @@ import pytest
 
 from asrtools.training.checkpoint import load_checkpoint
 
-from test_train import _env as train_env
-from test_train import _train_cmd as train_cmd
-from test_train_helpers import make_corpus, write_config
+from test_train_helpers import make_corpus, train_cmd, train_env, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 SUBMIT = REPO / "scripts" / "slurm" / "submit.sh"
 SUBMIT_GPU = REPO / "scripts" / "slurm" / "submit_gpu.sh"
+SUBMIT_DECODE = REPO / "scripts" / "slurm" / "submit_decode.sh"
 RUN_TORCHRUN = REPO / "scripts" / "run_torchrun.sh"
 CMD_SH = REPO / "egs" / "synth" / "asr" / "cmd.sh"
-SCRIPTS = [REPO / "scripts" / "slurm" / "lib.sh", SUBMIT, SUBMIT_GPU, RUN_TORCHRUN, CMD_SH]
+SCRIPTS = [REPO / "scripts" / "slurm" / "lib.sh", SUBMIT, SUBMIT_GPU, SUBMIT_DECODE, RUN_TORCHRUN, CMD_SH]
 
 FAKE_SBATCH = r'''
 """Fake sbatch: record the options, run the batch script with bash, honour --wait."""
@@ -170,7 +169,7 @@ def _run(cmd: List[str], env: Dict[str, str], cwd: Path, timeout: float = 60) ->
 def test_scripts_are_executable_and_parse():
     for script in SCRIPTS:
         subprocess.run(["bash", "-n", str(script)], check=True)
-    for script in (SUBMIT, SUBMIT_GPU, RUN_TORCHRUN):
+    for script in (SUBMIT, SUBMIT_GPU, SUBMIT_DECODE, RUN_TORCHRUN):
         assert os.access(script, os.X_OK), script
     if shutil.which("shellcheck"):
         subprocess.run(["shellcheck", "-x", "-s", "bash", *map(str, SCRIPTS)], check=True, cwd=REPO)
@@ -210,9 +209,12 @@ def test_sbatch_options_come_from_the_environment(cluster):
     env = _env(cluster, settings)
     gpu = _run([SUBMIT_GPU, "asrtools", "train", "--config", "c.yaml"], env, cluster["work"])
     cpu = _run([SUBMIT, "asrtools", "score", "wer", "--ref", "r.jsonl"], env, cluster["work"])
-    assert gpu.returncode == 0 and cpu.returncode == 0, gpu.stderr + cpu.stderr
+    decode_env = _env(cluster, {**settings, "ASRTOOLS_SLURM_GPUS": "4", "ASRTOOLS_SLURM_DECODE_TIME": "0:10:00"})
+    decode = _run([SUBMIT_DECODE, "asrtools", "decode", "--device", "cuda"], decode_env, cluster["work"])
+    assert gpu.returncode == 0 and cpu.returncode == 0 and decode.returncode == 0, \
+        gpu.stderr + cpu.stderr + decode.stderr
 
-    gpu_call, cpu_call = _records(cluster["state"], "sbatch")
+    gpu_call, cpu_call, decode_call = _records(cluster["state"], "sbatch")
     common = {"--time": "0:30:00", "--mem": "8G", "--cpus-per-task": "3", "--account": "asr",
               "--qos": "high", "--constraint": "a100", "--export": "ALL", "--wait": True,
               "--chdir": str(cluster["work"]), "--output": str(cluster["work"] / "slurm_logs" / "%x-%j.out")}
@@ -221,9 +223,14 @@ def test_sbatch_options_come_from_the_environment(cluster):
     assert {**common, **gpu_only}.items() <= gpu_call["options"].items()
     assert {**common, **cpu_only}.items() <= cpu_call["options"].items()
     assert "--gpus-per-node" not in cpu_call["options"]
+    # A decode job: one GPU whatever ASRTOOLS_SLURM_GPUS says, the GPU partition, its own time.
+    decode_only = {"--job-name": "asrtools-decode", "--partition": "gpu", "--gpus-per-node": "1",
+                   "--nodes": "1", "--ntasks": "1", "--time": "0:10:00"}
+    assert {**common, **decode_only}.items() <= decode_call["options"].items()
     assert _records(cluster["state"], "srun") == []  # one GPU: no torchrun
     logs = cluster["work"] / "slurm_logs"
     assert (logs / "asrtools-train-1000.out").is_file() and (logs / "asrtools-score-wer-1001.out").is_file()
+    assert (logs / "asrtools-decode-1002.out").is_file()
 
 
 def test_bad_gpu_count_is_a_one_line_error(cluster):
@@ -273,18 +280,32 @@ def test_local_torchrun_runner_counts_visible_gpus(cluster, settings, nvidia_smi
     assert record["argv"] == ["--standalone", f"--nproc_per_node={nproc}", "--no-python", "true", "a b"]
 
 
-@pytest.mark.parametrize("launcher, cpu_runner, gpu_runner", [
-    ("", "scripts/run_local.sh", "scripts/run_local.sh"),
-    ("local", "scripts/run_local.sh", "scripts/run_local.sh"),
-    ("torchrun", "scripts/run_local.sh", "scripts/run_torchrun.sh"),
-    ("slurm", "scripts/slurm/submit.sh", "scripts/slurm/submit_gpu.sh"),
+@pytest.mark.parametrize("launcher, cpu_runner, gpu_runner, decode_runner", [
+    ("", "scripts/run_local.sh", "scripts/run_local.sh", "scripts/run_local.sh"),
+    ("local", "scripts/run_local.sh", "scripts/run_local.sh", "scripts/run_local.sh"),
+    ("torchrun", "scripts/run_local.sh", "scripts/run_torchrun.sh", "scripts/run_local.sh"),
+    ("slurm", "scripts/slurm/submit.sh", "scripts/slurm/submit_gpu.sh", "scripts/slurm/submit_decode.sh"),
 ])
-def test_cmd_sh_selects_the_runners(cluster, launcher, cpu_runner, gpu_runner):
+def test_cmd_sh_selects_the_runners(cluster, launcher, cpu_runner, gpu_runner, decode_runner):
     env = _env(cluster, {"ASRTOOLS_ROOT": str(REPO), "ASRTOOLS_LAUNCHER": launcher})
-    result = _run(["bash", "-c", 'set -euo pipefail; . "$1"; echo "$cpu_cmd"; echo "$gpu_cmd"', "_", CMD_SH],
-                  env, cluster["work"])
+    script = 'set -euo pipefail; . "$1"; echo "$cpu_cmd"; echo "$gpu_cmd"; echo "$decode_cmd"'
+    result = _run(["bash", "-c", script, "_", CMD_SH], env, cluster["work"])
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [str(REPO / cpu_runner), str(REPO / gpu_runner)]
+    assert result.stdout.splitlines() == [str(REPO / r) for r in (cpu_runner, gpu_runner, decode_runner)]
+
+
+@pytest.mark.parametrize("device, gpus", [("cuda", "1"), ("cpu", None)])
+def test_run_sh_decodes_on_one_gpu_only_for_a_gpu_device(cluster, device, gpus):
+    # No experiment exists, so the first decode job fails; its sbatch options are what counts.
+    env = _env(cluster, {"ASRTOOLS_LAUNCHER": "slurm"})
+    run_sh = REPO / "egs" / "synth" / "asr" / "run.sh"
+    result = _run([run_sh, "--stage", "5", "--stop-stage", "5", "--models", "lstm", "--device", device,
+                   "--data", cluster["work"] / "data", "--exp", cluster["work"] / "exp"], env, cluster["work"],
+                  timeout=120)
+    assert result.returncode != 0
+    (job,) = _records(cluster["state"], "sbatch")
+    assert job["options"]["--job-name"] == "asrtools-decode"
+    assert job["options"].get("--gpus-per-node") == gpus
 
 
 def test_unknown_launcher_stops_run_sh_with_one_line_error(cluster):

@@ -25,28 +25,13 @@ from asrtools.training.data import filter_trainable, load_cuts
 from asrtools.training.distributed import setup_distributed
 from asrtools.training.trainer import Trainer, TrainingDivergedError, TrainPaths
 
-from test_train_helpers import OVERFIT_TEXTS, make_corpus, overfit_run, write_config
-
-REPO = Path(__file__).resolve().parents[1]
-ASRTOOLS = str(Path(sys.executable).parent / "asrtools")
+from test_train_helpers import OVERFIT_TEXTS, make_corpus, overfit_run, train_cmd, train_env, write_config
 
 torch.set_num_threads(1)
 
 
 def _paths(corpus, exp_dir: Path) -> TrainPaths:
     return TrainPaths(corpus["cuts_train"], corpus["cuts_dev"], corpus["bpe_model"], exp_dir)
-
-
-def _train_cmd(config: Path, corpus, exp_dir: Path) -> list:
-    return [ASRTOOLS, "train", "--config", str(config), "--cuts-train", str(corpus["cuts_train"]),
-            "--cuts-dev", str(corpus["cuts_dev"]), "--bpe-model", str(corpus["bpe_model"]),
-            "--exp-dir", str(exp_dir)]
-
-
-def _env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", ASRTOOLS_RNNT_BACKEND="native")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 def test_unknown_and_mistyped_keys_are_config_errors(tmp_path):
@@ -140,12 +125,12 @@ def _resume_config(tmp_path: Path) -> Path:
 def test_exact_resume_after_sigkill_is_bit_identical(tmp_path):
     corpus = make_corpus(tmp_path / "data", num_train=24)
     config = _resume_config(tmp_path)
-    subprocess.run(_train_cmd(config, corpus, tmp_path / "straight"), env=_env(), check=True,
+    subprocess.run(train_cmd(config, corpus, tmp_path / "straight"), env=train_env(), check=True,
                    capture_output=True)
 
     kill_after = random.Random().choice([2, 4, 6])
     exp = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(config, corpus, exp), env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(train_cmd(config, corpus, exp), env=train_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while not (exp / f"checkpoint-{kill_after}.pt").exists() and proc.poll() is None and time.time() < deadline:
@@ -156,7 +141,7 @@ def test_exact_resume_after_sigkill_is_bit_identical(tmp_path):
     proc.wait()
     assert still_running, "training finished before it could be killed"
 
-    resumed = subprocess.run(_train_cmd(config, corpus, exp), env=_env(), capture_output=True, text=True)
+    resumed = subprocess.run(train_cmd(config, corpus, exp), env=train_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from checkpoint-" in resumed.stderr
 
@@ -169,7 +154,7 @@ def test_exact_resume_after_sigkill_is_bit_identical(tmp_path):
     steps = [load_checkpoint(p)["step"] for p in (tmp_path / "straight" / "final.pt", exp / "final.pt")]
     assert steps[0] == steps[1] > kill_after
 
-    rerun = subprocess.run(_train_cmd(config, corpus, exp), env=_env(), capture_output=True, text=True)
+    rerun = subprocess.run(train_cmd(config, corpus, exp), env=train_env(), capture_output=True, text=True)
     assert rerun.returncode == 0 and "up to date" in rerun.stderr
 
 
@@ -178,8 +163,8 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     config = write_config(tmp_path / "c.yaml", {"num_epochs": 1, "save_every_n_steps": 1,
                                                 "data": {"max_duration": 0.8}})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python",
-           *_train_cmd(config, corpus, tmp_path / "exp")]
-    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+           *train_cmd(config, corpus, tmp_path / "exp")]
+    result = subprocess.run(cmd, env=train_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / "exp" / "epoch-1.pt")
     assert len(ckpt["rank_states"]) == 2

@@ -7,7 +7,9 @@ by a short silence template, so a tiny transducer can learn (and overfit) it in 
 from __future__ import annotations
 
 import functools
+import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -17,6 +19,24 @@ import yaml
 from lhotse import CutSet, Features, LilcomChunkyWriter, MonoCut, NumpyFilesWriter, SupervisionSegment
 
 from asrtools.text.tokenizer import Tokenizer, train_bpe
+
+REPO = Path(__file__).resolve().parents[1]
+ASRTOOLS = str(Path(sys.executable).parent / "asrtools")
+
+
+def train_cmd(config: Path, corpus: Dict[str, Path], exp_dir: Path) -> List[str]:
+    """`asrtools train` of `config` on a `make_corpus` corpus into `exp_dir`."""
+    return [ASRTOOLS, "train", "--config", str(config), "--cuts-train", str(corpus["cuts_train"]),
+            "--cuts-dev", str(corpus["cuts_dev"]), "--bpe-model", str(corpus["bpe_model"]),
+            "--exp-dir", str(exp_dir)]
+
+
+def train_env() -> Dict[str, str]:
+    """Environment of a training subprocess: one thread, the native RNN-T loss, this checkout."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", ASRTOOLS_RNNT_BACKEND="native")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
 
 # Short words so that a 35-piece BPE model has one piece per word.
 WORDS = ["BA", "DO", "KI", "LO", "MU", "NE", "SE", "TA"]

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# SLURM job submission shared by scripts/slurm/submit.sh (cpu_cmd) and
-# scripts/slurm/submit_gpu.sh (gpu_cmd); sourced, not run. Both entry scripts call
-# `slurm_main ROLE COMMAND [ARGS...]`; docs/CLUSTER.md is the user's guide.
+# SLURM job submission shared by scripts/slurm/submit.sh (cpu_cmd), scripts/slurm/submit_gpu.sh
+# (gpu_cmd) and scripts/slurm/submit_decode.sh (decode_cmd); sourced, not run. The entry
+# scripts call `slurm_main ROLE COMMAND [ARGS...]`; docs/CLUSTER.md is the user's guide.
 #
 # The command is written into a bash batch script word by word with `printf %q`, so every
 # argument reaches the job exactly as given (no shell re-parsing), then submitted with
@@ -9,13 +9,14 @@
 # stages stay sequential and resumable. sbatch's default --export=ALL is passed explicitly:
 # the job sees the submitting shell's environment (PATH with .venv/bin from path.sh, ...).
 #
-# Settings (environment variables; ROLE is CPU for submit.sh, GPU for submit_gpu.sh, and
-# ASRTOOLS_SLURM_<ROLE>_<NAME> overrides ASRTOOLS_SLURM_<NAME> for that role only):
+# Settings (environment variables; ROLE is CPU for submit.sh, GPU for submit_gpu.sh, DECODE
+# for submit_decode.sh, and ASRTOOLS_SLURM_<ROLE>_<NAME> overrides ASRTOOLS_SLURM_<NAME> for
+# that role only; a DECODE job falls back to the GPU_ settings before the common ones):
 #   ASRTOOLS_SLURM_PARTITION  --partition        ASRTOOLS_SLURM_ACCOUNT  --account
 #   ASRTOOLS_SLURM_TIME       --time             ASRTOOLS_SLURM_MEM      --mem
 #   ASRTOOLS_SLURM_CPUS       --cpus-per-task
-#   ASRTOOLS_SLURM_GPUS       GPUs per node (GPU role only; default 1)
-#   ASRTOOLS_SLURM_NODES      nodes (GPU role only; default 1; CPU jobs use one node)
+#   ASRTOOLS_SLURM_GPUS       GPUs per node (GPU role only; default 1; a DECODE job has 1)
+#   ASRTOOLS_SLURM_NODES      nodes (GPU role only; default 1; CPU and DECODE jobs use one node)
 #   ASRTOOLS_SLURM_EXTRA      more sbatch arguments, split on whitespace (no quoting is
 #                             honoured, so no argument may contain a space), added last
 #   ASRTOOLS_SLURM_LOG_DIR    job logs and batch scripts (default slurm_logs, relative to the
@@ -34,14 +35,19 @@ slurm_die() {
   exit 1
 }
 
-# slurm_setting ROLE NAME: ASRTOOLS_SLURM_<ROLE>_<NAME> if set, else ASRTOOLS_SLURM_<NAME>, else "".
+# slurm_setting ROLE NAME: ASRTOOLS_SLURM_<ROLE>_<NAME> if set (for ROLE DECODE, then
+# ASRTOOLS_SLURM_GPU_<NAME>), else ASRTOOLS_SLURM_<NAME>, else "".
 slurm_setting() {
-  local role_var="ASRTOOLS_SLURM_$1_$2" common_var="ASRTOOLS_SLURM_$2"
-  if [ -n "${!role_var+set}" ]; then
-    printf '%s' "${!role_var}"
-  else
-    printf '%s' "${!common_var:-}"
-  fi
+  local role var
+  for role in "$1" "${1/#DECODE/GPU}"; do
+    var="ASRTOOLS_SLURM_${role}_$2"
+    if [ -n "${!var+set}" ]; then
+      printf '%s' "${!var}"
+      return
+    fi
+  done
+  var="ASRTOOLS_SLURM_$2"
+  printf '%s' "${!var:-}"
 }
 
 # slurm_count ROLE NAME DEFAULT: a setting that must be a positive integer.
@@ -130,8 +136,9 @@ slurm_report_failure() {
   fi
 }
 
-# slurm_main ROLE COMMAND [ARGS...]: submit COMMAND as a ROLE (CPU or GPU) job, wait for it,
-# return its exit status.
+# slurm_main ROLE COMMAND [ARGS...]: submit COMMAND as a ROLE job (CPU: no GPU; GPU: nodes x
+# GPUs, torchrun when more than one; DECODE: one GPU, one process), wait for it, return its
+# exit status.
 slurm_main() {
   local role=$1
   shift
@@ -164,6 +171,9 @@ slurm_main() {
       nproc_per_node=$gpus
       summary+=", torchrun"
     fi
+  elif [ "$role" = DECODE ]; then
+    opts+=(--nodes=1 --ntasks=1 --gpus-per-node=1)
+    summary="1 node x 1 GPU"
   else
     opts+=(--nodes=1 --ntasks=1)
   fi

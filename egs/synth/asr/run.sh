@@ -75,14 +75,16 @@ for m in "${model_list[@]}"; do
   fi
 
   if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+    run_decode=$decode_cmd  # a one-GPU job under SLURM; no GPU is asked for a CPU decode
+    [ "$device" != cpu ] || run_decode=$cpu_cmd
     for split in dev test; do
       log "stage 5: $m: decode $split (greedy)"
-      $cpu_cmd asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
+      $run_decode asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
         --cuts "$data/fbank/cuts_$split.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
         --method greedy --out-dir "$exp_dir/decode_${split}_greedy"
     done
     log "stage 5: $m: decode test (streaming greedy, $chunk_frames-frame chunks)"
-    $cpu_cmd asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
+    $run_decode asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
       --cuts "$data/fbank/cuts_test.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
       --method streaming_greedy --chunk-frames "$chunk_frames" --out-dir "$exp_dir/decode_test_streaming"
   fi
