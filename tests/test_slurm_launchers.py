@@ -297,7 +297,8 @@ def test_cmd_sh_selects_the_runners(cluster, launcher, cpu_runner, gpu_runner, d
 @pytest.mark.parametrize("device, gpus", [("cuda", "1"), ("cpu", None)])
 def test_run_sh_decodes_on_one_gpu_only_for_a_gpu_device(cluster, device, gpus):
     # No experiment exists, so the first decode job fails; its sbatch options are what counts.
-    env = _env(cluster, {"ASRTOOLS_LAUNCHER": "slurm"})
+    # run.sh works in the recipe directory: keep the job logs out of the checkout.
+    env = _env(cluster, {"ASRTOOLS_LAUNCHER": "slurm", "ASRTOOLS_SLURM_LOG_DIR": str(cluster["work"] / "logs")})
     run_sh = REPO / "egs" / "synth" / "asr" / "run.sh"
     result = _run([run_sh, "--stage", "5", "--stop-stage", "5", "--models", "lstm", "--device", device,
                    "--data", cluster["work"] / "data", "--exp", cluster["work"] / "exp"], env, cluster["work"],
