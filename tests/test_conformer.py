@@ -1,5 +1,4 @@
 """Chunked streaming Conformer: chunk masks, look-ahead limits, streaming equal to offline."""
-from typing import List
 
 import pytest
 import torch
@@ -8,6 +7,8 @@ from asrtools.errors import ConfigError
 from asrtools.models.enc_conformer import ConformerEncoder
 from asrtools.models.encoder import build_encoder
 from asrtools.nn.attention import RelPositionSelfAttention, chunk_attention_mask
+
+from streaming_helpers import assert_streaming_equals_offline, random_chunk_sizes
 
 torch.set_num_threads(1)
 
@@ -21,18 +22,6 @@ def small_encoder(**overrides) -> ConformerEncoder:
     for layer in enc.layers:  # the bias starts at zero; make it matter
         torch.nn.init.normal_(layer.attention.relative_bias.weight)
     return enc
-
-
-def stream(enc: ConformerEncoder, x: torch.Tensor, lens: torch.Tensor, sizes: List[int]):
-    states = enc.init_states(x.size(0), torch.device("cpu"))
-    outs, out_lens, start = [], torch.zeros_like(lens), 0
-    for size in sizes:
-        chunk_lens = (lens - start).clamp(min=0, max=size)
-        out, n, states = enc.streaming_forward(x[:, start : start + size], chunk_lens, states)
-        outs.append(out)
-        out_lens += n
-        start += size
-    return torch.cat(outs, dim=1), out_lens
 
 
 def test_chunk_mask_by_hand():
@@ -94,26 +83,14 @@ def test_streaming_equals_offline(seed):
     enc = small_encoder()
     gen = torch.Generator().manual_seed(seed)
     x, lens = torch.randn(2, 150, 20, generator=gen), torch.tensor([150, 97])
-    full, full_lens = enc(x, lens)
-    sizes, left = [0], 150
-    while left > 0:
-        size = min(enc.chunk_frames_multiple * int(torch.randint(0, 4, (1,), generator=gen)), left)
-        sizes.append(size)
-        left -= size
-    streamed, streamed_lens = stream(enc, x, lens, sizes)
-    assert streamed_lens.tolist() == full_lens.tolist()
-    assert streamed.shape == full.shape
-    for b, n in enumerate(full_lens.tolist()):
-        torch.testing.assert_close(streamed[b, :n], full[b, :n], rtol=1e-5, atol=1e-5)
+    sizes = random_chunk_sizes(150, gen, enc.chunk_frames_multiple)
+    assert_streaming_equals_offline(enc, x, lens, sizes, check_widths=True)
 
 
 def test_default_config_streams_exactly():
     torch.manual_seed(0)
     enc = build_encoder("conformer", 80).eval()
-    x, lens = torch.randn(1, 150, 80), torch.tensor([150])
-    full, _ = enc(x, lens)
-    streamed, _ = stream(enc, x, lens, [32, 64, 54])
-    torch.testing.assert_close(streamed, full, rtol=1e-5, atol=1e-5)
+    assert_streaming_equals_offline(enc, torch.randn(1, 150, 80), torch.tensor([150]), [32, 64, 54])
 
 
 def test_padding_does_not_leak():

@@ -1,5 +1,4 @@
 """ConvRNN-T encoder: shapes, padding, and chunk-wise streaming equal to whole-utterance output."""
-from typing import List
 
 import pytest
 import torch
@@ -8,6 +7,8 @@ from asrtools.errors import ConfigError
 from asrtools.models.enc_convrnnt import LARGE_PARAMS, ConvRnntEncoder
 from asrtools.models.encoder import build_encoder
 from asrtools.nn.causal import CausalLstm
+
+from streaming_helpers import assert_streaming_equals_offline, random_chunk_sizes
 
 torch.set_num_threads(1)
 
@@ -28,30 +29,6 @@ def small_encoder(**overrides) -> ConvRnntEncoder:
     return build_encoder("convrnnt", 24, **{**SMALL, **overrides}).eval()
 
 
-def chunk_sizes(total: int, seed: int, multiple: int) -> List[int]:
-    gen = torch.Generator().manual_seed(seed)
-    sizes, left = [0], total
-    while left > 0:
-        size = min(multiple * int(torch.randint(0, 30 // multiple + 1, (1,), generator=gen)), left)
-        sizes.append(size)
-        left -= size
-    return sizes
-
-
-def stream(encoder, x, lens, sizes):
-    states = encoder.init_states(x.size(0), torch.device("cpu"))
-    outs, out_lens, start = [], torch.zeros_like(lens), 0
-    for size in sizes:
-        chunk_lens = (lens - start).clamp(min=0, max=size)
-        out, n, states = encoder.streaming_forward(x[:, start : start + size], chunk_lens, states)
-        if size % encoder.subsampling_factor == 0:
-            assert out.size(1) == size // encoder.subsampling_factor
-        outs.append(out)
-        out_lens += n
-        start += size
-    return torch.cat(outs, dim=1), out_lens
-
-
 def test_shapes_and_lengths():
     enc = small_encoder()
     x, lens = torch.randn(3, 57, 24), torch.tensor([57, 40, 3])
@@ -66,21 +43,14 @@ def test_streaming_equals_offline(multiple, seed):
     enc = small_encoder()
     torch.manual_seed(seed)
     x, lens = torch.randn(2, 131, 24), torch.tensor([131, 90])
-    full, full_lens = enc(x, lens)
-    streamed, streamed_lens = stream(enc, x, lens, chunk_sizes(131, seed, multiple))
-    assert streamed_lens.tolist() == full_lens.tolist()
-    assert streamed.shape == full.shape
-    for b, n in enumerate(full_lens.tolist()):
-        torch.testing.assert_close(streamed[b, :n], full[b, :n], rtol=1e-5, atol=1e-5)
+    sizes = random_chunk_sizes(131, torch.Generator().manual_seed(seed), multiple)
+    assert_streaming_equals_offline(enc, x, lens, sizes, check_widths=True)
 
 
 def test_default_config_streams_exactly():
     torch.manual_seed(0)
     enc = build_encoder("convrnnt", 80).eval()
-    x, lens = torch.randn(1, 96, 80), torch.tensor([96])
-    full, _ = enc(x, lens)
-    streamed, _ = stream(enc, x, lens, [32, 16, 48])
-    torch.testing.assert_close(streamed, full, rtol=1e-5, atol=1e-5)
+    assert_streaming_equals_offline(enc, torch.randn(1, 96, 80), torch.tensor([96]), [32, 16, 48], check_widths=True)
 
 
 @pytest.mark.parametrize("se_mode", ["causal_cummean", "utterance_mean"])

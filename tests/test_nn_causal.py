@@ -1,5 +1,4 @@
 """Causal layers and the subsampling front end: chunked streaming equals whole-sequence."""
-from typing import List
 
 import pytest
 import torch
@@ -13,18 +12,9 @@ from asrtools.nn.causal import (
 )
 from asrtools.nn.subsampling import CausalConv2dSubsampling
 
+from streaming_helpers import random_chunk_sizes
+
 torch.set_num_threads(1)
-
-
-def random_chunk_sizes(total: int, generator: torch.Generator, multiple: int = 1) -> List[int]:
-    """Random chunk lengths (multiples of `multiple`, starting with an empty one) summing to `total`."""
-    sizes, left = [0], total
-    while left > 0:
-        high = 4 if multiple > 1 else 9
-        size = min(multiple * int(torch.randint(0, high, (1,), generator=generator)), left)
-        sizes.append(size)
-        left -= size
-    return sizes
 
 
 @pytest.fixture
