@@ -8,6 +8,7 @@ with `yaml.safe_load`, rejects unknown keys and wrongly typed values with a one-
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Type, TypeVar
@@ -17,6 +18,9 @@ import yaml
 from asrtools.errors import ConfigError
 
 T = TypeVar("T")
+
+# YAML 1.1 (PyYAML) reads `1e-3` (no dot in the mantissa) as a string; a float field takes it.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def read_yaml(path: Path) -> Dict[str, Any]:
@@ -98,6 +102,8 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         val_type = args[1] if len(args) == 2 else Any
         return {k: _check_type(v, val_type, f"{where}.{k}") for k, v in value.items()}
     if annotation is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -35,6 +35,15 @@ def test_loads_yaml_and_overrides(tmp_path):
     assert cfg == Outer(name="abc", rate=1.0, sizes=[4, 5], counts={"a": 3}, inner=Inner(depth=7))
 
 
+@pytest.mark.parametrize("text", ["1e-3", "1E-3", "+1e-3", "1.e-3", ".1e-2", "10e-4"])
+def test_exponent_without_a_dot_is_a_float(tmp_path, text):
+    # PyYAML reads these as strings (YAML 1.1); a float field must still take them.
+    path = tmp_path / "c.yaml"
+    path.write_text(f"rate: {text}\n")
+    assert load_config(Outer, path).rate == pytest.approx(1e-3)
+    assert load_config(Outer, None, [f"rate={text}"]).rate == pytest.approx(1e-3)
+
+
 def test_unknown_key_names_file_and_key(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("name: abc\nnmae: typo\n")
@@ -51,6 +60,8 @@ def test_unknown_nested_key(tmp_path):
 
 @pytest.mark.parametrize("text,match", [
     ("rate: fast\n", "rate: expected a number"),
+    ("rate: 1e\n", "rate: expected a number"),
+    ("rate: nan-ish\n", "rate: expected a number"),
     ("sizes: 3\n", "sizes: expected a list"),
     ("inner: 3\n", "inner: expected a section"),
     ("counts: {a: x}\n", r"counts.a: expected an integer"),
