@@ -1,7 +1,8 @@
 # Sourced by run.sh after path.sh (which sets ASRTOOLS_ROOT): how stage commands are launched.
 # run.sh runs training as `$gpu_cmd asrtools train ...`, decoding on a GPU (--device cuda) as
-# `$decode_cmd asrtools decode ...` and every other stage as `$cpu_cmd asrtools ...`; a runner takes the command as its arguments, waits for it and
-# returns its exit status, so stages stay sequential and resumable however they are launched.
+# `$decode_cmd asrtools decode ...` and every other stage as `$cpu_cmd asrtools ...`; a runner
+# takes the command as its arguments, waits for it and returns its exit status, so stages stay
+# sequential and resumable however they are launched.
 #
 # ASRTOOLS_LAUNCHER picks the runners (docs/CLUSTER.md):
 #   local     (default) every stage runs directly on this machine (scripts/run_local.sh)
