@@ -260,7 +260,7 @@ def test_rtf_stage_is_up_to_date_and_rejects_bad_input(experiments: Path, tmp_pa
     assert again.exit_code == 0 and rtf_json.stat().st_mtime_ns == before, again.output
     cases = [
         ([], "give at least one --checkpoint or --config"),
-        (["--checkpoint", lstm, "--chunk-frames", "6"], "--chunk-frames 6 is not a multiple of 4"),
+        (["--checkpoint", lstm, "--chunk-frames", "6"], "--chunk-frames 6 must be a positive multiple of 4"),
         (["--checkpoint", lstm, "--checkpoint", lstm], "model names must be unique"),
         (["--checkpoint", f"x={tmp_path / 'missing.pt'}"], "missing.pt"),
     ]

@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from asrtools.decoding.streaming import streaming_greedy_search
+from asrtools.decoding.streaming import check_chunk_frames, streaming_greedy_search
 from asrtools.errors import ConfigError
 from asrtools.models.encoder import Encoder
 from asrtools.models.flops import streaming_chunk_frames
@@ -188,10 +188,7 @@ def chunk_frames_for(encoder: Encoder, override: int) -> int:
     """Input frames per chunk: `override` if > 0, else the encoder's default streaming chunk."""
     if override <= 0:
         return streaming_chunk_frames(encoder)
-    multiple = encoder.chunk_frames_multiple
-    if override % multiple:
-        raise ConfigError(f"--chunk-frames {override} is not a multiple of {multiple} for this encoder")
-    return override
+    return check_chunk_frames(encoder, override, "--chunk-frames")
 
 
 def lookahead_frames(encoder: Encoder) -> int:

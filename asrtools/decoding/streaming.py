@@ -13,7 +13,26 @@ import torch
 
 from asrtools.decoding.greedy import greedy_search_step, init_greedy_state
 from asrtools.errors import ConfigError
+from asrtools.models.encoder import Encoder
 from asrtools.models.transducer import Transducer
+
+
+def check_chunk_frames(encoder: Encoder, chunk_frames: int, option: str = "chunk_frames") -> int:
+    """`chunk_frames` if it is a positive multiple of `encoder.chunk_frames_multiple`.
+
+    Args:
+      encoder: the streaming encoder.
+      chunk_frames: input frames per chunk.
+      option: the name of the setting, for the error message (e.g. `--chunk-frames`).
+
+    Raises:
+      ConfigError: naming the setting, the value and the required multiple.
+    """
+    multiple = encoder.chunk_frames_multiple
+    if chunk_frames < 1 or chunk_frames % multiple:
+        raise ConfigError(f"{option} {chunk_frames} must be a positive multiple of {multiple} "
+                          f"for the {type(encoder).__name__} encoder")
+    return chunk_frames
 
 
 @torch.no_grad()
@@ -37,10 +56,7 @@ def streaming_greedy_search(
     Returns:
       B token-id lists (no blanks).
     """
-    multiple = model.encoder.chunk_frames_multiple
-    if chunk_frames < 1 or chunk_frames % multiple:
-        raise ConfigError(f"chunk_frames {chunk_frames} must be a positive multiple of {multiple} "
-                          f"for the {type(model.encoder).__name__} encoder")
+    check_chunk_frames(model.encoder, chunk_frames)
     batch_size, device = features.size(0), features.device
     encoder_states = model.encoder.init_states(batch_size, device)
     decoder_state = init_greedy_state(model, batch_size, device)
