@@ -7,6 +7,7 @@ from asrtools.errors import ConfigError
 from asrtools.models.enc_conformer import ConformerEncoder
 from asrtools.models.encoder import build_encoder
 from asrtools.nn.attention import RelPositionSelfAttention, chunk_attention_mask
+from asrtools.nn.norm import MaskedBatchNorm
 
 from streaming_helpers import assert_streaming_equals_offline, random_chunk_sizes
 
@@ -21,6 +22,10 @@ def small_encoder(**overrides) -> ConformerEncoder:
     enc = build_encoder("conformer", 20, **{**SMALL, **overrides}).eval()
     for layer in enc.layers:  # the bias starts at zero; make it matter
         torch.nn.init.normal_(layer.attention.relative_bias.weight)
+    for module in enc.modules():  # so do batch-norm statistics
+        if isinstance(module, MaskedBatchNorm):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
     return enc
 
 
@@ -78,9 +83,10 @@ def test_left_context_is_limited():
     assert bool((diff[6:] == 0).all())
 
 
+@pytest.mark.parametrize("norm", ["layer", "batch"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_streaming_equals_offline(seed):
-    enc = small_encoder()
+def test_streaming_equals_offline(seed, norm):
+    enc = small_encoder(norm=norm)
     gen = torch.Generator().manual_seed(seed)
     x, lens = torch.randn(2, 150, 20, generator=gen), torch.tensor([150, 97])
     sizes = random_chunk_sizes(150, gen, enc.chunk_frames_multiple)
@@ -93,14 +99,26 @@ def test_default_config_streams_exactly():
     assert_streaming_equals_offline(enc, torch.randn(1, 150, 80), torch.tensor([150]), [32, 64, 54])
 
 
-def test_padding_does_not_leak():
-    enc = small_encoder()
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_padding_does_not_leak(norm):
+    enc = small_encoder(norm=norm)
     x = torch.randn(1, 50, 20)
     alone, _ = enc(x, torch.tensor([50]))
     batch = torch.cat([torch.cat([x, 40 * torch.randn(1, 30, 20)], dim=1), torch.randn(1, 80, 20)])
     out, out_lens = enc(batch, torch.tensor([50, 80]))
     assert out_lens.tolist() == [12, 20]
     torch.testing.assert_close(out[0, :12], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_padding_does_not_reach_batch_norm_statistics_in_training():
+    enc = small_encoder(norm="batch", dropout=0.0).train()
+    x, lens = torch.randn(2, 80, 20), torch.tensor([80, 50])
+    noisy = x.clone()
+    noisy[1, 50:] = 40 * torch.randn(30, 20)
+    clean, out_lens = enc(x, lens)
+    out, _ = enc(noisy, lens)
+    for b, n in enumerate(out_lens.tolist()):
+        torch.testing.assert_close(out[b, :n], clean[b, :n], rtol=1e-5, atol=1e-5)
 
 
 def test_misaligned_chunks_and_full_context_refuse_to_stream():
@@ -127,3 +145,5 @@ def test_bad_config_is_a_config_error():
         build_encoder("conformer", 80, dim=30, num_heads=4)
     with pytest.raises(ConfigError):
         build_encoder("conformer", 80, left_context=-1)
+    with pytest.raises(ConfigError, match="norm 'group'"):
+        build_encoder("conformer", 80, norm="group")

@@ -1,5 +1,6 @@
 """Reusable layers: causal convolutions with streaming caches, causal squeeze-and-excitation,
-causal subsampling / frame stacking, a streaming LSTM stack and chunk-masked attention.
+causal subsampling / frame stacking, a streaming LSTM stack, chunk-masked attention and
+batch normalisation over the valid frames of padded sequences.
 
 Every layer with a `streaming_forward` gives, chunk by chunk with its cache, exactly the
 output of its whole-sequence `forward`.
@@ -13,6 +14,7 @@ from asrtools.nn.causal import (
     GlobalConvBlock,
     lengths_to_mask,
 )
+from asrtools.nn.norm import MaskedBatchNorm
 from asrtools.nn.subsampling import CausalConv2dStack, CausalConv2dSubsampling, FrameStacker
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "CausalSqueezeExcitation",
     "FrameStacker",
     "GlobalConvBlock",
+    "MaskedBatchNorm",
     "RelPositionSelfAttention",
     "chunk_attention_mask",
     "lengths_to_mask",
