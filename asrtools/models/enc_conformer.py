@@ -11,10 +11,10 @@ with
 - the convolution module LN -> pointwise (2D) -> GLU -> causal depthwise conv
   (`asrtools.nn.causal.CausalDepthwiseConv1d`) -> norm -> SiLU -> pointwise.
 
-`norm` picks the normalisation after the subsampling and inside the convolution modules:
-`layer` (per frame) or `batch` (`asrtools.nn.norm.MaskedBatchNorm`: statistics over the
-valid frames of the batch in training, fixed running statistics at inference, so streaming
-stays exact). On the synthetic corpus `batch` trains faster: per-frame layer norm keeps the
+`norm` picks the normalisation after the subsampling and inside the convolution modules
+(`asrtools.nn.norm.SequenceNorm`): `layer` (per frame) or `batch` (`MaskedBatchNorm`:
+statistics over the valid frames of the batch in training, fixed running statistics at
+inference, so streaming stays exact). On the synthetic corpus `batch` trains faster: per-frame layer norm keeps the
 component shared by all frames of the raw log-mel input, which dominates at initialisation.
 
 Streaming: `streaming_forward` takes chunks of a multiple of `chunk_size * 4` input frames
@@ -35,32 +35,8 @@ from asrtools.errors import ConfigError
 from asrtools.models.encoder import Encoder, State, register_encoder
 from asrtools.nn.attention import RelPositionSelfAttention, chunk_attention_mask
 from asrtools.nn.causal import CausalDepthwiseConv1d, lengths_to_mask
-from asrtools.nn.norm import MaskedBatchNorm
+from asrtools.nn.norm import SequenceNorm
 from asrtools.nn.subsampling import CausalConv2dSubsampling
-
-
-NORMS = ("layer", "batch")
-
-
-class SequenceNorm(nn.Module):
-    """Layer norm or masked batch norm of (B, T, D) frames (`norm: layer | batch`).
-
-    Args:
-      dim: D.
-      kind: "layer" or "batch".
-    """
-
-    def __init__(self, dim: int, kind: str) -> None:
-        super().__init__()
-        if kind not in NORMS:
-            raise ConfigError(f"encoder conformer: norm {kind!r} is not one of {', '.join(NORMS)}")
-        self.norm = nn.LayerNorm(dim) if kind == "layer" else MaskedBatchNorm(dim)
-
-    def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, T, D) -> (B, T, D); `valid` (B, T) bool marks the frames batch norm counts."""
-        if isinstance(self.norm, MaskedBatchNorm):
-            return self.norm(x, valid)
-        return self.norm(x)
 
 
 class FeedForward(nn.Module):

@@ -14,7 +14,7 @@ from asrtools.nn.causal import (
     GlobalConvBlock,
     lengths_to_mask,
 )
-from asrtools.nn.norm import MaskedBatchNorm
+from asrtools.nn.norm import MaskedBatchNorm, SequenceNorm
 from asrtools.nn.subsampling import CausalConv2dStack, CausalConv2dSubsampling, FrameStacker
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "GlobalConvBlock",
     "MaskedBatchNorm",
     "RelPositionSelfAttention",
+    "SequenceNorm",
     "chunk_attention_mask",
     "lengths_to_mask",
 ]

@@ -1,4 +1,5 @@
-"""Batch normalisation over the valid frames of padded sequences.
+"""Normalisation of padded (B, T, C) sequences: batch norm over the valid frames only, and
+`SequenceNorm`, a layer-or-batch norm chosen by name in an encoder config.
 
 `torch.nn.BatchNorm1d` would count padding frames in its batch statistics, so a batch's
 normalisation (and the running statistics used at inference) would depend on how much
@@ -17,6 +18,11 @@ from typing import Optional
 
 import torch
 from torch import nn
+
+from asrtools.errors import ConfigError
+
+#: The normalisations `SequenceNorm` offers.
+NORMS = ("layer", "batch")
 
 
 class MaskedBatchNorm(nn.Module):
@@ -71,3 +77,24 @@ class MaskedBatchNorm(nn.Module):
             self.running_mean.lerp_(mean.detach(), self.momentum)
             self.running_var.lerp_(unbiased.detach(), self.momentum)
         return mean, var
+
+
+class SequenceNorm(nn.Module):
+    """Layer norm (per frame) or `MaskedBatchNorm` of (B, T, C) frames, chosen by name.
+
+    Args:
+      num_channels: C.
+      kind: "layer" or "batch".
+    """
+
+    def __init__(self, num_channels: int, kind: str) -> None:
+        super().__init__()
+        if kind not in NORMS:
+            raise ConfigError(f"norm {kind!r} is not one of {', '.join(NORMS)}")
+        self.norm = nn.LayerNorm(num_channels) if kind == "layer" else MaskedBatchNorm(num_channels)
+
+    def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C); `valid` (B, T) bool marks the frames batch norm counts."""
+        if isinstance(self.norm, MaskedBatchNorm):
+            return self.norm(x, valid)
+        return self.norm(x)
