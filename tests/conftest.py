@@ -13,6 +13,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ASRTOOLS = [sys.executable, "-m", "asrtools.cli.main"]
 
+# Subprocesses (the CLI, recipes, torchrun) import asrtools from this checkout, also when the
+# shared .venv's editable install points at another one (a git worktree).
+if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != str(REPO):
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+
 
 def run_asrtools(args: List[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     """Run `asrtools ARGS...` in a subprocess (as a user would), capturing output."""

@@ -16,7 +16,7 @@ from asrtools.decoding.streaming import streaming_greedy_search
 from asrtools.errors import ConfigError
 from asrtools.pipeline import StageContext
 from asrtools.text.tokenizer import Tokenizer
-from asrtools.training.data import AsrDataset, load_cuts
+from asrtools.data.cuts import AsrDataset, load_cuts
 
 from test_train_helpers import OVERFIT_TEXTS, overfit_run
 

@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 from asrtools.cli import cli
 from asrtools.models.build import ModelConfig, build_model, model_config_to_dict
 from asrtools.scoring.results import SIZE_TOLERANCE, SystemResult, _verdict
-from asrtools.training.checkpoint import save_checkpoint
+from asrtools.models.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)
 

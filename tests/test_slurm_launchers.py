@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from asrtools.training.checkpoint import load_checkpoint
+from asrtools.models.checkpoint import load_checkpoint
 
 from test_train_helpers import make_corpus, train_cmd, train_env, write_config
 

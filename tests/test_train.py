@@ -13,15 +13,11 @@ import pytest
 import torch
 
 from asrtools.errors import ConfigError, DataError
-from asrtools.training.checkpoint import (
-    average_state_dicts,
-    epoch_checkpoints,
-    latest_checkpoint,
-    load_checkpoint,
-    step_checkpoints,
-)
+from asrtools.data.cuts import load_cuts
+from asrtools.models.checkpoint import average_state_dicts, load_checkpoint
+from asrtools.training.checkpoints import epoch_checkpoints, latest_checkpoint, step_checkpoints
 from asrtools.training.config import load_train_config
-from asrtools.training.data import filter_trainable, load_cuts
+from asrtools.training.data import filter_trainable
 from asrtools.training.distributed import setup_distributed
 from asrtools.training.trainer import Trainer, TrainingDivergedError, TrainPaths
 
@@ -81,7 +77,7 @@ def test_nan_batches_are_skipped_then_stop_training(tmp_path):
 def test_tiny_model_overfits_and_greedy_recovers_training_texts():
     from asrtools.decoding.recognize import DecodeOptions, decode_features, load_model
     from asrtools.text.tokenizer import Tokenizer
-    from asrtools.training.data import AsrDataset
+    from asrtools.data.cuts import AsrDataset
 
     run = overfit_run()
     assert run["final_pruned"] < 0.05 * run["initial_pruned"], run

@@ -51,7 +51,7 @@ def whisper(cuts_path: Path, out_dir: Path, model_dir: str, beam_size: int, thre
         run_whisper_audit,
     )
     from asrtools.pipeline import run_stage
-    from asrtools.training.data import load_cuts
+    from asrtools.data.cuts import load_cuts
 
     options = WhisperOptions(model_dir=model_dir, beam_size=beam_size, threads=threads,
                              compute_type=compute_type, limit=limit)

@@ -50,7 +50,7 @@ def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, met
     from asrtools.errors import ConfigError
     from asrtools.pipeline import run_stage
     from asrtools.text.tokenizer import Tokenizer
-    from asrtools.training.data import check_features, load_cuts
+    from asrtools.data.cuts import check_features, load_cuts
 
     options = DecodeOptions(method=method, beam=beam, max_sym_per_frame=max_sym_per_frame,
                             chunk_frames=chunk_frames, max_duration=max_duration)

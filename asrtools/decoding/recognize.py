@@ -34,8 +34,8 @@ from asrtools.models.build import ModelConfig, build_model, model_config_from_di
 from asrtools.models.transducer import Transducer
 from asrtools.pipeline import StageContext, atomic_write_json, atomic_write_text
 from asrtools.text.tokenizer import Tokenizer
-from asrtools.training.checkpoint import load_checkpoint
-from asrtools.training.data import AsrDataset, cut_speaker, cut_text
+from asrtools.models.checkpoint import load_checkpoint
+from asrtools.data.cuts import AsrDataset, cut_speaker, cut_text
 
 METHODS = ("greedy", "modified_beam", "streaming_greedy")
 PARTS_DIR = ".parts"
@@ -130,7 +130,7 @@ def decode_shard(model: Transducer, tokenizer: Tokenizer, cuts: CutSet, options:
         sampler = SimpleCutSampler(cuts.sort_by_duration(ascending=False), max_duration=options.max_duration)
     else:
         sampler = SimpleCutSampler(cuts, max_cuts=1)
-    dataset = AsrDataset()
+    dataset = AsrDataset(require_text=False)
     records: Dict[str, Dict[str, Any]] = {}
     for batch_cuts in sampler:
         batch = dataset[batch_cuts]
@@ -146,23 +146,26 @@ def decode_shard(model: Transducer, tokenizer: Tokenizer, cuts: CutSet, options:
 def recognition_record(cut: Any, hyp: str, seconds: float) -> Dict[str, Any]:
     """One line of recogs.jsonl: ids, speaker, reference, hypothesis, timing, speaker metadata.
 
+    A cut without a supervision or transcript gets the empty reference (scoring then counts
+    every hypothesis word as an insertion).
+
     Args:
       cut: the decoded cut (its first supervision holds the reference and metadata).
       hyp: the hypothesis text (whitespace is normalised).
       seconds: decode time attributed to this cut.
     """
-    sup = cut.supervisions[0]
+    sup = cut.supervisions[0] if cut.supervisions else None
     speaker = cut_speaker(cut)
     return {
         "cut_id": cut.id,
         "utt_id": sclite_utt_id(speaker, cut.id),
         "speaker": speaker,
-        "gender": sup.gender,
-        "ref": " ".join(cut_text(cut).split()),
+        "gender": sup.gender if sup is not None else None,
+        "ref": " ".join(cut_text(cut, required=False).split()),
         "hyp": " ".join(hyp.split()),
         "duration": cut.duration,
         "decode_seconds": round(seconds, 6),
-        "custom": dict(sup.custom or {}),
+        "custom": dict(sup.custom or {}) if sup is not None else {},
     }
 
 

@@ -218,7 +218,7 @@ def synthetic_features(num: int, seed: int, feature_dim: int) -> List[torch.Tens
 
 def cut_features(path: Path, num: int, seed: int, feature_dim: int) -> Tuple[List[torch.Tensor], float]:
     """Features of a seeded sample of `num` cuts of `path` (all if fewer), and their frame shift."""
-    from asrtools.training.data import check_features, load_cuts
+    from asrtools.data.cuts import check_features, load_cuts
 
     cuts = list(load_cuts(path, "--cuts"))
     chosen = sorted(random.Random(seed).sample(range(len(cuts)), min(num, len(cuts))))

@@ -351,7 +351,7 @@ def measure_checkpoint(path: Path, chunk_frames: Optional[int]) -> CheckpointCos
 
     from asrtools.decoding.recognize import load_model
     from asrtools.models.flops import cost_table, measure_encoder_flops
-    from asrtools.training.checkpoint import load_checkpoint
+    from asrtools.models.checkpoint import load_checkpoint
 
     model, config = load_model(path)
     torch.manual_seed(0)

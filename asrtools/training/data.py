@@ -1,64 +1,20 @@
-"""Cut loading, trainability filtering, and the lhotse dataset / samplers of training.
+"""Training batches: trainability filtering, lhotse samplers, loaders and sampler resume state.
 
-`AsrDataset` is a lhotse-style map dataset: the sampler yields a `CutSet` mini-batch and
-the dataset turns it into padded features and transcripts (like lhotse's
-`K2SpeechRecognitionDataset`, minus the k2 supervision tensors a transducer does not use).
-Augmentation is *not* done here: the trainer applies SpecAugment in the training process,
-where its RNG state is checkpointed, so a resumed run draws the same masks.
+The cut manifests themselves (reading, transcripts, the batch dataset) live in
+`asrtools.data.cuts`, shared with decoding.
 """
 from __future__ import annotations
 
 import warnings
 from collections import Counter
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 from lhotse import CutSet
-from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler
-from lhotse.dataset.collation import collate_features
 
+from asrtools.data.cuts import AsrDataset, cut_text
 from asrtools.errors import DataError
-
-
-
-def load_cuts(path: Path, name: str = "cuts") -> CutSet:
-    """Read a lhotse CutSet manifest eagerly, as a `DataError` naming the file if unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{name}: {path} does not exist")
-    try:
-        cuts = CutSet.from_file(path).to_eager()
-    except Exception as err:  # lhotse raises many kinds for malformed manifests
-        raise DataError(f"{name}: {path} is not a readable lhotse CutSet ({err})") from None
-    if len(cuts) == 0:
-        raise DataError(f"{name}: {path} holds no cuts")
-    return cuts
-
-
-def cut_text(cut: Cut) -> str:
-    """The transcript of a cut (its supervisions' texts joined by spaces)."""
-    texts = [s.text.strip() for s in cut.supervisions if s.text and s.text.strip()]
-    if not texts:
-        raise DataError(f"cut {cut.id}: no supervision with a transcript")
-    return " ".join(texts)
-
-
-def cut_speaker(cut: Cut) -> str:
-    """The speaker of a cut's first supervision ("unknown" if unset)."""
-    speaker = cut.supervisions[0].speaker if cut.supervisions else None
-    return speaker or "unknown"
-
-
-def check_features(cuts: CutSet, feature_dim: int, name: str = "cuts") -> None:
-    """Raise `DataError` naming the first cut without features of size `feature_dim`."""
-    for cut in cuts:
-        if not cut.has_features:
-            raise DataError(f"{name}: cut {cut.id} has no precomputed features")
-        if cut.num_features != feature_dim:
-            raise DataError(f"{name}: cut {cut.id} has {cut.num_features}-dim features, "
-                            f"the model expects {feature_dim}")
 
 
 def filter_trainable(
@@ -100,31 +56,6 @@ def filter_trainable(
     if not kept:
         raise DataError(f"no trainable cuts left after filtering ({dict(dropped)})")
     return CutSet.from_cuts(kept), dict(dropped)
-
-
-class AsrDataset(torch.utils.data.Dataset):
-    """Turn a `CutSet` mini-batch into model inputs.
-
-    Returns a dict with:
-      features: (B, T, F) float32 padded features (longest cut first);
-      feature_lens: (B,) int64 valid frames;
-      texts: B transcripts; cut_ids: B cut ids; speakers: B speaker ids.
-    """
-
-    def __getitem__(self, cuts: CutSet) -> Dict[str, Any]:
-        cuts = cuts.sort_by_duration(ascending=False)
-        try:
-            features, feature_lens = collate_features(cuts)
-        except Exception as err:
-            ids = ", ".join(c.id for c in list(cuts)[:3])
-            raise DataError(f"cannot load features of cuts {ids}...: {err}") from None
-        return {
-            "features": features.to(torch.float32),
-            "feature_lens": feature_lens.to(torch.int64),
-            "texts": [cut_text(c) for c in cuts],
-            "cut_ids": [c.id for c in cuts],
-            "speakers": [cut_speaker(c) for c in cuts],
-        }
 
 
 def make_sampler(

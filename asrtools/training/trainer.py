@@ -34,25 +34,22 @@ from asrtools.models.build import build_model, model_config_to_dict
 from asrtools.models.transducer import TransducerLosses, loss_scales
 from asrtools.pipeline import StageContext, run_stage
 from asrtools.text.tokenizer import Tokenizer
-from asrtools.training.checkpoint import (
+from asrtools.models.checkpoint import average_state_dicts, load_checkpoint, save_checkpoint
+from asrtools.training.checkpoints import (
     AVERAGED_NAME,
     FINAL_NAME,
-    average_state_dicts,
     capture_rng_state,
     epoch_checkpoints,
     latest_checkpoint,
-    load_checkpoint,
     prune_checkpoints,
     restore_rng_state,
-    save_checkpoint,
     seed_everything,
 )
 from asrtools.training.config import TrainConfig
+from asrtools.data.cuts import check_features, load_cuts
 from asrtools.training.data import (
-    check_features,
     encoder_output_lengths,
     filter_trainable,
-    load_cuts,
     make_loader,
     make_sampler,
     sampler_state_for_resume,

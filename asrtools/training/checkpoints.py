@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic save, safe load, discovery, pruning, averaging, RNG state.
+"""Training checkpoints: discovery (with fallback past unreadable files), pruning, RNG state.
 
 Files in the experiment directory:
   checkpoint-<step>.pt   every `save_every_n_steps` steps (the last `keep_last_k` kept)
@@ -6,45 +6,29 @@ Files in the experiment directory:
   final.pt               model weights at the end of training
   averaged.pt            average of the last `average_last_n` epoch checkpoints' weights
 
-Every file is a dict of tensors and plain containers (ints, floats, strings, lists, dicts),
-written through `asrtools.pipeline.atomic_path` and read with `torch.load(weights_only=True)`.
-Model-bearing files hold "model" (a state dict), "model_config" and "vocab_size", so any of
-them can be decoded on its own.
+Saving, loading and averaging are `asrtools.models.checkpoint`'s (durable atomic writes,
+`torch.load(weights_only=True)`); this module adds what only training needs.
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from asrtools.errors import DataError
-from asrtools.pipeline import atomic_path
+from asrtools.models.checkpoint import load_checkpoint
+
+logger = logging.getLogger("asrtools")
 
 STEP_PATTERN = re.compile(r"^checkpoint-(\d+)\.pt$")
 EPOCH_PATTERN = re.compile(r"^epoch-(\d+)\.pt$")
 AVERAGED_NAME = "averaged.pt"
 FINAL_NAME = "final.pt"
-
-
-def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    """Write `state` to `path` atomically (a reader never sees a partial file)."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path, map_location: Any = "cpu", mmap: bool = False) -> Dict[str, Any]:
-    """Load a checkpoint with `weights_only=True`; `DataError` naming the file if unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as err:
-        raise DataError(f"checkpoint {path} cannot be loaded ({type(err).__name__}: {err})") from None
 
 
 def epoch_checkpoints(exp_dir: Path) -> List[Tuple[int, Path]]:
@@ -66,12 +50,21 @@ def _numbered(exp_dir: Path, pattern: "re.Pattern[str]") -> List[Tuple[int, Path
     return sorted(found)
 
 
-def latest_checkpoint(exp_dir: Path) -> Optional[Path]:
-    """The checkpoint to resume from: the most training steps (an epoch end wins a tie)."""
+def latest_checkpoint(exp_dir: Path, log: logging.Logger = logger) -> Optional[Path]:
+    """The checkpoint to resume from: the most training steps (an epoch end wins a tie).
+
+    A checkpoint that cannot be read (truncated by a crash, corrupted on disk) is reported
+    and skipped, so training resumes from the newest readable one.
+    """
     best: Optional[Tuple[int, int, Path]] = None
     for _, path in step_checkpoints(exp_dir) + epoch_checkpoints(exp_dir):
-        meta = load_checkpoint(path, mmap=True)
-        key = (int(meta["step"]), int(bool(meta["epoch_finished"])), path)
+        try:
+            meta = load_checkpoint(path, mmap=True)
+            key = (int(meta["step"]), int(bool(meta["epoch_finished"])), path)
+        except (DataError, KeyError, TypeError, ValueError, RuntimeError) as err:
+            log.warning("checkpoint %s is unreadable, resuming from an older one (%s)", path.name,
+                        " ".join(str(err).split())[:200])
+            continue
         if best is None or key[:2] > best[:2]:
             best = key
     return best[2] if best else None
@@ -82,24 +75,6 @@ def prune_checkpoints(exp_dir: Path, keep_steps: int, keep_epochs: int) -> None:
     for found, keep in ((step_checkpoints(exp_dir), keep_steps), (epoch_checkpoints(exp_dir), keep_epochs)):
         for _, path in found[: max(0, len(found) - keep)]:
             path.unlink()
-
-
-def average_state_dicts(state_dicts: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
-    """Element-wise mean of floating-point tensors (in float64); other tensors from the last.
-
-    Args:
-      state_dicts: model state dicts with identical keys and shapes.
-    """
-    if not state_dicts:
-        raise ValueError("nothing to average")
-    averaged = {}
-    for key, last in state_dicts[-1].items():
-        if last.is_floating_point():
-            total = sum(sd[key].to(torch.float64) for sd in state_dicts)
-            averaged[key] = (total / len(state_dicts)).to(last.dtype)
-        else:
-            averaged[key] = last.clone()
-    return averaged
 
 
 def capture_rng_state() -> Dict[str, Any]:
