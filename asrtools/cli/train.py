@@ -21,10 +21,12 @@ from asrtools.cli.options import config_options, force_option
               help="Experiment directory (checkpoints, averaged.pt, tensorboard/).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Train on CPU or on CUDA (one GPU per torchrun process).")
+@click.option("--init-from", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Start from this checkpoint's model weights (fine-tuning; a fingerprinted input).")
 @force_option
 def train(config_path: Optional[Path], overrides: Tuple[str, ...], cuts_train: Path, cuts_dev: Path,
-          bpe_model: Path, exp_dir: Path, device: str, force: bool) -> None:
-    """Train a pruned RNN-T transducer; rerun after a crash to resume exactly.
+          bpe_model: Path, exp_dir: Path, device: str, init_from: Optional[Path], force: bool) -> None:
+    """Train a model (the config's `task:`, default a pruned RNN-T transducer); rerun after a crash to resume exactly.
 
     The exp dir is a stage: with the same config and inputs a finished run is skipped and
     a killed one continues from its last checkpoint (bit-identical result on CPU). Under
@@ -41,4 +43,5 @@ def train(config_path: Optional[Path], overrides: Tuple[str, ...], cuts_train: P
     from asrtools.training.trainer import TrainPaths, run_training
 
     config = load_train_config(config_path, overrides)
-    run_training(config, TrainPaths(cuts_train, cuts_dev, bpe_model, exp_dir), device=device, force=force)
+    paths = TrainPaths(cuts_train, cuts_dev, bpe_model, exp_dir, init_from=init_from)
+    run_training(config, paths, device=device, force=force)
