@@ -63,6 +63,14 @@ class FeedForward(nn.Module):
         """(B, T, D) -> (B, T, D)."""
         return self.net(x)
 
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's input norm alone: (..., D) -> (..., D)."""
+        return self.net[0](x)
+
+    def transform(self, normed: torch.Tensor) -> torch.Tensor:
+        """The module after its input norm: `forward(x) == transform(normalise(x))`, (..., D) -> (..., D)."""
+        return self.net[1:](normed)
+
 
 class ConformerConvModule(nn.Module):
     """LN -> pointwise -> GLU -> causal depthwise conv -> norm -> SiLU -> pointwise.

@@ -8,7 +8,7 @@ module registers itself with `@register_encoder("name")`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import torch
 from torch import nn
@@ -93,6 +93,24 @@ class Encoder(nn.Module):
         penalty), by name; the trainer adds them to the transducer loss and logs them.
         The default has none."""
         return {}
+
+    def training_statistics(self) -> Dict[str, float]:
+        """Values of the last training `forward` to log that are not losses (e.g. the executed
+        compute fraction per layer), by name. The default has none."""
+        return {}
+
+    def reset_compute(self, batch_size: int) -> None:
+        """Start counting the compute executed for `batch_size` new streams (encoders that
+        skip work per frame; see asrtools.models.compute). The default counts nothing."""
+
+    def stop_counting(self) -> None:
+        """Stop counting executed compute (until the next `reset_compute`)."""
+
+    def compute_counts(self) -> Optional[List[Dict[str, Any]]]:
+        """Per stream since `reset_compute`: valid frames, executed frames per sub-block and
+        FLOPs (the record of asrtools.models.compute), or None for an encoder that always
+        runs in full (the default)."""
+        return None
 
 
 def register_encoder(name: str) -> Callable[[Type[Encoder]], Type[Encoder]]:

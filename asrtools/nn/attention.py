@@ -9,6 +9,13 @@ cache, so chunk-by-chunk output equals the whole-sequence output under that mask
 Positions *(choice)*: a learned per-head scalar bias on the clipped relative distance
 `key_pos - query_pos` (Shaw et al. / T5-style, without log buckets). It needs no absolute
 frame index, so a stream of any length sees the same positional information at every chunk.
+
+Two ways to evaluate the same attention:
+- `forward`: scores of every query against every key of the call, masked (T x Tk work);
+- `chunk_attention`: each query against the `left_context + chunk_size` keys of its chunk's
+  window only (a strided view of the keys, T x (L + S) work), optionally with the query and
+  output projections for a subset of the queries only (rows of the flattened batch). The
+  Transformer encoder's per-frame compute skipping uses it (asrtools.models.enc_transformer).
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from asrtools.errors import ConfigError
@@ -106,6 +114,86 @@ class RelPositionSelfAttention(nn.Module):
         batch, _, frames, _ = context.shape
         y = self.out_proj(context.transpose(1, 2).reshape(batch, frames, self.embed_dim))
         return y, [key, value]
+
+    def keys_values(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Key and value projections of every frame of `x`.
+
+        Args:
+          x: (..., D) input frames (already normalised).
+
+        Returns:
+          keys (..., D), values (..., D).
+        """
+        dim = self.embed_dim
+        weight, bias = self.in_proj.weight[dim:], self.in_proj.bias[dim:]
+        keys, values = F.linear(x, weight, bias).chunk(2, dim=-1)
+        return keys, values
+
+    def chunk_attention(
+        self,
+        x: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        key_valid: torch.Tensor,
+        chunk_size: int,
+        left_context: int,
+        rows: Optional[torch.Tensor] = None,
+        num_frames: int = 0,
+    ) -> torch.Tensor:
+        """Chunk attention over each query's key window (the mask of `chunk_attention_mask`).
+
+        Layout: the keys are the `left_context` (L) frames before the call followed by the
+        call's T frames, T a multiple of `chunk_size` (S); query `t` (chunk `c = t // S`)
+        sees keys `c*S .. c*S + L + S - 1` of that layout (positions `c*S - L .. c*S + S - 1`
+        relative to the call's first frame).
+
+        With `rows`, only those queries are projected (query and output projections run on
+        N rows); their scores and contexts are computed chunk-wise like everyone's, with
+        zero queries in the other rows *(choice: one batched product per chunk is much
+        faster on CPU than gathering a key window per query, for 4 D W of the 8 D^2 + 4 D W
+        FLOPs of a query)*.
+
+        Args:
+          x: the queries' input frames (normalised): (B, T, D) for every query, or (N, D) for
+            the queries `rows`.
+          keys: (B, L + T, D) from `keys_values` (cached frames first).
+          values: (B, L + T, D).
+          key_valid: (B, L + T) bool, False for keys nobody may see (before the stream's
+            start, padding).
+          chunk_size: S >= 1.
+          left_context: L >= 0.
+          rows: (N,) int64 indices of the queries into the flattened (B * T) frames, or None
+            for all queries.
+          num_frames: T (needed with `rows`).
+
+        Returns:
+          (B, T, D) outputs of every query, or (N, D) of the queries `rows`.
+        """
+        heads, head_dim, window = self.num_heads, self.head_dim, left_context + chunk_size
+        batch = keys.size(0)
+        frames = num_frames if rows is not None else x.size(1)
+        chunks = frames // chunk_size
+        weight, in_bias = self.in_proj.weight[: self.embed_dim], self.in_proj.bias[: self.embed_dim]
+        query = F.linear(x, weight, in_bias) / math.sqrt(head_dim)
+        if rows is not None:
+            query = query.new_zeros(batch * frames, self.embed_dim).index_copy(0, rows, query)
+        # (B, C, H, S, d) @ (B, C, H, d, L + S) -> (B, C, H, S, L + S); windows are strided views.
+        query = query.view(batch, chunks, chunk_size, heads, head_dim).transpose(2, 3)
+        key_windows = keys.unfold(1, window, chunk_size).reshape(batch, chunks, heads, head_dim, window)
+        scores = torch.matmul(query, key_windows)
+        bias = self._position_bias(torch.arange(chunk_size, device=keys.device),
+                                   torch.arange(-left_context, chunk_size, device=keys.device))
+        scores = scores + bias.unsqueeze(0)
+        allowed = key_valid.unfold(1, window, chunk_size)[:, :, None, None, :]
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        value_windows = values.unfold(1, window, chunk_size).reshape(batch, chunks, heads, head_dim, window)
+        context = torch.matmul(self.dropout(torch.softmax(scores, dim=-1)), value_windows.transpose(3, 4))
+        context = context.transpose(2, 3).reshape(batch * frames, self.embed_dim)
+        if rows is not None:
+            context = context.index_select(0, rows)
+        else:
+            context = context.view(batch, frames, self.embed_dim)
+        return self.out_proj(context)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, H, T, D/H)."""
