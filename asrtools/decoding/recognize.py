@@ -5,7 +5,10 @@ Outputs in the stage directory:
                  duration, decode_seconds, custom (the supervision's custom fields)
   ref.trn        sclite trn: `words (utt_id)`, utt_id = `<speaker>-<cut id>` (sclite -i rm)
   hyp.trn        same for the hypotheses
-  summary.json   method, options, utterance count, audio and decode seconds, real-time factor
+  summary.json   method, options, utterance count, audio and decode seconds, real-time factor,
+                 and for an encoder that skips work per frame (e.g. arbitrated Transformer
+                 sub-blocks) the executed compute (`encoder_compute`, asrtools.models.compute;
+                 each recogs.jsonl line then holds its utterance's counts)
 
 Cuts are decoded in fixed shards of manifest order; each finished shard is written to
 `.parts/` atomically, so a killed run resumes after the last finished shard. With batching,
@@ -31,6 +34,7 @@ from asrtools.decoding.greedy import greedy_search
 from asrtools.decoding.streaming import streaming_greedy_search
 from asrtools.errors import ConfigError, DataError
 from asrtools.models.build import ModelConfig, build_model, model_config_from_dict
+from asrtools.models.compute import SUMMARY_KEY, summarize_compute
 from asrtools.models.transducer import Transducer
 from asrtools.pipeline import StageContext, atomic_write_json, atomic_write_text
 from asrtools.text.tokenizer import Tokenizer
@@ -134,12 +138,17 @@ def decode_shard(model: Transducer, tokenizer: Tokenizer, cuts: CutSet, options:
     records: Dict[str, Dict[str, Any]] = {}
     for batch_cuts in sampler:
         batch = dataset[batch_cuts]
+        model.encoder.reset_compute(len(batch["cut_ids"]))
         start = time.perf_counter()
         ids = decode_features(model, batch["features"].to(device), batch["feature_lens"].to(device), options)
         seconds = time.perf_counter() - start
+        computes = model.encoder.compute_counts() or [None] * len(ids)
+        model.encoder.stop_counting()
         frames = batch["feature_lens"].tolist()
-        for cut_id, hyp, num_frames in zip(batch["cut_ids"], tokenizer.decode(ids), frames):
+        for cut_id, hyp, num_frames, compute in zip(batch["cut_ids"], tokenizer.decode(ids), frames, computes):
             records[cut_id] = recognition_record(cuts[cut_id], hyp, seconds * num_frames / max(sum(frames), 1))
+            if compute is not None:
+                records[cut_id][SUMMARY_KEY] = compute
     return [records[cut.id] for cut in cuts]
 
 
@@ -215,6 +224,9 @@ def run_decoding(ctx: StageContext, model: Transducer, tokenizer: Tokenizer, cut
         "decode_seconds": round(spent, 3),
         "real_time_factor": round(spent / audio, 5) if audio > 0 else None,
     }
+    compute = summarize_compute(r.get(SUMMARY_KEY) for r in records)
+    if compute is not None:
+        summary[SUMMARY_KEY] = compute
     atomic_write_json(ctx.out_dir / "summary.json", summary)
     shutil.rmtree(parts)
     ctx.log.info("decoded %d cuts (%.1f s of audio) in %.1f s, RTF %.4f", len(records), audio, spent,

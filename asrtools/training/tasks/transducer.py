@@ -23,6 +23,7 @@ from asrtools.data.cuts import AsrDataset, check_features, load_cuts
 from asrtools.decoding.greedy import greedy_search
 from asrtools.errors import ConfigError
 from asrtools.models.build import build_model, model_config_to_dict
+from asrtools.models.compute import summarize_compute
 from asrtools.models.transducer import Transducer, TransducerLosses, loss_scales
 from asrtools.text.tokenizer import Tokenizer
 from asrtools.training.config import TransducerTrainConfig
@@ -43,6 +44,8 @@ def pad_token_ids(token_ids: List[List[int]], device: torch.device) -> Tuple[tor
 def spread_subset(cuts: CutSet, count: int) -> CutSet:
     """`count` cuts spread evenly over `cuts` in id order (all of them if fewer)."""
     ordered = sorted(cuts, key=lambda c: c.id)
+    if count <= 0:
+        return CutSet.from_cuts([])
     if count >= len(ordered):
         return CutSet.from_cuts(ordered)
     step = len(ordered) / count
@@ -139,25 +142,38 @@ class TransducerTask(TrainingTask):
         for name, value in losses.aux.items():
             loss = loss + value
             stats[name] = value.item()
+        stats.update(self.model.encoder.training_statistics())
         stats["loss"] = loss.item()
         return StepLoss(loss, stats, float(frames))
 
     @torch.no_grad()
     def validate(self, model: nn.Module, dev_loader: torch.utils.data.DataLoader) -> Dict[str, float]:
-        """Per-frame dev losses (post-warm-up weights) and the greedy WER of the dev subset."""
+        """Per-frame dev losses (post-warm-up weights), the greedy WER of the dev subset and, for
+        an encoder that skips work per frame, its executed compute fraction on the dev cuts."""
         totals = [0.0, 0.0, 0.0]
+        compute = [0.0, 0.0]  # executed and dense encoder FLOPs
+        encoder = self.model.encoder
         for batch in dev_loader:
+            encoder.reset_compute(len(batch["feature_lens"]))
             losses = self._forward(model, batch)
             simple, pruned = losses.simple.item(), losses.pruned.item()
             if math.isfinite(simple) and math.isfinite(pruned):
                 totals = [totals[0] + simple, totals[1] + pruned, totals[2] + losses.num_frames]
+            summary = summarize_compute(encoder.compute_counts() or [])
+            if summary is not None:
+                compute = [compute[0] + summary["flops"]["front_end"] + summary["flops"]["layers"],
+                           compute[1] + summary["flops"]["front_end"] + summary["flops"]["dense_layers"]]
+        encoder.stop_counting()
         errors, words = self._dev_word_errors(model)
-        simple, pruned, frames, errors, words = sum_over_ranks([*totals, errors, words], self.info)
+        simple, pruned, frames, errors, words, executed, dense = sum_over_ranks([*totals, errors, words, *compute],
+                                                                                self.info)
         frames = max(frames, 1.0)
         scale = self.config.loss.simple_loss_scale
         metrics = {"loss": (scale * simple + pruned) / frames, "simple": simple / frames, "pruned": pruned / frames}
         if self.config.valid.wer_utts > 0:
             metrics["wer"] = errors / max(words, 1.0)
+        if dense > 0:
+            metrics["compute"] = executed / dense
         return metrics
 
     def _dev_word_errors(self, model: nn.Module) -> Tuple[float, float]:
