@@ -26,6 +26,8 @@ FAMILIES: Dict[str, str] = {
     "score": "Score recognitions: WER, per-cohort tables, system comparisons.",
     "model": "Inspect model configs: parameters, FLOPs.",
     "audit": "Transcribe with external ASR systems to audit them by cohort.",
+    "bench": "Timing measurements as stages: encoder wall-clock speed of several models.",
+    "amortized": "Compute-amortized Transformer recipe: the results page (WER vs executed compute).",
 }
 
 

@@ -1,0 +1,266 @@
+"""Wall-clock encoder time of several models on the same utterances, and the speed-up over a
+reference model (e.g. a dense Transformer against its compute-amortized versions).
+
+The measurement behind `asrtools bench encoder` (a recipe stage) and scripts/bench_amortized.py
+(the docs/benchmarks.md table). For each thread count, each utterance is encoded by every model
+in turn (interleaved, so slow drifts of a shared machine hit all models alike), one utterance
+at a time (batch 1):
+
+- `offline`: one `encoder(x, x_lens)` call on the whole utterance;
+- `streaming`: `encoder.streaming_forward` on consecutive chunks of `chunk_frames` input
+  frames with carried state (what a streaming server runs per stream).
+
+Each (utterance, model, mode) is timed `repeats` times and the fastest repeat is kept
+(interference from other jobs only ever adds time); a model's time is the sum over the
+utterances, and its speed-up is the reference's time over its own. One warm-up utterance is
+encoded first and not counted. Only the encoder runs (no decoder or joiner). On CUDA the device
+is synchronised around every timed call. The executed compute of each model on the same
+utterances (asrtools.models.compute; None for encoders that do not count it) is measured in a
+separate, untimed pass, so counting costs nothing in the timings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from asrtools.decoding.rtf import machine_description
+from asrtools.errors import ConfigError
+from asrtools.models.compute import summarize_compute
+from asrtools.models.encoder import Encoder
+
+SCHEMA, SCHEMA_VERSION = "asrtools.encoder_speed", 1
+MODES = ("offline", "streaming")
+
+
+@dataclasses.dataclass
+class TimedModel:
+    """A model to time.
+
+    Attributes:
+      name: table / JSON key.
+      encoder: the encoder (put in eval mode).
+      source: where it came from (checkpoint path).
+      encoder_name: the registered encoder name.
+      feature_dim: F, input feature size.
+    """
+
+    name: str
+    encoder: Encoder
+    source: str
+    encoder_name: str
+    feature_dim: int
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def encode(encoder: Encoder, features: torch.Tensor, mode: str, chunk_frames: int) -> None:
+    """Run `encoder` on one utterance (1, T, F), offline or chunk by chunk."""
+    lens = torch.tensor([features.size(1)], device=features.device)
+    if mode == "offline":
+        encoder(features, lens)
+        return
+    states = encoder.init_states(1, features.device)
+    for start in range(0, features.size(1), chunk_frames):
+        chunk = features[:, start : start + chunk_frames]
+        _, _, states = encoder.streaming_forward(chunk, torch.tensor([chunk.size(1)], device=features.device), states)
+
+
+def time_call(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
+    """Fastest of `repeats` wall-clock times of `fn()` (seconds)."""
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def executed_compute(encoder: Encoder, utterances: Sequence[torch.Tensor], mode: str,
+                     chunk_frames: int) -> Optional[Dict[str, Any]]:
+    """`summarize_compute` of `encoder` on the utterances (an untimed pass; None if not counted)."""
+    records = []
+    for features in utterances:
+        encoder.reset_compute(1)
+        encode(encoder, features, mode, chunk_frames)
+        counts = encoder.compute_counts()
+        records.append(counts[0] if counts else None)
+    encoder.stop_counting()
+    return summarize_compute(records)
+
+
+@torch.no_grad()
+def measure_encoder_speed(
+    models: Sequence[TimedModel],
+    utterances: Sequence[torch.Tensor],
+    frame_shift: float,
+    thread_counts: Sequence[int],
+    modes: Sequence[str] = MODES,
+    chunk_frames: int = 32,
+    repeats: int = 3,
+    reference: Optional[str] = None,
+    device: torch.device = torch.device("cpu"),
+    report: Optional[Callable[[str], None]] = None,
+) -> Dict[str, Dict[str, Any]]:
+    """Time every model on every utterance (module docstring) and compute speed-ups.
+
+    Args:
+      models: the encoders (distinct names).
+      utterances: (T, F) features of each utterance.
+      frame_shift: seconds per input frame.
+      thread_counts: torch intra-op thread counts to measure (e.g. [1, 2]).
+      modes: "offline" and/or "streaming".
+      chunk_frames: streaming chunk in input frames (a multiple of every encoder's
+        `chunk_frames_multiple`).
+      repeats: timings per (utterance, model, mode); the fastest counts.
+      reference: the model the speed-ups are relative to (default: the first).
+      device: where to run.
+      report: called with a progress line per (mode, threads).
+
+    Returns:
+      name -> {"source", "encoder", "params", "compute": {mode: summary or None},
+      "seconds": {mode: {threads: s}}, "rtf": {mode: {threads: s / audio s}},
+      "speedup": {mode: {threads: x}}} (thread counts as strings).
+    """
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"model names must be unique: {', '.join(names)}")
+    reference = reference or names[0]
+    if reference not in names:
+        raise ConfigError(f"reference model {reference!r} is not among {', '.join(names)}")
+    for mode in modes:
+        if mode not in MODES:
+            raise ConfigError(f"mode {mode!r} is unknown (known: {', '.join(MODES)})")
+    for m in models:
+        if "streaming" in modes and chunk_frames % m.encoder.chunk_frames_multiple:
+            raise ConfigError(f"--chunk-frames {chunk_frames} is not a multiple of {m.encoder.chunk_frames_multiple} "
+                              f"({m.name})")
+        m.encoder.eval().to(device)
+    inputs = [u.unsqueeze(0).to(device) for u in utterances]
+    audio = sum(u.size(0) for u in utterances) * frame_shift
+    results: Dict[str, Dict[str, Any]] = {
+        m.name: {"source": m.source, "encoder": m.encoder_name,
+                 "params": sum(p.numel() for p in m.encoder.parameters()),
+                 "compute": {mode: executed_compute(m.encoder, inputs, mode, chunk_frames) for mode in modes},
+                 "seconds": {}, "rtf": {}, "speedup": {}}
+        for m in models
+    }
+    default_threads = torch.get_num_threads()
+    try:
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            for mode in modes:
+                totals = {m.name: 0.0 for m in models}
+                for m in models:  # warm-up
+                    encode(m.encoder, inputs[0], mode, chunk_frames)
+                for features in inputs:
+                    for m in models:
+                        totals[m.name] += time_call(lambda: encode(m.encoder, features, mode, chunk_frames), repeats,
+                                                    device)
+                for name, seconds in totals.items():
+                    entry = results[name]
+                    entry["seconds"].setdefault(mode, {})[str(threads)] = seconds
+                    entry["rtf"].setdefault(mode, {})[str(threads)] = seconds / audio
+                    entry["speedup"].setdefault(mode, {})[str(threads)] = totals[reference] / seconds
+                if report is not None:
+                    report(f"{mode}, {threads} thread(s): " + ", ".join(
+                        f"{n} {totals[n]:.3f} s ({totals[reference] / totals[n]:.2f}x)" for n in names))
+    finally:
+        torch.set_num_threads(default_threads)
+    return results
+
+
+def git_commit(repo: Path) -> str:
+    """The checkout's commit (with `+dirty` when tracked files differ), or "unknown"."""
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def speed_document(results: Dict[str, Dict[str, Any]], *, command: str, input_text: str, reference: str,
+                   thread_counts: Sequence[int], modes: Sequence[str], chunk_frames: int, repeats: int,
+                   device: str, repo: Path) -> Dict[str, Any]:
+    """The JSON document of one run: the results and what they were measured on."""
+    return {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "command": command,
+        "input": input_text,
+        "reference": reference,
+        "threads": [int(t) for t in thread_counts],
+        "modes": list(modes),
+        "chunk_frames": chunk_frames,
+        "repeats": repeats,
+        "device": device,
+        "commit": git_commit(repo),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": machine_description() if device == "cpu" else torch.cuda.get_device_name(0),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "models": results,
+    }
+
+
+def speed_markdown(doc: Dict[str, Any], heading: str) -> str:
+    """A Markdown section (starting with `heading`) of a `speed_document`."""
+    threads = [str(t) for t in doc["threads"]]
+    lines = [
+        heading,
+        "",
+        "Command:",
+        "",
+        "```",
+        doc["command"],
+        "```",
+        "",
+        f"{doc['input']}; one utterance at a time (batch 1), encoder only. offline = one forward over the "
+        f"utterance; streaming = `streaming_forward` on {doc['chunk_frames']}-frame chunks with carried state. "
+        f"Fastest of {doc['repeats']} repeats per utterance, models interleaved; time = sum over utterances "
+        f"(wall clock); speed-up = {doc['reference']}'s time / the model's. Compute = executed encoder FLOPs / "
+        "the same encoder's dense FLOPs on these utterances (front end included; keys/values of every frame "
+        "counted, `kv_all`; in brackets `kv_skipped`: a skipped attention query would pay nothing). "
+        f"Commit {doc['commit']}, torch {doc['torch']}, Python {doc['python']}, {doc['device']}: {doc['machine']}; "
+        f"{doc['date']}. Wall times on a shared machine carry other jobs' load; ratios measured in the same run "
+        "are the meaningful numbers.",
+        "",
+        "| model | encoder | compute % | " + " | ".join(
+            f"{mode} {t} thr. ms/s audio | {mode} {t} thr. speed-up" for mode in doc["modes"] for t in threads) + " |",
+        "|---|---|---:|" + "---:|---:|" * (len(doc["modes"]) * len(threads)),
+    ]
+    for name, r in doc["models"].items():
+        compute = r["compute"].get("offline") or r["compute"].get("streaming")
+        if compute and compute.get("encoder_fraction") is not None:
+            cell = f"{100 * compute['encoder_fraction']:.1f} ({100 * compute['encoder_fraction_kv_skipped']:.1f})"
+        else:
+            cell = "n/a"
+        timings = " | ".join(f"{1000 * r['rtf'][mode][t]:.2f} | {r['speedup'][mode][t]:.2f}x"
+                             for mode in doc["modes"] for t in threads)
+        lines.append(f"| {name} | {r['encoder']} | {cell} | {timings} |")
+    return "\n".join(lines) + "\n"
+
+
+def load_timed_models(specs: Sequence[tuple], device: torch.device = torch.device("cpu")) -> List[TimedModel]:
+    """`TimedModel`s of `(name, checkpoint path)` pairs (encoder only)."""
+    from asrtools.decoding.recognize import load_model
+
+    models = []
+    for name, path in specs:
+        model, config = load_model(Path(path), device)
+        models.append(TimedModel(name, model.encoder, str(path), config.encoder, config.feature_dim))
+    return models
