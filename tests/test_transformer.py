@@ -72,6 +72,20 @@ def test_chunk_attention_equals_masked_attention():
     torch.testing.assert_close(some, expected.reshape(-1, 8)[rows], rtol=1e-5, atol=1e-5)
 
 
+def test_inference_position_bias_follows_in_place_weight_changes():
+    torch.manual_seed(0)
+    attn = RelPositionSelfAttention(8, 2, max_relative_distance=3).eval()
+    x, keys_valid = torch.randn(1, 4, 8), torch.ones(1, 6, dtype=torch.bool)
+    keys, values = attn.keys_values(torch.randn(1, 6, 8))
+    with torch.no_grad():
+        before = attn.chunk_attention(x, keys, values, keys_valid, 2, 2)
+        attn.relative_bias.weight.normal_()
+        after = attn.chunk_attention(x, keys, values, keys_valid, 2, 2)
+    fresh = attn.chunk_attention(x, keys, values, keys_valid, 2, 2)  # with autograd: never cached
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, fresh, rtol=0, atol=0)
+
+
 # ------------------------------------------------------------------ gates
 
 

@@ -62,7 +62,7 @@ from asrtools.models.compute import ComputeMeter
 from asrtools.models.enc_conformer import FeedForward
 from asrtools.models.encoder import Encoder, State, register_encoder
 from asrtools.nn.arbitrator import FrameGate, hashed_uniform
-from asrtools.nn.attention import RelPositionSelfAttention
+from asrtools.nn.attention import RelPositionSelfAttention, chunk_window_blocked
 from asrtools.nn.causal import lengths_to_mask
 from asrtools.nn.norm import SequenceNorm
 from asrtools.nn.subsampling import CausalConv2dSubsampling
@@ -117,6 +117,7 @@ class _CallContext:
       acoustic: (B, T, D) front-end output (arbitrator input), or None.
       uniform: (B, T, G) hashed uniforms of the G random gates (inference), or None.
       meter: the compute meter when counting, else None.
+      blocked: (B, T // S, 1, 1, L + S) bool keys each chunk's window may not see.
       num_valid: number of valid frames (inference with gates; else 0).
     """
 
@@ -126,6 +127,7 @@ class _CallContext:
     acoustic: Optional[torch.Tensor]
     uniform: Optional[torch.Tensor]
     meter: Optional[ComputeMeter]
+    blocked: Optional[torch.Tensor] = None
     num_valid: int = 0
 
 
@@ -200,7 +202,7 @@ class TransformerLayer(nn.Module):
         def attend(rows: Optional[torch.Tensor] = None) -> torch.Tensor:
             queries = normed if rows is None else normed.reshape(-1, dim)[rows]
             return self.dropout(self.attention.chunk_attention(
-                queries, keys, values, ctx.key_valid, self.chunk_size, self.left_context, rows, frames))
+                queries, keys, values, None, self.chunk_size, self.left_context, rows, frames, ctx.blocked))
 
         attention_gate = self._gate(self.attention_gate, normed, ctx, 2 * index)
         x = self._residual(x, attention_gate, ctx, 2 * index, attend)
@@ -481,6 +483,7 @@ class TransformerEncoder(Encoder):
         if self.gating == "random" and not self.training:
             gate_ids = torch.arange(2 * len(self.layers), device=hidden.device)
             ctx.uniform = hashed_uniform(ctx.positions[..., None] * gate_ids.numel() + gate_ids, self.random_seed)
+        ctx.blocked = chunk_window_blocked(ctx.key_valid, self.chunk_size, self.left_context)
         if ctx.meter is not None:
             ctx.meter.add_frames(valid)
         gates, new_caches = [], []

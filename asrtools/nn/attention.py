@@ -53,6 +53,20 @@ def chunk_attention_mask(
     return (keys < chunk_start[:, None] + chunk_size) & (keys >= chunk_start[:, None] - left_context)
 
 
+def chunk_window_blocked(key_valid: torch.Tensor, chunk_size: int, left_context: int) -> torch.Tensor:
+    """Which keys of each chunk's window may not be attended to (see `chunk_attention`).
+
+    Args:
+      key_valid: (B, L + T) bool keys that may be seen (cached frames first), T a multiple of S.
+      chunk_size: S.
+      left_context: L.
+
+    Returns:
+      (B, T // S, 1, 1, L + S) bool, True where blocked.
+    """
+    return ~key_valid.unfold(1, left_context + chunk_size, chunk_size)[:, :, None, None, :]
+
+
 class RelPositionSelfAttention(nn.Module):
     """Multi-head self-attention with a learned relative-position bias and optional KV cache.
 
@@ -134,11 +148,12 @@ class RelPositionSelfAttention(nn.Module):
         x: torch.Tensor,
         keys: torch.Tensor,
         values: torch.Tensor,
-        key_valid: torch.Tensor,
+        key_valid: Optional[torch.Tensor],
         chunk_size: int,
         left_context: int,
         rows: Optional[torch.Tensor] = None,
         num_frames: int = 0,
+        blocked: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Chunk attention over each query's key window (the mask of `chunk_attention_mask`).
 
@@ -159,12 +174,14 @@ class RelPositionSelfAttention(nn.Module):
           keys: (B, L + T, D) from `keys_values` (cached frames first).
           values: (B, L + T, D).
           key_valid: (B, L + T) bool, False for keys nobody may see (before the stream's
-            start, padding).
+            start, padding); or None with `blocked`.
           chunk_size: S >= 1.
           left_context: L >= 0.
           rows: (N,) int64 indices of the queries into the flattened (B * T) frames, or None
             for all queries.
           num_frames: T (needed with `rows`).
+          blocked: `chunk_window_blocked(key_valid, ...)`, precomputed once for several
+            layers (instead of `key_valid`).
 
         Returns:
           (B, T, D) outputs of every query, or (N, D) of the queries `rows`.
@@ -181,11 +198,10 @@ class RelPositionSelfAttention(nn.Module):
         query = query.view(batch, chunks, chunk_size, heads, head_dim).transpose(2, 3)
         key_windows = keys.unfold(1, window, chunk_size).reshape(batch, chunks, heads, head_dim, window)
         scores = torch.matmul(query, key_windows)
-        bias = self._position_bias(torch.arange(chunk_size, device=keys.device),
-                                   torch.arange(-left_context, chunk_size, device=keys.device))
-        scores = scores + bias.unsqueeze(0)
-        allowed = key_valid.unfold(1, window, chunk_size)[:, :, None, None, :]
-        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        scores = scores + self._window_bias(chunk_size, left_context, keys.device)
+        if blocked is None:
+            blocked = chunk_window_blocked(key_valid, chunk_size, left_context)
+        scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
         value_windows = values.unfold(1, window, chunk_size).reshape(batch, chunks, heads, head_dim, window)
         context = torch.matmul(self.dropout(torch.softmax(scores, dim=-1)), value_windows.transpose(3, 4))
         context = context.transpose(2, 3).reshape(batch * frames, self.embed_dim)
@@ -194,6 +210,27 @@ class RelPositionSelfAttention(nn.Module):
         else:
             context = context.view(batch, frames, self.embed_dim)
         return self.out_proj(context)
+
+    def _window_bias(self, chunk_size: int, left_context: int, device: torch.device) -> torch.Tensor:
+        """(1, 1, H, S, L + S) position bias of a chunk's queries over its window.
+
+        Without autograd (inference) it is kept until the bias weights change in place
+        (their version counter) or another window is asked for.
+        """
+        def compute() -> torch.Tensor:
+            bias = self._position_bias(torch.arange(chunk_size, device=device),
+                                       torch.arange(-left_context, chunk_size, device=device))
+            return bias.unsqueeze(0)
+
+        if torch.is_grad_enabled():
+            return compute()
+        weight = self.relative_bias.weight
+        key = (chunk_size, left_context, weight.data_ptr(), weight._version, str(device))
+        cached = self.__dict__.get("_window_bias_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, compute())
+            self.__dict__["_window_bias_cache"] = cached
+        return cached[1]
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, H, T, D/H)."""
