@@ -6,8 +6,8 @@ as the recipe stage `asrtools bench encoder`; this script writes its table into 
 "## Compute-amortized Transformer: encoder speed" section of docs/benchmarks.md (other sections
 are kept): per model the executed FLOPs fraction on those cuts and, offline (whole utterance)
 and streaming (chunks with carried state), the encoder time per second of audio and the
-speed-up over the reference, on one CPU thread and on every core; on a CUDA GPU too when one is
-available (--gpu auto). The commit, torch version, CPU and thread counts are in the table text.
+speed-up over the reference, one utterance at a time and in length-sorted batches of 16, on one
+CPU thread and on every core; on a CUDA GPU too when one is available (--gpu auto). The commit, torch version, CPU and thread counts are in the table text.
 
 Models: --checkpoint NAME=CKPT (repeatable), default the recipe's dense model and every
 arbitrated model found in egs/synth/amortized/exp (arb_l*). Measure on idle cores, e.g.
@@ -57,6 +57,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--cuts", type=Path, default=RECIPE.parent / "asr" / "data" / "fbank" / "cuts_test.jsonl.gz",
                         help="CutSet with precomputed features (default: egs/synth/asr's test cuts)")
     parser.add_argument("--num-utts", type=int, default=100, help="cuts timed (a seeded sample)")
+    parser.add_argument("--batch-size", type=int, action="append", default=[],
+                        help="utterances (streams) per call, sorted by length (repeatable; default 1 and 16)")
     parser.add_argument("--chunk-frames", type=int, default=32, help="streaming chunk in input frames")
     parser.add_argument("--repeats", type=int, default=3, help="timings per cut and model; the fastest counts")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cut sample")
@@ -80,13 +82,15 @@ def measure(args: argparse.Namespace, named: List[Tuple[str, Path]], device: str
         raise ConfigError(f"the models take different feature sizes {sorted(dims)}")
     utterances, frame_shift = cut_features(args.cuts, args.num_utts, args.seed, dims.pop())
     audio = sum(u.size(0) for u in utterances) * frame_shift
-    results = timing.measure_encoder_speed(models, utterances, frame_shift, threads, timing.MODES, args.chunk_frames,
-                                           args.repeats, args.reference, torch_device,
+    sizes = sorted(set(args.batch_size or [1, 16]))
+    results = timing.measure_encoder_speed(models, utterances, frame_shift, threads, timing.MODES, sizes,
+                                           args.chunk_frames, args.repeats, args.reference, torch_device,
                                            report=lambda line: print(f"{device}: {line}", file=sys.stderr))
     return timing.speed_document(results, command=command,
                                  input_text=f"{len(utterances)} cuts ({audio:.1f} s) of {args.cuts} (seed {args.seed})",
                                  reference=args.reference or named[0][0], thread_counts=threads, modes=timing.MODES,
-                                 chunk_frames=args.chunk_frames, repeats=args.repeats, device=device, repo=REPO)
+                                 batch_sizes=sizes, chunk_frames=args.chunk_frames, repeats=args.repeats,
+                                 device=device, repo=REPO)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -84,11 +84,13 @@ def test_bench_encoder_and_results_page(recipe, tmp_path):
     run_asrtools(["bench", "encoder", "--checkpoint", f"dense={root / 'dense' / 'averaged.pt'}",
                   "--checkpoint", f"arb={root / 'arb' / 'averaged.pt'}", "--reference", "dense",
                   "--cuts", str(recipe["corpus"]["cuts_dev"]), "--num-utts", "3", "--threads", "1",
-                  "--chunk-frames", "8", "--repeats", "1", "--out-dir", str(speed_dir)])
+                  "--batch-size", "1", "--batch-size", "2", "--chunk-frames", "8", "--repeats", "1",
+                  "--out-dir", str(speed_dir)])
     speed = json.loads((speed_dir / "encoder_speed.json").read_text())
     assert speed["schema"] == "asrtools.encoder_speed" and speed["threads"] == [1]
-    assert speed["models"]["dense"]["speedup"]["offline"]["1"] == 1.0
-    assert speed["models"]["arb"]["seconds"]["streaming"]["1"] > 0
+    assert speed["settings"] == ["offline b1", "offline b2", "streaming b1", "streaming b2"]
+    assert speed["models"]["dense"]["speedup"]["offline b2"]["1"] == 1.0
+    assert speed["models"]["arb"]["seconds"]["streaming b1"]["1"] > 0
     assert speed["models"]["arb"]["compute"]["offline"]["encoder_fraction"] < 1.0
     assert speed["commit"] != ""
 
@@ -123,10 +125,11 @@ def test_bench_script_writes_its_section(recipe, tmp_path):
     doc_md.write_text("# Benchmarks\n\n## Other\n\nkept\n")
     module.main(["--checkpoint", f"dense={root / 'dense' / 'averaged.pt'}",
                  "--checkpoint", f"arb={root / 'arb' / 'averaged.pt'}", "--cuts", str(recipe["corpus"]["cuts_dev"]),
-                 "--num-utts", "2", "--repeats", "1", "--chunk-frames", "8", "--gpu", "no", "--out", str(doc_md)])
+                 "--num-utts", "2", "--repeats", "1", "--chunk-frames", "8", "--batch-size", "2", "--gpu", "no",
+                 "--out", str(doc_md)])
     text = doc_md.read_text()
     assert "## Other\n\nkept" in text and module.SECTION in text
-    assert "| arb | transformer |" in text and "Commit " in text and "No CUDA GPU" in text
+    assert "| arb | " in text and "offline b2, 1 thr." in text and "Commit " in text and "No CUDA GPU" in text
 
 
 def _table(errors, words, speakers):

@@ -46,6 +46,8 @@ def thread_counts(values: Tuple[int, ...]) -> List[int]:
               help="torch thread counts to time (repeatable; 0 = every core) [default: 1 and every core].")
 @click.option("--mode", "modes", multiple=True, type=click.Choice(["offline", "streaming"]),
               help="offline (whole utterance) and/or streaming (chunks with state) [default: both].")
+@click.option("--batch-size", "batch_sizes", multiple=True, type=click.IntRange(min=1),
+              help="Utterances (streams) per call, sorted by length (repeatable) [default: 1 and 16].")
 @click.option("--chunk-frames", type=click.IntRange(min=1), default=32, show_default=True,
               help="Streaming chunk in input frames.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
@@ -56,12 +58,13 @@ def thread_counts(values: Tuple[int, ...]) -> List[int]:
               help="Stage directory for encoder_speed.json and encoder_speed.md.")
 @force_option
 def encoder(checkpoints: Tuple[str, ...], reference: Optional[str], cuts_path: Path, num_utts: int,
-            threads: Tuple[int, ...], modes: Tuple[str, ...], chunk_frames: int, repeats: int, seed: int,
-            device: str, out_dir: Path, force: bool) -> None:
+            threads: Tuple[int, ...], modes: Tuple[str, ...], batch_sizes: Tuple[int, ...], chunk_frames: int,
+            repeats: int, seed: int, device: str, out_dir: Path, force: bool) -> None:
     """Wall-clock encoder time of several checkpoints on the same cuts, and speed-ups.
 
-    Each cut is encoded by every model in turn, one cut at a time, offline and chunk by chunk
-    (streaming), at each thread count; the fastest of --repeats timings counts. The executed
+    Cuts are sorted by length and encoded in batches of each --batch-size (1: one at a time),
+    by every model in turn, offline and chunk by chunk (streaming), at each thread count; the
+    fastest of --repeats timings counts. The executed
     compute fraction of each encoder on the same cuts is counted in an untimed pass (see
     asrtools.models.timing). Measure on idle cores (e.g. under `flock /work/cpu.lock`).
 
@@ -81,18 +84,21 @@ def encoder(checkpoints: Tuple[str, ...], reference: Optional[str], cuts_path: P
     named = named_checkpoints(checkpoints)
     counts = thread_counts(threads)
     mode_list = list(modes) or list(timing.MODES)
+    sizes = sorted(set(batch_sizes or (1, 16)))
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available")
     inputs = {f"checkpoint.{name}": path for name, path in named}
     inputs["cuts"] = cuts_path
     params = {"checkpoints": [[n, str(p)] for n, p in named], "reference": reference, "num_utts": num_utts,
-              "threads": counts, "modes": mode_list, "chunk_frames": chunk_frames, "repeats": repeats,
+              "threads": counts, "modes": mode_list, "batch_sizes": sizes, "chunk_frames": chunk_frames,
+              "repeats": repeats,
               "seed": seed, "device": device}
     command = "asrtools bench encoder " + " ".join(
         [f"--checkpoint {shlex.quote(c)}" for c in checkpoints]
         + ([f"--reference {shlex.quote(reference)}"] if reference else [])
         + [f"--cuts {shlex.quote(str(cuts_path))}", f"--num-utts {num_utts}"]
         + [f"--threads {t}" for t in threads] + [f"--mode {m}" for m in modes]
+        + [f"--batch-size {b}" for b in batch_sizes]
         + [f"--chunk-frames {chunk_frames}", f"--repeats {repeats}", f"--seed {seed}", f"--device {device}",
            f"--out-dir {shlex.quote(str(out_dir))}"])
 
@@ -105,12 +111,12 @@ def encoder(checkpoints: Tuple[str, ...], reference: Optional[str], cuts_path: P
         utterances, frame_shift = cut_features(cuts_path, num_utts, seed, feature_dims.pop())
         audio = sum(u.size(0) for u in utterances) * frame_shift
         input_text = f"{len(utterances)} cuts ({audio:.1f} s) of {cuts_path} (seed {seed})"
-        results = timing.measure_encoder_speed(models, utterances, frame_shift, counts, mode_list, chunk_frames,
-                                               repeats, reference, torch_device,
+        results = timing.measure_encoder_speed(models, utterances, frame_shift, counts, mode_list, sizes,
+                                               chunk_frames, repeats, reference, torch_device,
                                                report=lambda line: ctx.log.info("%s", line))
         doc = timing.speed_document(results, command=command, input_text=input_text,
                                     reference=reference or named[0][0], thread_counts=counts, modes=mode_list,
-                                    chunk_frames=chunk_frames, repeats=repeats, device=device,
+                                    batch_sizes=sizes, chunk_frames=chunk_frames, repeats=repeats, device=device,
                                     repo=Path(__file__).resolve().parents[2])
         atomic_write_json(ctx.out_dir / "encoder_speed.json", doc)
         atomic_write_text(ctx.out_dir / "encoder_speed.md", timing.speed_markdown(doc, "## Encoder speed"))

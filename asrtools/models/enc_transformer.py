@@ -27,9 +27,10 @@ C is the executed fraction of the layer stack's FLOPs over the batch's valid fra
 arbitrators included, under `compute_accounting` (below). `training_statistics()` gives C,
 the executed fraction of attention and FFN frames and C per layer, for the logs.
 
-Inference (hard gates) skips for real: the frames whose gate is on are gathered, the
+Inference (hard gates) skips for real: the valid frames whose gate is on are gathered, the
 sub-block runs on them only and its output is added back at their rows (nothing runs for a
-sub-block whose gate is off in every frame of a call). Attention *(choice, METHODS.md)*: the
+sub-block whose gate is off in every frame of a call; without gates, padding frames are
+skipped the same way, so dense and gated models follow one rule). Attention *(choice, METHODS.md)*: the
 keys and values of every frame are computed (a later frame may attend to a skipped one);
 the query and output projections run on the active frames only; the chunk-window scores and
 contexts are one batched product per chunk for every frame (zero queries where skipped:
@@ -118,7 +119,7 @@ class _CallContext:
       uniform: (B, T, G) hashed uniforms of the G random gates (inference), or None.
       meter: the compute meter when counting, else None.
       blocked: (B, T // S, 1, 1, L + S) bool keys each chunk's window may not see.
-      num_valid: number of valid frames (inference with gates; else 0).
+      num_valid: number of valid frames (inference; 0 in training).
     """
 
     valid: torch.Tensor
@@ -225,13 +226,11 @@ class TransformerLayer(nn.Module):
 
     def _residual(self, x: torch.Tensor, gate: Optional[torch.Tensor], ctx: _CallContext, meter_index: int,
                   block: Callable[..., torch.Tensor]) -> torch.Tensor:
-        """`x + g * block(x)`: every frame in training or without a gate, else the active rows only."""
-        if self.training or gate is None:
-            if ctx.meter is not None:
-                ctx.meter.add_executed(meter_index, ctx.valid)
+        """`x + g * block(x)`: every frame in training, else the valid (and active) rows only."""
+        if self.training:
             update = block()
             return x + (update if gate is None else gate.unsqueeze(-1) * update)
-        active = gate & ctx.valid
+        active = ctx.valid if gate is None else gate & ctx.valid
         if ctx.meter is not None:
             ctx.meter.add_executed(meter_index, active)
         return _add_on_rows(x, active, ctx.num_valid, block, block)
@@ -478,7 +477,7 @@ class TransformerEncoder(Encoder):
             uniform=None,
             meter=None if self.training else self._meter_for(batch, hidden.device),
         )
-        if self.gating != "none" and not self.training:
+        if not self.training:
             ctx.num_valid = int(out_lens.clamp(max=padded).sum())
         if self.gating == "random" and not self.training:
             gate_ids = torch.arange(2 * len(self.layers), device=hidden.device)

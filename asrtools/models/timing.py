@@ -2,21 +2,27 @@
 reference model (e.g. a dense Transformer against its compute-amortized versions).
 
 The measurement behind `asrtools bench encoder` (a recipe stage) and scripts/bench_amortized.py
-(the docs/benchmarks.md table). For each thread count, each utterance is encoded by every model
-in turn (interleaved, so slow drifts of a shared machine hit all models alike), one utterance
-at a time (batch 1):
+(the docs/benchmarks.md table). Utterances are sorted by length and grouped into batches of
+`batch_size` (1: one at a time, the latency regime; more: several streams served together,
+the throughput regime, with little padding thanks to the sorting). For each thread count and
+setting, every batch is encoded by every model in turn (interleaved, so slow drifts of a
+shared machine hit all models alike):
 
-- `offline`: one `encoder(x, x_lens)` call on the whole utterance;
+- `offline`: one `encoder(x, x_lens)` call on the whole (padded) batch;
 - `streaming`: `encoder.streaming_forward` on consecutive chunks of `chunk_frames` input
-  frames with carried state (what a streaming server runs per stream).
+  frames with carried state (what a streaming server runs for its streams).
 
-Each (utterance, model, mode) is timed `repeats` times and the fastest repeat is kept
+Each (batch, model, setting) is timed `repeats` times and the fastest repeat is kept
 (interference from other jobs only ever adds time); a model's time is the sum over the
-utterances, and its speed-up is the reference's time over its own. One warm-up utterance is
-encoded first and not counted. Only the encoder runs (no decoder or joiner). On CUDA the device
-is synchronised around every timed call. The executed compute of each model on the same
+batches, and its speed-up is the reference's time over its own. One warm-up batch is encoded
+first and not counted. Only the encoder runs (no decoder or joiner). On CUDA the device is
+synchronised around every timed call. The executed compute of each model on the same
 utterances (asrtools.models.compute; None for encoders that do not count it) is measured in a
 separate, untimed pass, so counting costs nothing in the timings.
+
+Why batches matter on CPU: a Transformer layer on one utterance multiplies matrices of a few
+dozen rows, where per-call overheads and small-matrix inefficiency dominate and computing
+fewer rows saves less than proportionally; with more rows per call the time follows the FLOPs.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -63,16 +69,35 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def encode(encoder: Encoder, features: torch.Tensor, mode: str, chunk_frames: int) -> None:
-    """Run `encoder` on one utterance (1, T, F), offline or chunk by chunk."""
-    lens = torch.tensor([features.size(1)], device=features.device)
+def setting_name(mode: str, batch_size: int) -> str:
+    """The key of one setting, e.g. "offline b1"."""
+    return f"{mode} b{batch_size}"
+
+
+def make_batches(utterances: Sequence[torch.Tensor], batch_size: int,
+                 device: torch.device) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """Sort (T, F) utterances by length (longest first) and pad groups of `batch_size` into
+    ((B, T, F) features, (B,) int64 lengths)."""
+    ordered = sorted(utterances, key=lambda u: -u.size(0))
+    batches = []
+    for start in range(0, len(ordered), batch_size):
+        group = ordered[start : start + batch_size]
+        lens = torch.tensor([u.size(0) for u in group], dtype=torch.int64)
+        x = torch.nn.utils.rnn.pad_sequence(list(group), batch_first=True)
+        batches.append((x.to(device), lens.to(device)))
+    return batches
+
+
+def encode(encoder: Encoder, batch: Tuple[torch.Tensor, torch.Tensor], mode: str, chunk_frames: int) -> None:
+    """Run `encoder` on one padded batch, offline or chunk by chunk."""
+    x, lens = batch
     if mode == "offline":
-        encoder(features, lens)
+        encoder(x, lens)
         return
-    states = encoder.init_states(1, features.device)
-    for start in range(0, features.size(1), chunk_frames):
-        chunk = features[:, start : start + chunk_frames]
-        _, _, states = encoder.streaming_forward(chunk, torch.tensor([chunk.size(1)], device=features.device), states)
+    states = encoder.init_states(x.size(0), x.device)
+    for start in range(0, x.size(1), chunk_frames):
+        chunk = x[:, start : start + chunk_frames]
+        _, _, states = encoder.streaming_forward(chunk, (lens - start).clamp(min=0, max=chunk.size(1)), states)
 
 
 def time_call(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
@@ -87,15 +112,14 @@ def time_call(fn: Callable[[], None], repeats: int, device: torch.device) -> flo
     return best
 
 
-def executed_compute(encoder: Encoder, utterances: Sequence[torch.Tensor], mode: str,
+def executed_compute(encoder: Encoder, batches: Sequence[Tuple[torch.Tensor, torch.Tensor]], mode: str,
                      chunk_frames: int) -> Optional[Dict[str, Any]]:
-    """`summarize_compute` of `encoder` on the utterances (an untimed pass; None if not counted)."""
-    records = []
-    for features in utterances:
-        encoder.reset_compute(1)
-        encode(encoder, features, mode, chunk_frames)
-        counts = encoder.compute_counts()
-        records.append(counts[0] if counts else None)
+    """`summarize_compute` of `encoder` on the batches (an untimed pass; None if not counted)."""
+    records: List[Any] = []
+    for batch in batches:
+        encoder.reset_compute(batch[0].size(0))
+        encode(encoder, batch, mode, chunk_frames)
+        records += encoder.compute_counts() or [None]
     encoder.stop_counting()
     return summarize_compute(records)
 
@@ -107,13 +131,14 @@ def measure_encoder_speed(
     frame_shift: float,
     thread_counts: Sequence[int],
     modes: Sequence[str] = MODES,
+    batch_sizes: Sequence[int] = (1,),
     chunk_frames: int = 32,
     repeats: int = 3,
     reference: Optional[str] = None,
     device: torch.device = torch.device("cpu"),
     report: Optional[Callable[[str], None]] = None,
 ) -> Dict[str, Dict[str, Any]]:
-    """Time every model on every utterance (module docstring) and compute speed-ups.
+    """Time every model on every batch (module docstring) and compute speed-ups.
 
     Args:
       models: the encoders (distinct names).
@@ -121,17 +146,18 @@ def measure_encoder_speed(
       frame_shift: seconds per input frame.
       thread_counts: torch intra-op thread counts to measure (e.g. [1, 2]).
       modes: "offline" and/or "streaming".
+      batch_sizes: utterances (streams) per call, e.g. [1, 16].
       chunk_frames: streaming chunk in input frames (a multiple of every encoder's
         `chunk_frames_multiple`).
-      repeats: timings per (utterance, model, mode); the fastest counts.
+      repeats: timings per (batch, model, setting); the fastest counts.
       reference: the model the speed-ups are relative to (default: the first).
       device: where to run.
-      report: called with a progress line per (mode, threads).
+      report: called with a progress line per (setting, threads).
 
     Returns:
       name -> {"source", "encoder", "params", "compute": {mode: summary or None},
-      "seconds": {mode: {threads: s}}, "rtf": {mode: {threads: s / audio s}},
-      "speedup": {mode: {threads: x}}} (thread counts as strings).
+      "seconds", "rtf", "speedup": {setting: {threads: value}}} with settings named by
+      `setting_name` and thread counts as strings; rtf = seconds / audio seconds.
     """
     names = [m.name for m in models]
     if len(set(names)) != len(names):
@@ -142,17 +168,20 @@ def measure_encoder_speed(
     for mode in modes:
         if mode not in MODES:
             raise ConfigError(f"mode {mode!r} is unknown (known: {', '.join(MODES)})")
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ConfigError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
     for m in models:
         if "streaming" in modes and chunk_frames % m.encoder.chunk_frames_multiple:
             raise ConfigError(f"--chunk-frames {chunk_frames} is not a multiple of {m.encoder.chunk_frames_multiple} "
                               f"({m.name})")
         m.encoder.eval().to(device)
-    inputs = [u.unsqueeze(0).to(device) for u in utterances]
     audio = sum(u.size(0) for u in utterances) * frame_shift
+    batched = {size: make_batches(utterances, size, device) for size in batch_sizes}
     results: Dict[str, Dict[str, Any]] = {
         m.name: {"source": m.source, "encoder": m.encoder_name,
                  "params": sum(p.numel() for p in m.encoder.parameters()),
-                 "compute": {mode: executed_compute(m.encoder, inputs, mode, chunk_frames) for mode in modes},
+                 "compute": {mode: executed_compute(m.encoder, batched[min(batch_sizes)], mode, chunk_frames)
+                             for mode in modes},
                  "seconds": {}, "rtf": {}, "speedup": {}}
         for m in models
     }
@@ -161,21 +190,23 @@ def measure_encoder_speed(
         for threads in thread_counts:
             torch.set_num_threads(threads)
             for mode in modes:
-                totals = {m.name: 0.0 for m in models}
-                for m in models:  # warm-up
-                    encode(m.encoder, inputs[0], mode, chunk_frames)
-                for features in inputs:
-                    for m in models:
-                        totals[m.name] += time_call(lambda: encode(m.encoder, features, mode, chunk_frames), repeats,
-                                                    device)
-                for name, seconds in totals.items():
-                    entry = results[name]
-                    entry["seconds"].setdefault(mode, {})[str(threads)] = seconds
-                    entry["rtf"].setdefault(mode, {})[str(threads)] = seconds / audio
-                    entry["speedup"].setdefault(mode, {})[str(threads)] = totals[reference] / seconds
-                if report is not None:
-                    report(f"{mode}, {threads} thread(s): " + ", ".join(
-                        f"{n} {totals[n]:.3f} s ({totals[reference] / totals[n]:.2f}x)" for n in names))
+                for size in batch_sizes:
+                    setting, batches = setting_name(mode, size), batched[size]
+                    totals = {m.name: 0.0 for m in models}
+                    for m in models:  # warm-up
+                        encode(m.encoder, batches[0], mode, chunk_frames)
+                    for batch in batches:
+                        for m in models:
+                            totals[m.name] += time_call(lambda: encode(m.encoder, batch, mode, chunk_frames),
+                                                        repeats, device)
+                    for name, seconds in totals.items():
+                        entry = results[name]
+                        entry["seconds"].setdefault(setting, {})[str(threads)] = seconds
+                        entry["rtf"].setdefault(setting, {})[str(threads)] = seconds / audio
+                        entry["speedup"].setdefault(setting, {})[str(threads)] = totals[reference] / seconds
+                    if report is not None:
+                        report(f"{setting}, {threads} thread(s): " + ", ".join(
+                            f"{n} {totals[n]:.3f} s ({totals[reference] / totals[n]:.2f}x)" for n in names))
     finally:
         torch.set_num_threads(default_threads)
     return results
@@ -194,8 +225,8 @@ def git_commit(repo: Path) -> str:
 
 
 def speed_document(results: Dict[str, Dict[str, Any]], *, command: str, input_text: str, reference: str,
-                   thread_counts: Sequence[int], modes: Sequence[str], chunk_frames: int, repeats: int,
-                   device: str, repo: Path) -> Dict[str, Any]:
+                   thread_counts: Sequence[int], modes: Sequence[str], batch_sizes: Sequence[int], chunk_frames: int,
+                   repeats: int, device: str, repo: Path) -> Dict[str, Any]:
     """The JSON document of one run: the results and what they were measured on."""
     return {
         "schema": SCHEMA,
@@ -205,6 +236,8 @@ def speed_document(results: Dict[str, Dict[str, Any]], *, command: str, input_te
         "reference": reference,
         "threads": [int(t) for t in thread_counts],
         "modes": list(modes),
+        "batch_sizes": [int(b) for b in batch_sizes],
+        "settings": [setting_name(m, b) for m in modes for b in batch_sizes],
         "chunk_frames": chunk_frames,
         "repeats": repeats,
         "device": device,
@@ -220,6 +253,7 @@ def speed_document(results: Dict[str, Dict[str, Any]], *, command: str, input_te
 def speed_markdown(doc: Dict[str, Any], heading: str) -> str:
     """A Markdown section (starting with `heading`) of a `speed_document`."""
     threads = [str(t) for t in doc["threads"]]
+    columns = [(setting, t) for setting in doc["settings"] for t in threads]
     lines = [
         heading,
         "",
@@ -229,19 +263,19 @@ def speed_markdown(doc: Dict[str, Any], heading: str) -> str:
         doc["command"],
         "```",
         "",
-        f"{doc['input']}; one utterance at a time (batch 1), encoder only. offline = one forward over the "
-        f"utterance; streaming = `streaming_forward` on {doc['chunk_frames']}-frame chunks with carried state. "
-        f"Fastest of {doc['repeats']} repeats per utterance, models interleaved; time = sum over utterances "
-        f"(wall clock); speed-up = {doc['reference']}'s time / the model's. Compute = executed encoder FLOPs / "
-        "the same encoder's dense FLOPs on these utterances (front end included; keys/values of every frame "
-        "counted, `kv_all`; in brackets `kv_skipped`: a skipped attention query would pay nothing). "
-        f"Commit {doc['commit']}, torch {doc['torch']}, Python {doc['python']}, {doc['device']}: {doc['machine']}; "
-        f"{doc['date']}. Wall times on a shared machine carry other jobs' load; ratios measured in the same run "
-        "are the meaningful numbers.",
+        f"{doc['input']}; encoder only. Settings: offline = one forward over the (padded) batch; streaming = "
+        f"`streaming_forward` on {doc['chunk_frames']}-frame chunks with carried state; bN = N utterances "
+        "(streams) per call, sorted by length. Fastest of "
+        f"{doc['repeats']} repeats per batch, models interleaved; time = sum over batches (wall clock); "
+        f"speed-up = {doc['reference']}'s time / the model's; ms/s = encoder milliseconds per second of audio. "
+        "Compute = executed encoder FLOPs / the same encoder's dense FLOPs on these utterances (front end "
+        "included; keys/values of every frame counted, `kv_all`; in brackets `kv_skipped`: a skipped attention "
+        f"query would pay nothing). Commit {doc['commit']}, torch {doc['torch']}, Python {doc['python']}, "
+        f"{doc['device']}: {doc['machine']}, thread counts {', '.join(threads)}; {doc['date']}. Wall times on a "
+        "shared machine carry other jobs' load; ratios measured in the same run are the meaningful numbers.",
         "",
-        "| model | encoder | compute % | " + " | ".join(
-            f"{mode} {t} thr. ms/s audio | {mode} {t} thr. speed-up" for mode in doc["modes"] for t in threads) + " |",
-        "|---|---|---:|" + "---:|---:|" * (len(doc["modes"]) * len(threads)),
+        "| model | compute % | " + " | ".join(f"{s}, {t} thr.: ms/s (speed-up)" for s, t in columns) + " |",
+        "|---|---:|" + "---:|" * len(columns),
     ]
     for name, r in doc["models"].items():
         compute = r["compute"].get("offline") or r["compute"].get("streaming")
@@ -249,9 +283,8 @@ def speed_markdown(doc: Dict[str, Any], heading: str) -> str:
             cell = f"{100 * compute['encoder_fraction']:.1f} ({100 * compute['encoder_fraction_kv_skipped']:.1f})"
         else:
             cell = "n/a"
-        timings = " | ".join(f"{1000 * r['rtf'][mode][t]:.2f} | {r['speedup'][mode][t]:.2f}x"
-                             for mode in doc["modes"] for t in threads)
-        lines.append(f"| {name} | {r['encoder']} | {cell} | {timings} |")
+        timings = " | ".join(f"{1000 * r['rtf'][s][t]:.2f} ({r['speedup'][s][t]:.2f}x)" for s, t in columns)
+        lines.append(f"| {name} | {cell} | {timings} |")
     return "\n".join(lines) + "\n"
 
 
