@@ -7,6 +7,7 @@
 #   egs/synth/amortized/run.sh                          # everything (data from ../asr, built if missing)
 #   egs/synth/amortized/run.sh --stage 1 --stop-stage 2 --lambdas "1 2"
 #   egs/synth/amortized/run.sh --systems "dense arb_l1" --stage 3     # decode/score/... some systems
+#   egs/synth/amortized/run.sh --conf-suffix _large --device cuda --exp exp_large   # GPU-scale configs
 #
 # Systems: dense_base (stage 1, from scratch) is the start of every fine-tuned system (stage 2:
 # --init-from dense_base/averaged.pt, 2 epochs each): dense (the reference), arb_l<LAMBDA> for
@@ -24,13 +25,14 @@ stop_stage=100
 data=../asr/data        # egs/synth/asr's corpus, features and BPE model (stage 0 builds them there)
 exp=exp
 device=cpu
-lambdas="0.5 1 2 4"     # compute-penalty weights of the arbitrated systems arb_l<LAMBDA>
+conf_suffix=            # _large: the GPU-scale configs conf/*_large.yaml (not run on CPU)
+lambdas="1 2 4 8"       # compute-penalty weights of the arbitrated systems arb_l<LAMBDA>
 baselines="window static random"
 systems=                # the systems of stages 2-6 (default: dense, arb_l<LAMBDA>..., baselines)
 bench_utts=100          # test cuts timed by stage 5
 bench_threads="1 0"     # torch thread counts of stage 5 (0 = every core)
 results_md=RESULTS.md
-po_options="stage stop_stage data exp device lambdas baselines systems bench_utts bench_threads results_md"
+po_options="stage stop_stage data exp device conf_suffix lambdas baselines systems bench_utts bench_threads results_md"
 help_message="Usage: $0 [options]
   stages: 0 data, 1 dense_base, 2 systems, 3 decode, 4 score, 5 encoder speed, 6 results"
 . ../../../scripts/parse_options.sh
@@ -47,11 +49,11 @@ read -r -a system_list <<< "$systems"
 # config of a system and its training options (fine-tuned systems start from dense_base)
 system_config() {
   case $1 in
-    dense) echo conf/finetune_dense.yaml ;;
-    arb_l*) echo conf/finetune_arbitrated.yaml ;;
-    window) echo conf/finetune_window.yaml ;;
-    random) echo conf/finetune_random.yaml ;;
-    static) echo conf/train_small.yaml ;;
+    dense) echo "conf/finetune_dense$conf_suffix.yaml" ;;
+    arb_l*) echo "conf/finetune_arbitrated$conf_suffix.yaml" ;;
+    window) echo "conf/finetune_window$conf_suffix.yaml" ;;
+    random) echo "conf/finetune_random$conf_suffix.yaml" ;;
+    static) echo "conf/train_small$conf_suffix.yaml" ;;
     *) echo "$0: unknown system '$1' (dense, arb_l<LAMBDA>, window, random, static)" >&2; return 1 ;;
   esac
 }
@@ -78,8 +80,8 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  log "stage 1: train the dense Transformer from scratch (conf/train_transformer.yaml)"
-  $gpu_cmd asrtools train --config conf/train_transformer.yaml "${train_args[@]}" --exp-dir "$exp/dense_base"
+  log "stage 1: train the dense Transformer from scratch (conf/train_transformer$conf_suffix.yaml)"
+  $gpu_cmd asrtools train --config "conf/train_transformer$conf_suffix.yaml" "${train_args[@]}" --exp-dir "$exp/dense_base"
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
