@@ -255,8 +255,8 @@ class TransformerEncoder(Encoder):
       norm: "layer" or "batch", the normalisation after the subsampling.
       gating: "none", "arbitrator" or "random" (module docstring).
       arbitrator_dim: arbitrator hidden units (0: one linear map).
-      arbitrator_input: "block" (the sub-block's input) or "block+acoustic" (and the
-        front-end output).
+      arbitrator_input: "block" (the sub-block's normalised input) or "block+acoustic" (and
+        the front-end output).
       arbitrator_init_bias: initial arbitrator logit (3.0: ~95% of frames run at the start,
         e.g. when fine-tuning a dense model).
       keep_rate_attention: "random": probability that an attention sub-block runs.
