@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from asrtools.report import amortized as page
 from asrtools.scoring.cohorts import UtteranceTable
