@@ -22,7 +22,9 @@ def data() -> None:
               help="Corpus size preset; --config and --set override its values.")
 @config_options
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("-j", "--num-jobs", type=int, default=2, show_default=True, help="Parallel synthesis processes.")
+@click.option("-j", "--num-jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Tasks that synthesise the utterances: local processes (or SLURM array tasks, "
+                   "`asrtools --task I`); the corpus does not depend on it.")
 @force_option
 def synth(preset: str, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path, num_jobs: int,
           force: bool) -> None:
@@ -31,11 +33,12 @@ def synth(preset: str, config_path: Optional[Path], overrides: Tuple[str, ...], 
     Example: asrtools data synth --preset default --config conf/synth.yaml --out-dir data/synth -j 2
     """
     from asrtools.data.synth.config import PRESETS, SynthConfig
-    from asrtools.data.synth.corpus import build_corpus
+    from asrtools.data.synth.corpus import CorpusWork
+    from asrtools.pipeline.sharding import run_sharded_stage
 
     cfg = load_config(SynthConfig, config_path, overrides, defaults=PRESETS[preset])
-    run_stage(out_dir, "data synth", to_dict(cfg), {},
-              lambda ctx: build_corpus(cfg, ctx.out_dir, num_jobs), force=force)
+    run_sharded_stage(out_dir, "data synth", to_dict(cfg), {}, lambda ctx: CorpusWork(cfg, ctx.out_dir), num_jobs,
+                      force=force)
 
 
 @data.command()
@@ -85,21 +88,25 @@ def validate(manifest_dir: Path, sample_rate: int, no_audio_check: bool, as_json
 @click.option("--manifest-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @config_options
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("-j", "--num-jobs", type=int, default=2, show_default=True)
+@click.option("-j", "--num-jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Tasks that compute the shards: local processes (or SLURM array tasks, `asrtools --task I`); "
+                   "the result does not depend on it.")
 @force_option
 def features(manifest_dir: Path, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path,
              num_jobs: int, force: bool) -> None:
     """Compute Fbank features (lhotse) into cuts_<split>.jsonl.gz, resumable per shard.
 
-    Example: asrtools data features --manifest-dir data/manifests --config conf/fbank.yaml --out-dir data/fbank
+    Example: asrtools data features --manifest-dir data/manifests --config conf/fbank.yaml --out-dir data/fbank -j 4
     """
     from asrtools.data.feature_config import FeatureConfig
+    from asrtools.pipeline.sharding import run_sharded_stage
 
     cfg = load_config(FeatureConfig, config_path, overrides)
 
-    def body(ctx) -> None:
-        from asrtools.data.features import compute_features
+    def plan(ctx):
+        from asrtools.data.features import FeatureWork
 
-        ctx.log.info("cuts per split: %s", compute_features(manifest_dir, ctx.out_dir, cfg, num_jobs))
+        return FeatureWork(manifest_dir, ctx.out_dir, cfg)
 
-    run_stage(out_dir, "data features", to_dict(cfg), {"manifests": manifest_dir}, body, force=force)
+    run_sharded_stage(out_dir, "data features", to_dict(cfg), {"manifests": manifest_dir}, plan, num_jobs,
+                      force=force)

@@ -1,47 +1,54 @@
 """Fbank features for Lhotse cuts, computed in resumable shards.
 
-Each split's cuts are cut into fixed-size shards; a shard's features go to
-`feats/<split>/shard-<n>.lca` (lhotse's LilcomChunkyWriter) and its cut manifest to
+Each split's cuts are cut into fixed-size shards (`shard_size` cuts); a shard's features go
+to `feats/<split>/shard-<n>.lca` (lhotse's LilcomChunkyWriter) and its cut manifest to
 `.shards/<split>-<n>.jsonl.gz`, written atomically *after* the features: the shard
-manifest is the shard's completion marker, so a killed run recomputes only unfinished
-shards (their half-written .lca files are simply rewritten). When every shard is done the
-shard manifests are concatenated, in order, into `cuts_<split>.jsonl.gz`. Fbank has no
-dither by default and lilcom is deterministic, so a resumed run is byte-identical.
+manifest, holding the shard's cut ids in order, is the shard's completion marker, so a
+killed run recomputes only unfinished shards (their half-written .lca files are simply
+rewritten). The shards are the units of a sharded stage (`FeatureWork`): `-j N` computes
+them in N processes or N SLURM array tasks. When every shard is done the shard manifests
+are concatenated, in order, into `cuts_<split>.jsonl.gz`. Fbank has no dither by default
+and lilcom is deterministic, so the result is byte-identical whatever N, resumed or not.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, NamedTuple, Sequence
 
 from lhotse import CutSet, LilcomChunkyWriter, load_manifest
 from lhotse.cut import Cut
 from lhotse.utils import fastcopy
-from tqdm import tqdm
 
 from asrtools.data.feature_config import FeatureConfig
 from asrtools.data.manifests import find_splits
 from asrtools.errors import DataError, describe
 from asrtools.data.io import save_manifest
+from asrtools.pipeline.sharding import Progress, ShardedWork
 
 logger = logging.getLogger("asrtools")
 
 
-def _compute_shard(cuts: CutSet, cfg: FeatureConfig, feats_path: Path, manifest_path: Path) -> int:
-    import torch
+class FeatureShard(NamedTuple):
+    """One unit of feature work: `shard_size` consecutive cuts of one split."""
 
-    torch.set_num_threads(1)
+    split: str
+    cuts: CutSet
+    feats: Path  # feats/<split>/shard-<n>.lca
+    manifest: Path  # .shards/<split>-<n>.jsonl.gz, the completion marker
+
+
+def _compute_shard(shard: FeatureShard, cfg: FeatureConfig) -> int:
     extractor = cfg.extractor()
-    feats_path.parent.mkdir(parents=True, exist_ok=True)
+    shard.feats.parent.mkdir(parents=True, exist_ok=True)
     done = []
-    with LilcomChunkyWriter(feats_path) as writer:
-        for cut in cuts:
+    with LilcomChunkyWriter(shard.feats) as writer:
+        for cut in shard.cuts:
             try:
                 done.append(cut.compute_and_store_features(extractor, writer))
             except Exception as err:  # corrupt audio surfaces here as many exception types
                 raise DataError(f"cut {cut.id}: cannot compute features ({describe(err)})") from None
-    save_manifest(CutSet.from_cuts(done), manifest_path)
+    save_manifest(CutSet.from_cuts(done), shard.manifest)
     return len(done)
 
 
@@ -50,7 +57,8 @@ def _id_from_recording(cut: Cut) -> Cut:
     return fastcopy(cut, id=cut.recording_id)
 
 
-def _shards(out_dir: Path, manifest_dir: Path, cfg: FeatureConfig) -> List[Tuple[str, CutSet, Path, Path]]:
+def plan_shards(out_dir: Path, manifest_dir: Path, cfg: FeatureConfig) -> List[FeatureShard]:
+    """Every split's cuts (sorted by recording id) in consecutive shards of `cfg.shard_size`."""
     shards = []
     for split in find_splits(manifest_dir):
         cuts = CutSet.from_manifests(
@@ -60,34 +68,56 @@ def _shards(out_dir: Path, manifest_dir: Path, cfg: FeatureConfig) -> List[Tuple
         ids = [c.id for c in cuts]
         for n, start in enumerate(range(0, len(ids), cfg.shard_size)):
             piece = cuts.subset(cut_ids=ids[start:start + cfg.shard_size])
-            shards.append((split, piece, out_dir / "feats" / split / f"shard-{n:04d}.lca",
-                           out_dir / ".shards" / f"{split}-{n:04d}.jsonl.gz"))
+            shards.append(FeatureShard(split, piece, out_dir / "feats" / split / f"shard-{n:04d}.lca",
+                                       out_dir / ".shards" / f"{split}-{n:04d}.jsonl.gz"))
     return shards
 
 
-def compute_features(manifest_dir: Path, out_dir: Path, cfg: FeatureConfig, num_jobs: int = 1) -> Dict[str, int]:
-    """Compute Fbank features for every split of `manifest_dir` into `out_dir`.
+class FeatureWork(ShardedWork):
+    """Fbank extraction as the units of a sharded stage (one unit = one `FeatureShard`).
 
-    Returns the number of cuts per split. Output: `cuts_<split>.jsonl.gz` + `feats/`.
+    Args:
+      manifest_dir: the manifests of `asrtools data manifests`.
+      out_dir: the stage directory.
+      cfg: Fbank options and the shard size.
     """
-    manifest_dir, out_dir = Path(manifest_dir), Path(out_dir).resolve()
-    shards = _shards(out_dir, manifest_dir, cfg)
-    todo = [s for s in shards if not s[3].exists()]
-    if len(todo) < len(shards):
-        logger.info("resuming: %d of %d feature shards already done", len(shards) - len(todo), len(shards))
-    with tqdm(total=sum(len(s[1]) for s in todo), desc="fbank", unit="cut", dynamic_ncols=True) as progress:
-        if num_jobs <= 1:
-            for _, cuts, feats, manifest in todo:
-                progress.update(_compute_shard(cuts, cfg, feats, manifest))
-        else:
-            with concurrent.futures.ProcessPoolExecutor(num_jobs) as pool:
-                futures = [pool.submit(_compute_shard, cuts, cfg, feats, manifest) for _, cuts, feats, manifest in todo]
-                for future in concurrent.futures.as_completed(futures):
-                    progress.update(future.result())
-    counts: Dict[str, int] = {}
-    for split in dict.fromkeys(s[0] for s in shards):
-        parts = [load_manifest(s[3]) for s in shards if s[0] == split]
-        cuts = CutSet.from_cuts(c for part in parts for c in part)
-        save_manifest(cuts, out_dir / f"cuts_{split}.jsonl.gz")
-        counts[split] = len(cuts)
-    return counts
+
+    label = "fbank"
+
+    def __init__(self, manifest_dir: Path, out_dir: Path, cfg: FeatureConfig) -> None:
+        self.out_dir = Path(out_dir).resolve()  # the cut manifests store absolute feature paths
+        self.cfg = cfg
+        self.shards = plan_shards(self.out_dir, Path(manifest_dir), cfg)
+        self.counts: Dict[str, int] = {}
+
+    def num_units(self) -> int:
+        return len(self.shards)
+
+    def unit_size(self, index: int) -> int:
+        return len(self.shards[index].cuts)
+
+    def unit_done(self, index: int) -> bool:
+        shard = self.shards[index]
+        if not shard.manifest.is_file() or not shard.feats.is_file():
+            return False
+        try:
+            stored = [cut.id for cut in load_manifest(shard.manifest)]
+        except Exception:  # a manifest lhotse cannot read is simply not done
+            return False
+        return stored == [cut.id for cut in shard.cuts]
+
+    def run_units(self, indices: Sequence[int], progress: Progress, processes: int) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        for index in indices:
+            progress(_compute_shard(self.shards[index], self.cfg))
+
+    def merge(self) -> None:
+        """Concatenate each split's shard manifests, in order, into cuts_<split>.jsonl.gz."""
+        for split in dict.fromkeys(s.split for s in self.shards):
+            parts = [load_manifest(s.manifest) for s in self.shards if s.split == split]
+            cuts = CutSet.from_cuts(c for part in parts for c in part)
+            save_manifest(cuts, self.out_dir / f"cuts_{split}.jsonl.gz")
+            self.counts[split] = len(cuts)
+        logger.info("cuts per split: %s", self.counts)
