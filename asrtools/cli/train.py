@@ -37,8 +37,13 @@ def train(config_path: Optional[Path], overrides: Tuple[str, ...], cuts_train: P
         --bpe-model data/lang_bpe/bpe.model --exp-dir exp/lstm --set num_epochs=5
       torchrun --nproc_per_node=2 --no-python asrtools train ... --device cuda
     """
+    from asrtools.pipeline import current_stage_mode
     from asrtools.training.config import load_train_config
     from asrtools.training.trainer import TrainPaths, run_training
 
     config = load_train_config(config_path, overrides)
+    if current_stage_mode().check:
+        # The device is not part of the training fingerprint: `asrtools --check` on a submit
+        # host without a GPU fingerprints the same stage on the CPU.
+        device = "cpu"
     run_training(config, TrainPaths(cuts_train, cuts_dev, bpe_model, exp_dir), device=device, force=force)
