@@ -20,8 +20,10 @@ mkdir -p "$wheelhouse"
 # shellcheck source=lib/wheelhouse.sh
 source "$repo/scripts/lib/wheelhouse.sh"
 
-# Debian packages: TTS engines + voices, sox, NIST sclite (sctk), text sources.
-apt_packages=(espeak-ng espeak-ng-data flite sox libsox-fmt-all sctk wordnet-base fortunes fortunes-min)
+# Debian packages: TTS engines + voices, sox, NIST sclite (sctk), text sources, and SLURM +
+# munge for the one-node test cluster (scripts/slurm/local_cluster.sh runs private daemons).
+apt_packages=(espeak-ng espeak-ng-data flite sox libsox-fmt-all sctk wordnet-base fortunes fortunes-min
+              munge slurmctld slurmd slurm-client)
 if [ "${ASRTOOLS_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${apt_packages[@]}"; do

@@ -10,6 +10,18 @@ cd "$repo"
 
 "$repo/scripts/setup_env.sh"
 
+# tests/test_slurm_cluster.py starts a private one-node SLURM cluster in this directory;
+# whatever happens to pytest, its daemons are stopped (by their pid files) when this script ends.
+slurm_dir=$(mktemp -d "${TMPDIR:-/tmp}/asrtools-slurm.XXXXXX")
+export ASRTOOLS_TEST_SLURM_DIR=$slurm_dir
+stop_slurm() {
+  if [ -f "$slurm_dir/slurm.conf" ]; then
+    "$repo/scripts/slurm/local_cluster.sh" stop "$slurm_dir" >/dev/null 2>&1 || true
+  fi
+  rm -rf -- "$slurm_dir"
+}
+trap stop_slurm EXIT
+
 status=0
 if [ "${ASRTOOLS_SKIP_K2:-0}" != 1 ] && [ -x "$repo/scripts/run_k2_parity.sh" ] && [ $# -eq 0 ]; then
   echo "[test.sh] k2 parity (real k2 1.23.4 in .venv-k2)"

@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 
 stage=0
 stop_stage=100
-nj=2                    # parallel jobs for synthesis and features
+nj=2                    # jobs for synthesis, features and decoding: local processes, or SLURM array tasks
 corpus_preset=default   # tiny | default | large
 data=data               # where corpus, manifests, features and BPE go
 bpe_config=conf/bpe.yaml
@@ -81,12 +81,12 @@ for m in "${model_list[@]}"; do
       log "stage 5: $m: decode $split (greedy)"
       $run_decode asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
         --cuts "$data/fbank/cuts_$split.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
-        --method greedy --out-dir "$exp_dir/decode_${split}_greedy"
+        --method greedy --out-dir "$exp_dir/decode_${split}_greedy" -j "$nj"
     done
     log "stage 5: $m: decode test (streaming greedy, $chunk_frames-frame chunks)"
     $run_decode asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
       --cuts "$data/fbank/cuts_test.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
-      --method streaming_greedy --chunk-frames "$chunk_frames" --out-dir "$exp_dir/decode_test_streaming"
+      --method streaming_greedy --chunk-frames "$chunk_frames" --out-dir "$exp_dir/decode_test_streaming" -j "$nj"
   fi
 
   if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
