@@ -42,14 +42,15 @@ def slurm(tmp_path_factory) -> Dict[str, str]:
     directory = Path(os.environ.get("ASRTOOLS_TEST_SLURM_DIR") or tmp_path_factory.mktemp("slurm"))
     start = subprocess.run([str(LOCAL_CLUSTER), "start", str(directory), "4"], capture_output=True, text=True)
     assert start.returncode == 0, start.stderr
+    daemons = {name: int((directory / f"{name}.pid").read_text()) for name in ("slurmctld", "slurmd", "munge/munged")}
     try:
         yield {"SLURM_CONF": str(directory / "slurm.conf")}
     finally:
         stop = subprocess.run([str(LOCAL_CLUSTER), "stop", str(directory)], capture_output=True, text=True)
         assert stop.returncode == 0, stop.stderr
-        for daemon in ("slurmctld", "slurmd", "munge/munged"):
-            pid = int((directory / f"{daemon}.pid").read_text())
-            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), daemon
+        for name, pid in daemons.items():  # stopped by their pid files: none is left running
+            status = Path(f"/proc/{pid}/status")
+            assert not status.exists() or "zombie" in status.read_text(), f"{name} (pid {pid}) still runs"
 
 
 def _env(slurm: Dict[str, str], **extra: str) -> Dict[str, str]:
