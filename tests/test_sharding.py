@@ -6,7 +6,6 @@ tasks run them), check mode's answer, locks between tasks and whole runs, and fa
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
