@@ -43,6 +43,8 @@ def pad_token_ids(token_ids: List[List[int]], device: torch.device) -> Tuple[tor
 def spread_subset(cuts: CutSet, count: int) -> CutSet:
     """`count` cuts spread evenly over `cuts` in id order (all of them if fewer)."""
     ordered = sorted(cuts, key=lambda c: c.id)
+    if count <= 0:
+        return CutSet.from_cuts([])
     if count >= len(ordered):
         return CutSet.from_cuts(ordered)
     step = len(ordered) / count
@@ -162,7 +164,7 @@ class TransducerTask(TrainingTask):
 
     def _dev_word_errors(self, model: nn.Module) -> Tuple[float, float]:
         """(errors, words) of greedy search on this rank's share of the dev WER subset."""
-        if not self._wer_cuts:
+        if self._wer_cuts is None or len(self._wer_cuts) == 0:
             return 0.0, 0.0
         sampler = SimpleCutSampler(self._wer_cuts.sort_by_duration(ascending=False),
                                    max_duration=self.config.valid.max_duration)
