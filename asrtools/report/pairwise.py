@@ -236,7 +236,8 @@ class PairwiseSection(Section):
 
     def _table(self, a: SystemData, b: SystemData, comparisons: List[WerComparison]) -> List[str]:
         level = f"{100 * self.options.ci:g}%"
-        lines = [f"| WER | {a.name} % | {b.name} % | B − A ({level} CI) | p | p (Holm, {len(comparisons)} tests) "
+        tested = sum(c.result is not None for c in comparisons)
+        lines = [f"| WER | {a.name} % | {b.name} % | B − A ({level} CI) | p | p (Holm, {tested} tests) "
                  "| verdict |", "|---|---:|---:|---:|---:|---:|---|"]
         for c in comparisons:
             r = c.result
@@ -259,6 +260,7 @@ class PairwiseSection(Section):
             runs = (f" {a.name} has {len(a.runs)} run(s), {b.name} {len(b.runs)}: each system enters with its "
                     "run-averaged errors per utterance; the interval covers speaker sampling for these runs, "
                     "not run-to-run (seed) variation, whose spread the systems table shows.")
+        tested = sum(c.result is not None for c in comparisons)
         return (f"Paired speaker bootstrap ({o.n_boot} replicates, seed {o.seed}{'; ' + sizes if sizes else ''}): "
                 "whole speakers are resampled, the same ones for both systems; p is two-sided, Holm-adjusted "
-                f"over the {len(comparisons)} WERs of this section.{runs}")
+                f"over the {tested} tested WERs of this section.{runs}")
