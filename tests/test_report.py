@@ -112,8 +112,14 @@ def _fake_decode(exp: Path, split: str, method: str, error_rate: float, seed: in
     return decode / "wer"
 
 
+TRAINED_ON = {"asrtools": "0.1.0", "git_commit": "e" * 40, "git_dirty": False, "python": "3.11.7", "torch": "2.9.1",
+              "cpu": "Train CPU", "cpu_count": 64, "gpu": "Train GPU 141GB", "threads": 8}
+
+
 def _fake_experiment(exp: Path, name: str, weights_seed: int, noise_seed: int) -> None:
     exp.mkdir(parents=True)
+    # The train stage's marker (only what `model info` reads from it): the run that trained the model.
+    (exp / ".done.json").write_text(json.dumps({"stage": "train", "provenance": TRAINED_ON}))
     torch.manual_seed(weights_seed)
     model = build_model(MODELS[name], VOCAB)
     save_checkpoint(exp / "averaged.pt", {"model": model.state_dict(), "model_config": model_config_to_dict(MODELS[name]),
@@ -184,7 +190,8 @@ def test_model_info_stage_writes_info_json(experiments: Path, tmp_path: Path) ->
     assert doc["params"] == sum(p.numel() for p in model.parameters()) == doc["modules"][-1]["params"]
     assert doc["flops"] == {"mode": "streaming", "chunk_frames": STREAMING_CHUNK, "seconds": 2.0, "frame_shift": 0.01,
                             "counted": "2 x multiply-adds of the encoder"}
-    assert doc["source"]["training"] == {"epoch": 3, "step": 120, "averaged_from": ["epoch-2.pt", "epoch-3.pt"]}
+    assert doc["source"]["training"] == {"epoch": 3, "step": 120, "averaged_from": ["epoch-2.pt", "epoch-3.pt"],
+                                         "provenance": TRAINED_ON}
     assert doc["provenance"]["git_commit"] is None or len(doc["provenance"]["git_commit"]) == 40
     assert "total" in (info_dir / "info.txt").read_text()
     # The printed (no --out-dir) JSON measures the same; a config's model too, without a stage.
@@ -254,6 +261,8 @@ def test_report_page_end_to_end(experiments: Path, tmp_path: Path, monkeypatch) 
     assert len(decode_tags) == 1 and doc["provenances"][decode_tags.pop()]["gpu"] == "Fake GPU 80GB"
     info_tag = next(row["provenance"]["asrtools model info"] for row in doc["sources"] if row["artifact"] == "info")
     assert doc["provenances"][info_tag]["threads"] == torch.get_num_threads()
+    train_tag = next(row["provenance"]["asrtools train"] for row in doc["sources"] if row["artifact"] == "info")
+    assert doc["provenances"][train_tag] == TRAINED_ON and "| Train GPU 141GB | 8 |" in page
 
     marker = (stage / ".done.json").stat().st_mtime_ns
     out.unlink()
@@ -383,7 +392,7 @@ def test_a_recipe_adds_its_own_artifact_and_section_kind(experiments: Path, tmp_
         page = (tmp_path / "T.md").read_text()
         assert "| system | fair gap % |" in page and _row(page, "lstm")[1] == "30.00"
         assert "## Best\n\nSmallest gap: convrnnt" in page
-        assert "| a toy stage: not recorded |" in page and "rerun its stage with --force" in page
+        assert "| a toy stage: not recorded |" in page and "before asrtools recorded provenance" in page
     finally:
         artifacts.ARTIFACT_KINDS.pop("toy_gap", None)
         sections.SECTION_KINDS.pop("toy_best", None)

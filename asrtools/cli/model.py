@@ -106,9 +106,14 @@ def _info_model(config_path: Optional[Path], checkpoint: Optional[Path], overrid
         from asrtools.decoding.recognize import load_model
         from asrtools.models.checkpoint import load_checkpoint
 
+        from asrtools.pipeline import read_marker
+
         model, config = load_model(checkpoint)
         meta = load_checkpoint(checkpoint, mmap=True)
         training = {key: meta[key] for key in ("epoch", "step", "averaged_from") if key in meta}
+        marker = read_marker(checkpoint.parent)
+        if marker.get("stage") == "train":  # the run that trained it (None if it predates provenance)
+            training["provenance"] = marker.get("provenance")
         return model, config.encoder, config.feature_dim, {"checkpoint": str(checkpoint), "weights": "checkpoint",
                                                            "training": training}
     import torch

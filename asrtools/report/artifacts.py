@@ -305,6 +305,11 @@ class ModelInfoKind(ArtifactKind):
         "step": Field("step", _path("source", "training", "step"), fmt_fixed(0)),
     }
 
+    def provenance(self, artifact: Artifact) -> List[Tuple[str, Optional[Dict[str, Any]]]]:
+        training = (artifact.entry.get("source") or {}).get("training") or {}
+        trained = [("asrtools train", training["provenance"])] if "provenance" in training else []
+        return trained + super().provenance(artifact)
+
     def describe(self, artifact: Artifact) -> str:
         source = artifact.entry.get("source") or {}
         model = source.get("checkpoint") or f"{source.get('config')} (random weights)"

@@ -103,8 +103,8 @@ def build_page(data: ReportData, sections: Sequence[Section], outputs: Sequence[
     lines += ["", "## Provenance", "", "The runs that made the artifacts (as recorded in them):", "",
               *_provenance_table(index)]
     if any(NOT_RECORDED in row["provenance"].values() for row in source_rows):
-        lines += ["", f"{NOT_RECORDED}: the artifact was written before asrtools recorded provenance; rerun its "
-                      "stage with --force to record it."]
+        lines += ["", f"{NOT_RECORDED}: the run was made before asrtools recorded provenance (a rerun of its "
+                      "stage records it)."]
     document = {
         "schema": REPORT_SCHEMA,
         "version": REPORT_SCHEMA_VERSION,

@@ -111,19 +111,18 @@ def summarize(values: List[Any], expected: int, field: Field) -> Tuple[str, Dict
       field: the field (format; numeric values of several runs give "mean ± SD").
 
     Returns:
-      `(text, {"values", "n_runs", "mean", "sd"})`; "n/a" when nothing is known.
+      `(text, {"values", "n_runs", "mean", "sd"})`: "mean ± SD" when numeric values differ
+      between runs, "n/a" when nothing is known.
     """
     present = [v for v in values if v is not None]
     summary: Dict[str, Any] = {"values": values, "n_runs": len(present), "mean": None, "sd": None}
     if not present:
         return "n/a", summary
-    if field.numeric and len(present) > 1:
-        mean, sd = statistics.fmean(present), statistics.stdev(present)
-        summary.update(mean=mean, sd=sd)
-        text = f"{field.fmt(mean)} ± {field.fmt(sd)}"
-    else:
-        if field.numeric:
-            summary["mean"] = present[0]
+    if field.numeric:
+        summary.update(mean=statistics.fmean(present), sd=statistics.stdev(present) if len(present) > 1 else None)
+    if field.numeric and len(set(present)) > 1:
+        text = f"{field.fmt(summary['mean'])} ± {field.fmt(summary['sd'])}"
+    else:  # one run, the same value in every run, or text values
         text = " / ".join(dict.fromkeys(field.fmt(v) for v in present))
     if len(present) < expected:
         text += f" ({len(present)} of {expected} runs)"
