@@ -20,6 +20,7 @@ def _git(*args: str) -> str:
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(),
                     reason="optional: not run from a git checkout")
 def test_commit_and_dirty_state_of_the_checkout() -> None:
+    prov.git_state.cache_clear()  # computed once per process: compare with the tree as it is now
     commit, dirty = prov.git_state()
     assert commit == _git("rev-parse", "HEAD")
     assert dirty == bool(_git("status", "--porcelain", "--untracked-files=no"))
