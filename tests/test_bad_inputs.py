@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
 from click.testing import CliRunner
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.utils import fastcopy

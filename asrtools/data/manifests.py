@@ -16,7 +16,7 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Tuple
 
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 

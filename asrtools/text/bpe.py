@@ -5,7 +5,6 @@ Output directory: `bpe.model`, `tokens.txt` (`piece id` per line, icefall's layo
 """
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Dict, List
