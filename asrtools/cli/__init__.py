@@ -24,7 +24,8 @@ FAMILIES: Dict[str, str] = {
     "train": "Train models (transducers) from a YAML config.",
     "decode": "Decode cuts with a trained transducer (greedy, beam, streaming).",
     "score": "Score recognitions: WER, per-cohort tables, system comparisons.",
-    "model": "Inspect model configs: parameters, FLOPs.",
+    "model": "Inspect models: parameters, FLOPs (info.json), streaming real-time factor.",
+    "report": "Build result pages from stage artifacts (JSON): tables, comparisons, provenance.",
     "audit": "Transcribe with external ASR systems to audit them by cohort.",
 }
 

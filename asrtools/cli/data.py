@@ -49,16 +49,23 @@ def manifests(corpus_dir: Path, out_dir: Path, sample_rate: int, force: bool) ->
 
     Example: asrtools data manifests --corpus-dir data/synth --out-dir data/manifests
     """
+    from asrtools.data.manifests import format_statistics, read_synth_corpus, validate_manifest_dir, write_manifests
+
+    loaded = {}
+
+    def load() -> None:
+        loaded["splits"] = read_synth_corpus(corpus_dir, sample_rate)
+
     def body(ctx) -> None:
-        from asrtools.data.manifests import format_statistics, make_synth_manifests, validate_manifest_dir
         from asrtools.pipeline import atomic_write_json
 
-        make_synth_manifests(corpus_dir, ctx.out_dir, sample_rate)
+        write_manifests(loaded["splits"], ctx.out_dir)
         stats = validate_manifest_dir(ctx.out_dir, sample_rate, check_audio=False)
         atomic_write_json(ctx.out_dir / "stats.json", stats)
         ctx.log.info("manifests:\n%s", format_statistics(stats))
 
-    run_stage(out_dir, "data manifests", {"sample_rate": sample_rate}, {"corpus": corpus_dir}, body, force=force)
+    run_stage(out_dir, "data manifests", {"sample_rate": sample_rate}, {"corpus": corpus_dir}, body, force=force,
+              validate=load)
 
 
 @data.command()

@@ -47,6 +47,7 @@ def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, met
     import torch
 
     from asrtools.decoding.recognize import DecodeOptions, load_model, run_decoding
+    from asrtools.decoding.streaming import check_chunk_frames
     from asrtools.errors import ConfigError
     from asrtools.pipeline import run_stage
     from asrtools.text.tokenizer import Tokenizer
@@ -59,18 +60,25 @@ def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, met
         raise ConfigError("--device cuda: no CUDA device is available")
     ckpt_path = Path(checkpoint) if Path(checkpoint).is_file() else exp_dir / checkpoint
 
-    def body(ctx) -> None:
-        torch_device = torch.device(device)
+    torch_device = torch.device(device)
+    loaded = {}
+
+    def load() -> None:
         tokenizer = Tokenizer(bpe_model)
         model, model_config = load_model(ckpt_path, torch_device)
         if model.vocab_size != tokenizer.vocab_size:
             raise ConfigError(f"{bpe_model} has {tokenizer.vocab_size} tokens but {ckpt_path} was trained "
                               f"with {model.vocab_size}")
+        if options.method == "streaming_greedy":
+            check_chunk_frames(model.encoder, options.chunk_frames, "--chunk-frames")
         cuts = load_cuts(cuts_path, "cuts")
         check_features(cuts, model_config.feature_dim, "cuts")
-        run_decoding(ctx, model, tokenizer, cuts, options, torch_device)
+        loaded.update(model=model, tokenizer=tokenizer, cuts=cuts)
+
+    def body(ctx) -> None:
+        run_decoding(ctx, loaded["model"], loaded["tokenizer"], loaded["cuts"], options, torch_device)
 
     params = {k: v for k, v in options.__dict__.items() if k != "shard_size"}
     inputs = {"checkpoint": ckpt_path, "cuts": cuts_path, "bpe_model": bpe_model}
-    run_stage(out_dir, "decode", params, inputs, body, force=force)
+    run_stage(out_dir, "decode", params, inputs, body, force=force, validate=load)
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import click
 
-from asrtools.cli.options import force_option, split_named
+from asrtools.cli.options import force_option
 from asrtools.pipeline import run_stage
 
 _PATH = click.Path(path_type=Path)
@@ -74,9 +74,13 @@ def wer(ref: Path, hyp: Optional[Path], ref_format: str, hyp_format: str, mode: 
     if hyp is not None:
         inputs["hyp"] = hyp
 
+    loaded = {}
+
+    def load() -> None:
+        loaded["pairs"] = load_pairs(ref, hyp, ref_format, hyp_format, allow_missing)
+
     def body(ctx: Any) -> None:
-        pairs = load_pairs(ref, hyp, ref_format, hyp_format, allow_missing)
-        report = score_pairs(pairs, mode, normalizer)
+        report = score_pairs(loaded["pairs"], mode, normalizer)
         if report.missing_hyp:
             ctx.log.warning("%d utterances without hypothesis scored as empty (listed in %s): %s%s",
                             len(report.missing_hyp), WER_JSON, ", ".join(report.missing_hyp[:5]),
@@ -85,7 +89,7 @@ def wer(ref: Path, hyp: Optional[Path], ref_format: str, hyp_format: str, mode: 
         doc = write_wer_dir(report, ctx.out_dir, {"ref": str(ref), "hyp": str(hyp) if hyp else None}, title)
         ctx.log.info("%s", _wer_line(doc["total"]))
 
-    ran = run_stage(out_dir, "score wer", params, inputs, body, force=force)
+    ran = run_stage(out_dir, "score wer", params, inputs, body, force=force, validate=load)
     if not ran:
         total = json.loads((out_dir / WER_JSON).read_text())["total"]
         click.echo(_wer_line(total))
@@ -134,6 +138,21 @@ def _speaker_attributes(cohort_map: Optional[Path]) -> Dict[str, Dict[str, Any]]
     return read_speaker_attributes(cohort_map) if cohort_map is not None else {}
 
 
+def _provenance(sources: Dict[str, Path]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(this scoring run's provenance, name -> provenance of the decode behind each source)."""
+    from asrtools.scoring.report import decode_provenance
+    from asrtools.utils.provenance import provenance
+
+    return provenance(), decode_provenance(sources)
+
+
+def _with_provenance(markdown: str, run: Dict[str, Any], decodes: Dict[str, Any]) -> str:
+    """A scoring page with its "## Provenance" section appended."""
+    from asrtools.scoring.report import provenance_section
+
+    return markdown.rstrip("\n") + "\n\n" + provenance_section(run, decodes)
+
+
 def _file_name(grouping: Tuple[str, ...]) -> str:
     import re
 
@@ -170,21 +189,32 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
     if cohort_map is not None:
         inputs["cohort_map"] = cohort_map
 
-    def body(ctx: Any) -> None:
-        from asrtools.pipeline import atomic_write_json, atomic_write_text
-        from asrtools.scoring.cohorts import UtteranceTable, cohort_table, overall_stats
-        from asrtools.scoring.plots import plot_cohort_wer
+    loaded = {}
+
+    def load() -> None:
+        from asrtools.scoring.cohorts import UtteranceTable, cohort_labels
         from asrtools.scoring.report import load_report
-        from asrtools.scoring.tables import cohorts_csv, cohorts_json, cohorts_markdown
 
         report = load_report(recogs, mode, normalizer, allow_missing)
-        table = UtteranceTable.from_report(report, _speaker_attributes(cohort_map))
+        table = loaded["table"] = UtteranceTable.from_report(report, _speaker_attributes(cohort_map))
+        for grouping in groupings:
+            cohort_labels(table, grouping)  # an unknown --by field fails here
+
+    def body(ctx: Any) -> None:
+        from asrtools.pipeline import atomic_write_json, atomic_write_text
+        from asrtools.scoring.cohorts import cohort_table, overall_stats
+        from asrtools.scoring.plots import plot_cohort_wer
+        from asrtools.scoring.tables import cohorts_csv, cohorts_json, cohorts_markdown
+
+        table = loaded["table"]
         overall = overall_stats(table, n_boot, seed, level, thresholds)
         results = [cohort_table(table, g, n_boot, seed, level, thresholds) for g in groupings]
-        atomic_write_json(ctx.out_dir / "cohorts.json", cohorts_json(overall, results, params))
+        run, decodes = _provenance({"recogs": recogs})
+        atomic_write_json(ctx.out_dir / "cohorts.json",
+                          {**cohorts_json(overall, results, params), "provenance": run, "inputs_provenance": decodes})
         atomic_write_text(ctx.out_dir / "cohorts.csv", cohorts_csv(overall, results))
         markdown = cohorts_markdown(overall, results, level)
-        atomic_write_text(ctx.out_dir / "cohorts.md", markdown)
+        atomic_write_text(ctx.out_dir / "cohorts.md", _with_provenance(markdown, run, decodes))
         for grouping in results:
             plot_cohort_wer(grouping, overall, ctx.out_dir / f"wer_by_{_file_name(grouping.by)}.png", level)
             d = grouping.disparity
@@ -192,7 +222,7 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
                 ctx.log.info("by %s: worst %s %.2f%%, best %s %.2f%%, gap %.2f points", grouping.name, d.worst,
                              100 * d.wer_worst, d.best, 100 * d.wer_best, 100 * d.abs_gap)
 
-    run_stage(out_dir, "score cohorts", params, inputs, body, force=force)
+    run_stage(out_dir, "score cohorts", params, inputs, body, force=force, validate=load)
 
 
 @score.command()
@@ -233,21 +263,35 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
     if cohort_map is not None:
         inputs["cohort_map"] = cohort_map
 
-    def body(ctx: Any) -> None:
-        from asrtools.pipeline import atomic_write_json, atomic_write_text
-        from asrtools.scoring.cohorts import UtteranceTable
-        from asrtools.scoring.compare import compare_systems
-        from asrtools.scoring.plots import plot_comparison
+    loaded = {}
+
+    def load() -> None:
+        from asrtools.scoring.cohorts import UtteranceTable, cohort_labels
+        from asrtools.scoring.compare import pair_tables
         from asrtools.scoring.report import load_report
-        from asrtools.scoring.tables import compare_csv, compare_json, compare_markdown
 
         attrs = _speaker_attributes(cohort_map)
         tables = [UtteranceTable.from_report(load_report(p, mode, normalizer, allow_missing), attrs)
                   for p in (system_a, system_b)]
+        pair_tables(tables[0], tables[1], *names)  # different utterances or references fail here
+        for grouping in groupings:
+            cohort_labels(tables[0], grouping)
+        loaded["tables"] = tables
+
+    def body(ctx: Any) -> None:
+        from asrtools.pipeline import atomic_write_json, atomic_write_text
+        from asrtools.scoring.compare import compare_systems
+        from asrtools.scoring.plots import plot_comparison
+        from asrtools.scoring.tables import compare_csv, compare_json, compare_markdown
+
+        tables = loaded["tables"]
         result = compare_systems(tables[0], tables[1], groupings, n_boot, seed, level, alpha, thresholds, names)
-        atomic_write_json(ctx.out_dir / "compare.json", compare_json(result, params))
+        run, decodes = _provenance({names[0]: system_a, names[1]: system_b})
+        atomic_write_json(ctx.out_dir / "compare.json",
+                          {**compare_json(result, params), "provenance": run, "inputs_provenance": decodes})
         atomic_write_text(ctx.out_dir / "compare.csv", compare_csv(result))
-        atomic_write_text(ctx.out_dir / "compare.md", compare_markdown(result, level, alpha))
+        atomic_write_text(ctx.out_dir / "compare.md",
+                          _with_provenance(compare_markdown(result, level, alpha), run, decodes))
         for grouping in result.groupings:
             plot_comparison(grouping, ctx.out_dir / f"compare_by_{_file_name(grouping.by)}.png", names, level)
         o = result.overall
@@ -257,100 +301,8 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
         ctx.log.info("overall WER %s -> %s (%s); changed cohorts: %s", _fmt_pct(o.wer_a), _fmt_pct(o.wer_b),
                      o.verdict, changed or "n/a")
 
-    run_stage(out_dir, "score compare", params, inputs, body, force=force)
+    run_stage(out_dir, "score compare", params, inputs, body, force=force, validate=load)
 
 
 def _fmt_pct(value: Optional[float]) -> str:
     return f"{100 * value:.2f}%" if value is not None else "n/a"
-
-
-@score.command()
-@click.option("--exp", "exps", multiple=True, required=True, metavar="NAME=EXP_DIR",
-              help="A system: its table name and `asrtools train` experiment directory (repeatable, table order).")
-@click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=CKPT",
-              help="Checkpoint of system NAME (default: averaged.pt in its exp dir; relative to it unless the "
-                   "path exists).")
-@click.option("--wer", "wer_paths", multiple=True, metavar="NAME:KEY=PATH",
-              help="wer.json (or its WER directory) of system NAME for KEY = dev, test or test_streaming "
-                   "(default: <exp>/decode_{dev,test}_<offline method>/wer and <exp>/decode_test_streaming/wer, "
-                   "as egs/synth/asr/run.sh writes them).")
-@click.option("--offline-method", type=click.Choice(["greedy", "modified_beam"]), default="greedy",
-              show_default=True, help="Method of the default dev/test decode directories.")
-@click.option("--rtf-json", "rtf_jsons", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Streaming RTF results (rtf.json of `asrtools model rtf`), entries named like --exp "
-                   "(repeatable; a later file wins).")
-@click.option("--title", default="Model comparison", show_default=True, help="Title of the Markdown page.")
-@click.option("--allow-missing", is_flag=True, help="Show n/a for missing inputs instead of failing.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The Markdown page to write (e.g. egs/synth/asr/RESULTS.md).")
-@click.option("--out-dir", type=_DIR, default=None,
-              help="Stage directory for results.md and results.json (default: exp/results beside --out).")
-@force_option
-def results(exps: Tuple[str, ...], checkpoints: Tuple[str, ...], wer_paths: Tuple[str, ...], offline_method: str,
-            rtf_jsons: Tuple[Path, ...], title: str, allow_missing: bool, out: Path, out_dir: Optional[Path],
-            force: bool) -> None:
-    """Model-comparison table: params, GFLOPs/s, dev/test/streaming WER, streaming RTF.
-
-    Reads, per system, its checkpoint (parameters and encoder FLOPs measured like
-    `asrtools model info`), the wer.json of `asrtools score wer` for the dev, test and
-    streaming test decodes, and the one-thread streaming RTF from
-    `asrtools model rtf`; writes results.md + results.json into the stage
-    directory and copies results.md to --out. States whether ConvRNN-T beats the LSTM RNN-T
-    at similar size (paired speaker bootstrap on the test sets).
-
-    \b
-    Example:
-      asrtools score results --exp lstm=exp/lstm --exp convrnnt=exp/convrnnt \\
-        --exp conformer=exp/conformer --rtf-json exp/rtf_streaming/rtf.json --out RESULTS.md
-    """
-    import datetime
-    import shlex
-
-    from asrtools.pipeline import atomic_write_json, atomic_write_text
-    from asrtools.scoring.results import (
-        collect_results,
-        convrnnt_vs_lstm,
-        experiment_specs,
-        locate_inputs,
-        results_json,
-        results_markdown,
-    )
-
-    exp_pairs = [split_named("--exp", e) for e in exps]
-    ckpt_map = {name: Path(value) for name, value in (split_named("--checkpoint", c) for c in checkpoints)}
-    wer_map = {}
-    for text in wer_paths:
-        target, value = split_named("--wer", text)
-        name, _, key = target.rpartition(":")
-        wer_map[(name or target, key)] = Path(value)
-    specs = experiment_specs([(n, Path(d)) for n, d in exp_pairs], ckpt_map, wer_map, offline_method)
-    found = locate_inputs(specs, list(rtf_jsons), allow_missing)
-    out_dir = out_dir if out_dir is not None else out.parent / "exp" / "results"
-    args = ([f"--exp {shlex.quote(e)}" for e in exps] + [f"--checkpoint {shlex.quote(c)}" for c in checkpoints]
-            + [f"--wer {shlex.quote(w)}" for w in wer_paths] + [f"--rtf-json {shlex.quote(str(r))}" for r in rtf_jsons]
-            + ([f"--offline-method {offline_method}"] if offline_method != "greedy" else [])
-            + ([f"--title {shlex.quote(title)}"] if title != "Model comparison" else [])
-            + (["--allow-missing"] if allow_missing else []) + [f"--out {shlex.quote(str(out))}"])
-    command = "asrtools score results " + " ".join(args)
-    params = {"systems": [{"name": s.name, "exp_dir": str(s.exp_dir), "checkpoint": str(s.checkpoint),
-                           "wer": {k: str(p) for k, p in s.wer.items()}} for s in specs],
-              "rtf_jsons": [str(r) for r in rtf_jsons], "allow_missing": allow_missing, "missing": found.missing,
-              "title": title}
-
-    def body(ctx: Any) -> None:
-        generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        rows = collect_results(specs, found)
-        verdicts = convrnnt_vs_lstm(rows)
-        atomic_write_text(ctx.out_dir / "results.md",
-                          results_markdown(rows, verdicts, title, command, generated, found.missing))
-        atomic_write_json(ctx.out_dir / "results.json", results_json(rows, verdicts, generated, command, found.missing))
-        for verdict in verdicts:
-            ctx.log.info("%s", verdict.text.replace("**", ""))
-        for line in found.missing:
-            ctx.log.warning("missing (n/a): %s", line)
-
-    run_stage(out_dir, "score results", params, found.files, body, force=force)
-    page = (out_dir / "results.md").read_text(encoding="utf-8")
-    if not out.is_file() or out.read_text(encoding="utf-8") != page:
-        atomic_write_text(out, page)
-    click.echo(f"wrote {out}")

@@ -39,9 +39,12 @@ def train(config_path: Optional[Path], overrides: Tuple[str, ...], cuts_train: P
         --bpe-model data/lang_bpe/bpe.model --exp-dir exp/lstm --set num_epochs=5
       torchrun --nproc_per_node=2 --no-python asrtools train ... --device cuda
     """
+    from asrtools.data.cuts import check_cuts_file
     from asrtools.training.config import load_train_config
     from asrtools.training.trainer import TrainPaths, run_training
 
     config = load_train_config(config_path, overrides)
+    check_cuts_file(cuts_train, "--cuts-train")  # a wrong kind of manifest fails here, not mid-stage
+    check_cuts_file(cuts_dev, "--cuts-dev")
     paths = TrainPaths(cuts_train, cuts_dev, bpe_model, exp_dir, init_from=init_from)
     run_training(config, paths, device=device, force=force)

@@ -20,7 +20,8 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.dataset.collation import collate_features
 
-from asrtools.errors import DataError
+from asrtools.data.io import malformed_line
+from asrtools.errors import DataError, describe
 
 # What the first record of a lhotse manifest looks like, by kind (for "wrong manifest" errors).
 _MANIFEST_KINDS = (
@@ -55,12 +56,11 @@ def manifest_kind(path: Path) -> Optional[str]:
     return None
 
 
-def load_cuts(path: Path, name: str = "cuts") -> CutSet:
-    """Read a lhotse CutSet manifest eagerly.
+def check_cuts_file(path: Path, name: str = "cuts") -> None:
+    """Cheap check (first record only) that `path` exists and is not another kind of manifest.
 
     Raises:
-      DataError: one line naming `name` and the file when it is missing, unreadable,
-        empty, or a manifest of another kind (supervisions, recordings, features).
+      DataError: one line naming `name` and the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,10 +69,24 @@ def load_cuts(path: Path, name: str = "cuts") -> CutSet:
     if kind is not None:
         raise DataError(f"{name}: {path} is {kind}, not a CutSet; give the cuts_<split>.jsonl.gz "
                         f"written by `asrtools data features`")
+
+
+def load_cuts(path: Path, name: str = "cuts") -> CutSet:
+    """Read a lhotse CutSet manifest eagerly.
+
+    Raises:
+      DataError: one line naming `name` and the file (and line) when it is missing,
+        malformed, empty, or a manifest of another kind (supervisions, recordings, features).
+    """
+    path = Path(path)
+    check_cuts_file(path, name)
     try:
         cuts = CutSet.from_file(path).to_eager()
     except Exception as err:  # lhotse raises many kinds for malformed manifests
-        raise DataError(f"{name}: {path} is not a readable lhotse CutSet ({err})") from None
+        bad = malformed_line(path) if ".jsonl" in path.name else None
+        if bad is not None:
+            raise DataError(f"{name}: {path}:{bad[0]}: {bad[1]}") from None
+        raise DataError(f"{name}: {path} is not a readable lhotse CutSet ({describe(err)})") from None
     if len(cuts) == 0:
         raise DataError(f"{name}: {path} holds no cuts")
     return cuts

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from lhotse import CutSet, LilcomChunkyWriter, load_manifest
+from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet, load_manifest
 from lhotse.cut import Cut
 from lhotse.utils import fastcopy
 from tqdm import tqdm
@@ -23,7 +23,7 @@ from tqdm import tqdm
 from asrtools.data.feature_config import FeatureConfig
 from asrtools.data.manifests import find_splits
 from asrtools.errors import DataError, describe
-from asrtools.data.io import save_manifest
+from asrtools.data.io import read_manifest, save_manifest
 
 logger = logging.getLogger("asrtools")
 
@@ -54,8 +54,8 @@ def _shards(out_dir: Path, manifest_dir: Path, cfg: FeatureConfig) -> List[Tuple
     shards = []
     for split in find_splits(manifest_dir):
         cuts = CutSet.from_manifests(
-            recordings=load_manifest(manifest_dir / f"recordings_{split}.jsonl.gz"),
-            supervisions=load_manifest(manifest_dir / f"supervisions_{split}.jsonl.gz"),
+            recordings=read_manifest(manifest_dir / f"recordings_{split}.jsonl.gz", RecordingSet, "recordings"),
+            supervisions=read_manifest(manifest_dir / f"supervisions_{split}.jsonl.gz", SupervisionSet, "supervisions"),
         ).map(_id_from_recording).sort_by_recording_id()
         ids = [c.id for c in cuts]
         for n, start in enumerate(range(0, len(ids), cfg.shard_size)):

@@ -14,6 +14,9 @@ output directory:
   write each item atomically, see `asrtools.pipeline.atomic`), or starts clean if not.
 - `.lock` (flock) refuses a second process on the same directory.
 - Log records go to the console and to `<parent>/log/<dir name>.log`.
+- Inputs can be checked at the door (`validate`) before the directory is touched.
+- The marker records the provenance (commit, torch, CPU/GPU, threads) of the run that made
+  the outputs (`asrtools.utils.provenance`).
 - A directory that is not empty and carries neither marker was not made by asrtools: the
   stage refuses to touch it rather than overwrite the user's files.
 """
@@ -40,6 +43,7 @@ from asrtools.pipeline.fingerprint import (
     read_marker,
 )
 from asrtools.pipeline.lock import StageLock
+from asrtools.utils.provenance import provenance
 
 INPROGRESS_MARKER = ".inprogress.json"
 
@@ -180,6 +184,7 @@ def run_stage(
     inputs: Mapping[str, Path],
     body: Callable[[StageContext], None],
     force: bool = False,
+    validate: Optional[Callable[[], None]] = None,
 ) -> bool:
     """Run `body` as a resumable, fingerprinted stage writing into `out_dir`.
 
@@ -192,6 +197,10 @@ def run_stage(
       body: the work; it writes outputs into `ctx.out_dir`, each file atomically, and
         skips items already finished when `ctx.resumed` is True.
       force: rerun even if the done-marker matches.
+      validate: checks the inputs at the door: called once the stage is known to need a
+        run, before anything in `out_dir` is touched (no marker removed, no output cleared,
+        nothing logged), so a bad input fails with its one-line error and leaves the
+        directory as it was. Bodies keep what it loads (e.g. in a closure).
 
     Returns:
       True if the stage ran, False if it was already up to date.
@@ -205,6 +214,8 @@ def run_stage(
         if not force and marker.get("fingerprint") == fingerprint and _outputs_unchanged(out_dir, marker):
             logger.info("[%s] %s: up to date, nothing to do", name, out_dir)
             return False
+        if validate is not None:
+            validate()
         with _StageLogFile(stage_log_path(out_dir)):
             reason = "forced" if force else _why_stale(marker, params, input_fps)
             if not marker and (out_dir / INPROGRESS_MARKER).exists():
@@ -225,6 +236,7 @@ def run_stage(
                     "outputs": outputs,
                     "outputs_digest": outputs_digest(outputs),
                     "asrtools_version": asrtools.__version__,
+                    "provenance": provenance(),
                     "seconds": round(time.time() - start, 3),
                 },
             )
