@@ -163,3 +163,20 @@ def test_exact_resume_of_min_max_training_after_sigkill(tmp_path, variant):
     for k, state in ta["adversary_optimizer"]["state"].items():
         assert torch.equal(state["exp_avg"], tb["adversary_optimizer"]["state"][k]["exp_avg"])
     assert torch.equal(ta["labeler"]["centroids"], tb["labeler"]["centroids"])
+
+
+def test_torchrun_two_processes_train_the_adversary_in_step(tmp_path):
+    import sys
+
+    corpus = make_sv_corpus(tmp_path / "data", {"train": 8, "dev": 4})
+    config = write_sv_config(tmp_path / "c.yaml", {
+        "num_epochs": 1, "save_every_n_steps": 0,
+        "arw": {"variant": "pw", "warmup_steps": 0, "num_clusters": 2, "kmeans_buffer": 16, "hidden_dim": 4}})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python",
+           *sv_train_cmd(config, corpus, tmp_path / "exp")]
+    result = subprocess.run(cmd, env=sv_env(), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "exp" / "epoch-1.pt")
+    assert len(ckpt["rank_states"]) == 2 and ckpt["step"] >= 2
+    assert ckpt["task_state"]["adversary_optimizer"]["state"], "the adversary was never updated"
+    assert "eer" in ckpt["valid"]

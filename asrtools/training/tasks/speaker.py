@@ -314,7 +314,9 @@ class SpeakerTask(TrainingTask):
         if self.adversary is not None:
             clusters = None
             if self.labeler is not None:
-                self.labeler.add(embeddings)
+                # every rank fits k-means on the same (all ranks') embeddings, so clusters agree
+                shared = gather_objects(embeddings.detach().cpu(), self.info)
+                self.labeler.add(torch.cat(shared))
                 if step >= arw.warmup_steps and (self.labeler.centroids is None
                                                  or (step - arw.warmup_steps) % arw.kmeans_every == 0):
                     self.labeler.fit(step)

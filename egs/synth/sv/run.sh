@@ -6,6 +6,7 @@
 #   egs/synth/sv/run.sh                               # everything -> RESULTS.md
 #   egs/synth/sv/run.sh --systems "baseline pw"       # a subset of conf/train_<system>.yaml
 #   egs/synth/sv/run.sh --reference none              # without the Resemblyzer reference row
+#   egs/synth/sv/run.sh --config-suffix _large --device cuda   # GPU-scale models (not run here)
 #   egs/synth/sv/run.sh --corpus-preset tiny --data /tmp/d --exp /tmp/e --systems "baseline pw" \
 #       --train-set num_epochs=1 --reference none     # a seconds-long smoke run
 #
@@ -24,6 +25,7 @@ corpus_preset=sv             # tiny | default | sv | large
 data=data                    # corpus, manifests, features
 exp=exp
 systems="baseline aps pl pw" # conf/train_<system>.yaml; the first is the baseline
+config_suffix=               # conf/train_<system><suffix>.yaml, e.g. _large (GPU-scale configs)
 train_set=                   # extra `--set KEY=VALUE` for every training run (space-separated)
 device=cpu
 norm=none                    # none | asnorm (cohort: the training speakers' mean embeddings)
@@ -31,7 +33,7 @@ groupings="gender region engine"
 bootstrap=1000               # speaker-bootstrap replicates
 reference=resemblyzer        # resemblyzer | none
 results_md=RESULTS.md
-po_options="stage stop_stage nj corpus_preset data exp systems train_set device norm groupings bootstrap reference results_md"
+po_options="stage stop_stage nj corpus_preset data exp systems config_suffix train_set device norm groupings bootstrap reference results_md"
 help_message="Usage: $0 [options]
   stages: 0 synth, 1 manifests, 2 features, 3 trials, 4 train, 5 embed+score, 6 metrics, 7 reference, 8 results"
 . ../../../scripts/parse_options.sh
@@ -83,8 +85,8 @@ score_system() {  # STAGE_SCORE STAGE_METRICS NAME: score the trials with exp/NA
 
 for s in "${system_list[@]}"; do
   if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-    log "stage 4: train $s (conf/train_$s.yaml)"
-    $gpu_cmd asrtools train --config "conf/train_$s.yaml" "${set_args[@]}" --device "$device" \
+    log "stage 4: train $s (conf/train_$s$config_suffix.yaml)"
+    $gpu_cmd asrtools train --config "conf/train_$s$config_suffix.yaml" "${set_args[@]}" --device "$device" \
       --cuts-train "$data/fbank/cuts_train.jsonl.gz" --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" --exp-dir "$exp/$s"
   fi
   if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
