@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from asrtools.errors import DataError
 from asrtools.sv.embeddings import read_embeddings
-from asrtools.sv.trials import Trial, TrialPlan, make_trials, read_trials
+from asrtools.sv.trials import TrialPlan, make_trials, read_trials
 
 from conftest import run_asrtools
 from sv_helpers import make_sv_corpus, sv_env, sv_train_cmd, write_sv_config

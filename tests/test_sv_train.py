@@ -180,3 +180,13 @@ def test_torchrun_two_processes_train_the_adversary_in_step(tmp_path):
     assert len(ckpt["rank_states"]) == 2 and ckpt["step"] >= 2
     assert ckpt["task_state"]["adversary_optimizer"]["state"], "the adversary was never updated"
     assert "eer" in ckpt["valid"]
+
+
+def test_bpe_model_is_optional_except_for_the_transducer(tmp_path):
+    from conftest import run_asrtools
+
+    corpus = make_sv_corpus(tmp_path / "data", {"train": 2, "dev": 2}, utts=2)
+    proc = run_asrtools(["train", "--cuts-train", str(corpus["cuts_train"]), "--cuts-dev", str(corpus["cuts_dev"]),
+                         "--exp-dir", str(tmp_path / "exp")], check=False)
+    assert proc.returncode == 1 and "needs a BPE model (--bpe-model)" in proc.stderr
+    assert not (tmp_path / "exp").exists()

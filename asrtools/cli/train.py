@@ -44,5 +44,9 @@ def train(config_path: Optional[Path], overrides: Tuple[str, ...], cuts_train: P
     from asrtools.training.trainer import TrainPaths, run_training
 
     config = load_train_config(config_path, overrides)
+    if config.task == "transducer" and bpe_model is None:
+        from asrtools.errors import ConfigError
+
+        raise ConfigError("the transducer task needs a BPE model (--bpe-model)")
     paths = TrainPaths(cuts_train, cuts_dev, bpe_model, exp_dir, init_from=init_from)
     run_training(config, paths, device=device, force=force)

@@ -27,7 +27,6 @@ from asrtools.scoring.io import read_speaker_attributes
 from asrtools.scoring.sv import DcfParams, speaker_draws
 from asrtools.scoring.sv_report import (
     SV_JSON,
-    PairedDifference,
     SvOptions,
     build_trial_set,
     check_same_trials,
