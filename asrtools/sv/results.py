@@ -171,11 +171,16 @@ def build_results(systems: Sequence[Tuple[str, Path]], baseline: str, references
                 diff = paired_difference(_doc_value(base_doc, mpath), _doc_value(doc, mpath),
                                          replicates[baseline][mpath], replicates[name][mpath], options.level)
                 row["vs_baseline"][column] = vars(diff)
+        row["groups"] = {field: {g: v["eer"] for g, v in grouping["groups"].items()}
+                         for field, grouping in doc["groupings"].items()}
         rows.append(row)
+    group_sizes = {field: {g: {k: v[k] for k in ("speakers", "target", "nontarget")}
+                           for g, v in grouping["groups"].items()}
+                   for field, grouping in base_doc["groupings"].items()}
     doc = {"title": title, "baseline": baseline, "trials": len(base_trials), "n_boot": options.n_boot,
            "level": options.level, "commit": git_commit(), "torch": torch.__version__, "cpu": _machine(),
            "threads": torch.get_num_threads(), "paper": PAPER, "rows": rows,
-           "trial_list": base_doc["scores"], "supervisions": str(supervisions)}
+           "trial_list": base_doc["scores"], "supervisions": str(supervisions), "group_sizes": group_sizes}
     return results_markdown(doc), doc
 
 
@@ -243,6 +248,14 @@ def results_markdown(doc: Dict[str, Any]) -> str:
                       f"gender gap {100 * doc['paper']['gender_gap']:+.0f}%. Here:", ""]
         for row in compared:
             lines.append("- " + _verdict(row))
+    lines += ["", "## EER % by group (within-group trials) [speaker-bootstrap CI]", "",
+              "| grouping | group | speakers | target | non-target | " + " | ".join(r["name"] for r in doc["rows"]) + " |",
+              "|---|---|---:|---:|---:|" + "---|" * len(doc["rows"])]
+    for field, groups in doc["group_sizes"].items():
+        for group, size in groups.items():
+            cells = [_cell(r["groups"].get(field, {}).get(group, {})) for r in doc["rows"]]
+            lines.append(f"| {field} | {group} | {size['speakers']} | {size['target']} | {size['nontarget']} | "
+                         + " | ".join(cells) + " |")
     lines += ["", "## Sources", "", "| system | sv.json | model | params | training threads | training time | steps |",
               "|---|---|---|---:|---:|---:|---:|"]
     for row in doc["rows"]:
