@@ -18,7 +18,7 @@ def data() -> None:
 
 
 @data.command()
-@click.option("--preset", type=click.Choice(["tiny", "default", "large"]), default="default", show_default=True,
+@click.option("--preset", type=click.Choice(["tiny", "default", "sv", "large"]), default="default", show_default=True,
               help="Corpus size preset; --config and --set override its values.")
 @config_options
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)

@@ -306,3 +306,78 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
 
 def _fmt_pct(value: Optional[float]) -> str:
     return f"{100 * value:.2f}%" if value is not None else "n/a"
+
+
+def _dcf_option(spec: str) -> Any:
+    """`0.01` or `0.01:cmiss:cfa` -> DcfParams."""
+    from asrtools.errors import ConfigError
+    from asrtools.scoring.sv import DcfParams
+
+    parts = spec.split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 3) or not 0 < values[0] < 1 or any(v <= 0 for v in values[1:]):
+        raise ConfigError(f"--dcf {spec!r}: expected P_TARGET or P_TARGET:C_MISS:C_FA with 0 < P_TARGET < 1, costs > 0")
+    return DcfParams(*values)
+
+
+@score.command("sv")
+@click.option("--scores", type=_PATH, required=True,
+              help="scores.txt (`label enroll test score`) or the `asrtools sv score` directory holding it.")
+@click.option("--supervisions", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="lhotse SupervisionSet of the trial utterances: utterance -> speaker, speaker attributes.")
+@click.option("--by", "groupings", multiple=True, default=("gender", "region", "engine"), show_default=True,
+              help="Speaker attribute to give per-group (within-group trial) EERs for (repeatable).")
+@click.option("--dcf", "dcfs", multiple=True, default=("0.01", "0.05"), show_default=True,
+              help="minDCF operating point P_TARGET[:C_MISS:C_FA] (repeatable; costs default to 1).")
+@click.option("--gender-field", default="gender", show_default=True,
+              help="Grouping whose male/female EERs give the gender gap.")
+@click.option("--ci", "level", type=click.FloatRange(0.5, 1.0, max_open=True), default=0.95, show_default=True)
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Speaker-bootstrap replicates (0: no CIs).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--title", default=None, help="Title of sv.md (default: the scores path).")
+@click.option("--out-dir", type=_DIR, required=True)
+@force_option
+def sv(scores: Path, supervisions: Path, groupings: Tuple[str, ...], dcfs: Tuple[str, ...], gender_field: str,
+       level: float, n_boot: int, seed: int, title: Optional[str], out_dir: Path, force: bool) -> None:
+    """Verification metrics: EER, minDCF, EER per group, gender gap, region std (speaker-bootstrap CIs), DET PNGs.
+
+    Example: asrtools score sv --scores exp/baseline/scores_test --supervisions data/manifests/supervisions_test.jsonl.gz --by gender --by region --by engine --out-dir exp/baseline/sv_test
+    """
+    from asrtools.scoring.sv_report import SvOptions
+
+    score_file = scores / "scores.txt" if scores.is_dir() else scores
+    options = SvOptions(list(dict.fromkeys(groupings)), [_dcf_option(d) for d in dict.fromkeys(dcfs)], gender_field,
+                        n_boot, level, seed)
+    params = {"groupings": options.groupings, "dcfs": [d.key() for d in options.dcfs], "gender_field": gender_field,
+              "n_boot": n_boot, "level": level, "seed": seed, "title": title}
+
+    def body(ctx: Any) -> None:
+        from asrtools.pipeline import atomic_write_json, atomic_write_text
+        from asrtools.scoring.io import read_speaker_attributes
+        from asrtools.scoring.sv_report import (SV_JSON, SV_SCHEMA, build_trial_set, det_plot, evaluate, sv_markdown,
+                                                utterance_speakers)
+        from asrtools.sv.score import read_scores
+
+        trial_list, values = read_scores(score_file)
+        trial_set = build_trial_set(trial_list, values, utterance_speakers(supervisions))
+        attributes = read_speaker_attributes(supervisions)
+        result = evaluate(trial_set, attributes, options)
+        doc = {"schema": SV_SCHEMA, "scores": str(score_file), "supervisions": str(supervisions),
+               "params": {**params, "eer_method": "rocch"}, **result["doc"]}
+        atomic_write_json(ctx.out_dir / SV_JSON, doc)
+        atomic_write_text(ctx.out_dir / "sv.md", sv_markdown(doc, title or str(score_file)))
+        for field in options.groupings:
+            det_plot(trial_set, attributes, field, ctx.out_dir / f"det_{_file_name((field,))}.png",
+                     f"DET by {field}: {title or score_file}")
+        o = doc["overall"]
+        gap = doc.get("gender_gap") or {}
+        ctx.log.info("EER %.2f%% [%s], %s; gender gap %s", 100 * o["eer"]["value"],
+                     ", ".join("n/a" if v is None else f"{100 * v:.2f}" for v in o["eer"]["ci"]),
+                     ", ".join(f"{d.key()} {o[d.key()]['value']:.4f}" for d in options.dcfs),
+                     "n/a" if gap.get("value") is None else f"{100 * gap['value']:.2f} pp")
+
+    run_stage(out_dir, "score sv", params, {"scores": score_file, "supervisions": supervisions}, body, force=force)
