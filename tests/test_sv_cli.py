@@ -101,7 +101,7 @@ def test_pipeline_trials_embed_score_metrics_results(trained, tmp_path):
                   "--baseline", "base", "--out", str(out), "--out-dir", str(exp / "results")])
     page = out.read_text()
     assert "| base (baseline) |" in page and "| asnorm |" in page and "p=" in page
-    assert "commit" in page and "torch" in page
+    assert "at git " in page and "torch" in page
     results = json.loads((exp / "results" / "results.json").read_text())
     change = results["rows"][1]["vs_baseline"]["eer"]
     assert change["diff"] == pytest.approx(change["b"] - change["a"])

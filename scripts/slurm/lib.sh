@@ -66,7 +66,7 @@ slurm_job_name() {
   name=$(basename -- "$1")
   if [ "$name" = asrtools ]; then
     for word in "${@:2}"; do
-      [[ $word =~ ^[a-z][a-z0-9_-]*$ ]] && [ $count -lt 2 ] || break
+      if [[ ! $word =~ ^[a-z][a-z0-9_-]*$ ]] || [ "$count" -ge 2 ]; then break; fi
       name+="-$word"
       count=$((count + 1))
     done
