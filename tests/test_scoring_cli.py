@@ -80,7 +80,7 @@ def test_wer_cohorts_compare_end_to_end(tmp_path: Path) -> None:
     scored_directly = json.loads((c2 / "cohorts.json").read_text())
     assert report.pop("params")["mode"] == "levenshtein" and scored_directly.pop("params")["mode"] == "sclite"
     assert report == scored_directly
-    assert report["schema"] == "asrtools.cohorts" and report["version"] == 1
+    assert report["schema"] == "asrtools.cohorts" and report["version"] == 2
     region = report["groupings"][0]
     assert region["by"] == ["region"] and region["cohorts"][0]["cohort"] == "east"
     assert region["disparity"]["worst"] == "east"

@@ -145,16 +145,21 @@ def _file_name(grouping: Tuple[str, ...]) -> str:
               help="recogs.jsonl, a decode directory, or a WER directory made by 'asrtools score wer'.")
 @_stats_options
 @_normalize_options
+@click.option("--permutations", "n_permutations", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Speaker-label permutations for the disparity p-value and gap interval (0: neither).")
 @click.option("--allow-missing", is_flag=True, help="Score a missing hypothesis as empty (when scoring recogs).")
 @click.option("--out-dir", type=_DIR, required=True)
 @force_option
 def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed: int, n_boot: int, level: float,
             min_speakers: int, min_words: int, min_errors: int, mode: str, normalize: Tuple[str, ...],
-            glm: Optional[Path], allow_missing: bool, out_dir: Path, force: bool) -> None:
+            glm: Optional[Path], n_permutations: int, allow_missing: bool, out_dir: Path, force: bool) -> None:
     """WER per cohort with speaker-level bootstrap CIs, flags and a disparity summary.
 
     Writes cohorts.json, cohorts.csv, cohorts.md and one wer_by_<fields>.png per --by.
     --mode/--normalize/--glm apply when scoring recogs (a WER directory is read as is).
+    The disparity summary compares the best and worst cohort with at least --min-speakers
+    speakers and --min-words words (--min-errors only flags): the gap, its interval and a
+    permutation p-value over whole speakers (docs/statistics.md).
 
     Example: asrtools score cohorts --recogs exp/decode_test/recogs.jsonl --by region --by gender --by region,gender --seed 0 --bootstrap 1000 --out-dir exp/decode_test/cohorts
     """
@@ -163,7 +168,8 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
     groupings = _groupings(by, cohort_map)
     normalizer = _normalizer(normalize, glm)
     thresholds = Thresholds(min_speakers, min_words, min_errors)
-    params = {"by": [list(g) for g in groupings], "seed": seed, "bootstrap": n_boot, "ci": level,
+    params = {"by": [list(g) for g in groupings], "seed": seed, "bootstrap": n_boot, "permutations": n_permutations,
+              "ci": level,
               "thresholds": {"min_speakers": min_speakers, "min_words": min_words, "min_errors": min_errors},
               "mode": mode, "normalizer": normalizer.describe(), "allow_missing": allow_missing}
     inputs = {"recogs": recogs}
@@ -180,7 +186,7 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
         report = load_report(recogs, mode, normalizer, allow_missing)
         table = UtteranceTable.from_report(report, _speaker_attributes(cohort_map))
         overall = overall_stats(table, n_boot, seed, level, thresholds)
-        results = [cohort_table(table, g, n_boot, seed, level, thresholds) for g in groupings]
+        results = [cohort_table(table, g, n_boot, seed, level, thresholds, n_permutations) for g in groupings]
         atomic_write_json(ctx.out_dir / "cohorts.json", cohorts_json(overall, results, params))
         atomic_write_text(ctx.out_dir / "cohorts.csv", cohorts_csv(overall, results))
         markdown = cohorts_markdown(overall, results, level)
@@ -189,8 +195,9 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
             plot_cohort_wer(grouping, overall, ctx.out_dir / f"wer_by_{_file_name(grouping.by)}.png", level)
             d = grouping.disparity
             if d is not None:
-                ctx.log.info("by %s: worst %s %.2f%%, best %s %.2f%%, gap %.2f points", grouping.name, d.worst,
-                             100 * d.wer_worst, d.best, 100 * d.wer_best, 100 * d.abs_gap)
+                ctx.log.info("by %s: worst %s %.2f%%, best %s %.2f%%, gap %.2f points, permutation p = %.3g",
+                             grouping.name, d.worst, 100 * d.wer_worst, d.best, 100 * d.wer_best, 100 * d.abs_gap,
+                             d.p_value)
 
     run_stage(out_dir, "score cohorts", params, inputs, body, force=force)
 
