@@ -12,6 +12,7 @@ from asrtools.errors import ConfigError, DataError
 from asrtools.scoring.bootstrap import bootstrap_p_value, bootstrap_wer, percentile_ci, rng_for
 from asrtools.scoring.cohorts import Thresholds, UtteranceTable, cohort_table, overall_stats
 from asrtools.scoring.compare import compare_systems
+from asrtools.scoring.tables import compare_markdown
 from asrtools.scoring.significance import (
     holm,
     mapsswe,
@@ -214,3 +215,31 @@ def test_compare_refuses_mismatched_inputs() -> None:
         compare_systems(a, _table(rows[:-1]), [])
     with pytest.raises(DataError, match=r"utterance 's0-0': the reference differs between A and B"):
         compare_systems(a, _table(rows, refs=["other"] + [r["id"] for r in rows[1:]]), [])
+
+
+def test_compare_verdicts_use_holm_adjusted_p_values() -> None:
+    """Six cohorts tested at once: a raw bootstrap p of 0.018 in one is not a finding after Holm."""
+    rng = np.random.default_rng(2)
+    before = [row for r in range(6) for row in _simulated(10, rng, f"r{r}", prefix=f"r{r}s")]
+    nudge = np.random.default_rng(102)
+    after = []
+    for row in before:
+        row = dict(row)
+        if row["region"] == "r0" and row["sub"] > 0 and nudge.random() < 0.3:  # a few fixes in r0 only
+            row["corr"], row["sub"] = row["corr"] + 1, row["sub"] - 1
+        after.append(row)
+    result = compare_systems(_table(before), _table(after), [("region",)], n_boot=500, seed=0, alpha=0.05)
+    grouping = result.groupings[0]
+    r0 = next(c for c in grouping.cohorts if c.label == "r0")
+    assert r0.p_bootstrap < 0.05 <= r0.p_bootstrap_holm  # the situation under test
+    assert r0.p_bootstrap_holm == pytest.approx(min(1.0, 6 * r0.p_bootstrap))  # the others have p = 1
+    assert not r0.significant and r0.verdict == "no significant change"
+    assert grouping.to_dict()["changed"] == []
+    doc = r0.to_dict()
+    assert doc["p_bootstrap"] == pytest.approx(r0.p_bootstrap) and doc["p_bootstrap_holm"] == pytest.approx(0.1078, abs=1e-4)
+    assert set(doc["tests"]) == {"mapsswe", "sign", "wilcoxon", "mcnemar"}
+    assert all("p_value_holm" in t for t in doc["tests"].values())
+    # The overall comparison is one test: its verdict uses the raw p-value.
+    assert result.overall.p_bootstrap_holm == result.overall.p_bootstrap
+    markdown = compare_markdown(result, 0.95, 0.05)
+    assert "after Holm's adjustment" in markdown and "0.0180 | 0.1078" in markdown

@@ -106,7 +106,9 @@ def _stats_options(func: Any) -> Any:
         click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed."),
         click.option("--cohort-map", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Speaker attributes: a text file of 'speaker cohort' lines (field 'cohort') or a lhotse "
-                          "SupervisionSet manifest (gender + custom fields per speaker)."),
+                          "SupervisionSet manifest (gender + custom fields per speaker). It must name at least half "
+                          "of the scored speakers (else an error lists unmatched ids); the others are reported and "
+                          "form the cohort '(missing)'."),
         click.option("--by", "by", multiple=True,
                      help="Grouping field(s), repeatable; 'region,gender' groups by both at once."),
     ]
@@ -128,10 +130,19 @@ def _groupings(by: Tuple[str, ...], cohort_map: Optional[Path], required: bool =
     return parse_by(by)
 
 
-def _speaker_attributes(cohort_map: Optional[Path]) -> Dict[str, Dict[str, Any]]:
-    from asrtools.scoring.io import read_speaker_attributes
+def _speaker_attributes(cohort_map: Optional[Path], reports: Any, log: Any) -> Dict[str, Dict[str, Any]]:
+    """The `--cohort-map` attributes, checked against the speakers of the scored `reports`."""
+    from asrtools.scoring.io import check_cohort_map, read_speaker_attributes
 
-    return read_speaker_attributes(cohort_map) if cohort_map is not None else {}
+    if cohort_map is None:
+        return {}
+    attributes = read_speaker_attributes(cohort_map)
+    speakers = [u.speaker for report in reports for u in report.utterances]
+    missing = check_cohort_map(attributes, speakers, cohort_map)
+    if missing:
+        log.warning("%d scored speaker(s) are not in %s and go to the cohort (missing): %s%s", len(missing),
+                    cohort_map, ", ".join(missing[:5]), " ..." if len(missing) > 5 else "")
+    return attributes
 
 
 def _file_name(grouping: Tuple[str, ...]) -> str:
@@ -184,7 +195,7 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
         from asrtools.scoring.tables import cohorts_csv, cohorts_json, cohorts_markdown
 
         report = load_report(recogs, mode, normalizer, allow_missing)
-        table = UtteranceTable.from_report(report, _speaker_attributes(cohort_map))
+        table = UtteranceTable.from_report(report, _speaker_attributes(cohort_map, [report], ctx.log))
         overall = overall_stats(table, n_boot, seed, level, thresholds)
         results = [cohort_table(table, g, n_boot, seed, level, thresholds, n_permutations) for g in groupings]
         atomic_write_json(ctx.out_dir / "cohorts.json", cohorts_json(overall, results, params))
@@ -195,9 +206,9 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
             plot_cohort_wer(grouping, overall, ctx.out_dir / f"wer_by_{_file_name(grouping.by)}.png", level)
             d = grouping.disparity
             if d is not None:
-                ctx.log.info("by %s: worst %s %.2f%%, best %s %.2f%%, gap %.2f points, permutation p = %.3g",
-                             grouping.name, d.worst, 100 * d.wer_worst, d.best, 100 * d.wer_best, 100 * d.abs_gap,
-                             d.p_value)
+                test = f", permutation p = {d.p_value:.3g}" if d.n_permutations else ""
+                ctx.log.info("by %s: worst %s %.2f%%, best %s %.2f%%, gap %.2f points%s", grouping.name, d.worst,
+                             100 * d.wer_worst, d.best, 100 * d.wer_best, 100 * d.abs_gap, test)
 
     run_stage(out_dir, "score cohorts", params, inputs, body, force=force)
 
@@ -248,9 +259,9 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
         from asrtools.scoring.report import load_report
         from asrtools.scoring.tables import compare_csv, compare_json, compare_markdown
 
-        attrs = _speaker_attributes(cohort_map)
-        tables = [UtteranceTable.from_report(load_report(p, mode, normalizer, allow_missing), attrs)
-                  for p in (system_a, system_b)]
+        reports = [load_report(p, mode, normalizer, allow_missing) for p in (system_a, system_b)]
+        attrs = _speaker_attributes(cohort_map, reports, ctx.log)
+        tables = [UtteranceTable.from_report(report, attrs) for report in reports]
         result = compare_systems(tables[0], tables[1], groupings, n_boot, seed, level, alpha, thresholds, names)
         atomic_write_json(ctx.out_dir / "compare.json", compare_json(result, params))
         atomic_write_text(ctx.out_dir / "compare.csv", compare_csv(result))
