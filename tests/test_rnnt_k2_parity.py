@@ -12,8 +12,15 @@ import pytest
 import torch
 
 from asrtools.losses import _rnnt_parity, rnnt
+from ci_skip_policy import in_k2_env
 
-pytestmark = pytest.mark.skipif(not rnnt.k2_available(), reason="k2 is not importable (run scripts/run_k2_parity.sh)")
+# Outside the k2 parity environment k2 cannot be installed (PyPI has no wheel for this Python):
+# skipping is expected there. Inside it (scripts/run_k2_parity.sh) a missing k2 is a failure in CI.
+pytestmark = pytest.mark.skipif(
+    not rnnt.k2_available(),
+    reason=("k2 is not importable in the k2 parity environment" if in_k2_env()
+            else "optional: k2 is not importable here (scripts/run_k2_parity.sh runs this module in .venv-k2)"),
+)
 
 torch.set_num_threads(1)
 RTOL = 1e-9
