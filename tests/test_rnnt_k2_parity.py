@@ -57,3 +57,14 @@ def test_prune_ranges_identical_on_many_random_lattices(rnnt_type: str) -> None:
 def test_auto_backend_is_k2_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(rnnt.BACKEND_ENV, raising=False)
     assert rnnt.resolve_backend("auto") == "k2"
+
+
+CASES32 = _rnnt_parity.make_float32_cases(5) if rnnt.k2_available() else []
+
+
+@pytest.mark.parametrize("case", CASES32, ids=[c["name"] for c in CASES32])
+def test_native_float32_matches_k2_at_the_edge_of_the_range(case: Dict[str, Any]) -> None:
+    expected = _rnnt_parity.evaluate(case, "k2")
+    got = _rnnt_parity.evaluate(case, "native")
+    assert all(bool(torch.isfinite(t).all()) for t in got.values() if t.is_floating_point())
+    assert _rnnt_parity.mismatches(got, expected, _rnnt_parity.RTOL_FLOAT32) == []
