@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
@@ -200,13 +200,12 @@ def _welch_df(ses: np.ndarray, n_clusters: np.ndarray, off: np.ndarray) -> np.nd
 # ------------------------------------------------------------------------------ permutations
 
 
-def permutation_sums(columns: np.ndarray, cohort_index: np.ndarray, n_clusters: np.ndarray,
-                     n_permutations: int, rng: np.random.Generator):
+def permutation_sums(columns: np.ndarray, n_clusters: np.ndarray, n_permutations: int,
+                     rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Per-cohort column sums under random relabelling of clusters, in chunks.
 
     Args:
-      columns: `(S, C)` per-cluster values.
-      cohort_index: `(S,)` cohort of each cluster, in `[0, K)`.
+      columns: `(S, C)` per-cluster values (any order: every permutation reshuffles them).
       n_clusters: `(K,)` clusters per cohort (the sizes every permutation keeps).
       n_permutations: how many relabellings.
       rng: the generator.
@@ -313,8 +312,8 @@ def speaker_disparity(
     abs_ci = rel_ci = nan2
     if n_permutations > 0:
         rng = rng_for(seed, "disparity", *rng_names)
-        p_value, p_max_t, abs_ci, rel_ci = _test_and_intervals(columns, cohort_index, n_clusters, sums, level,
-                                                               n_permutations, rng)
+        p_value, p_max_t, abs_ci, rel_ci = _test_and_intervals(columns, n_clusters, sums, level, n_permutations,
+                                                               rng)
 
     errors_by = {label: summed[members[label], 0].sum() for label in labels}
     total_errors = summed[:, 0].sum()
@@ -356,13 +355,12 @@ def speaker_disparity(
     )
 
 
-def _test_and_intervals(columns: np.ndarray, cohort_index: np.ndarray, n_clusters: np.ndarray, sums: np.ndarray,
-                        level: float, n_permutations: int, rng: np.random.Generator):
+def _test_and_intervals(columns: np.ndarray, n_clusters: np.ndarray, sums: np.ndarray, level: float,
+                        n_permutations: int, rng: np.random.Generator):
     """Permutation p-values (gap, max-t) and the gap intervals (absolute, relative).
 
     Args:
-      columns: `(S, 5)` cluster columns, grouped by cohort in `cohort_index` order.
-      cohort_index: `(S,)` cohort of each cluster.
+      columns: `(S, 5)` cluster columns.
       n_clusters: `(K,)` clusters per cohort.
       sums: `(K, 5)` observed per-cohort sums.
       level, n_permutations, rng: as `speaker_disparity`.
@@ -378,7 +376,7 @@ def _test_and_intervals(columns: np.ndarray, cohort_index: np.ndarray, n_cluster
     t_obs = float(_max_t(diff[None], diff_se[None])[0])
 
     perm_gap, perm_t, perm_log_t = [], [], []
-    for chunk in permutation_sums(columns, cohort_index, n_clusters, n_permutations, rng):
+    for chunk in permutation_sums(columns, n_clusters, n_permutations, rng):
         w, s = wer_and_se(chunk, n_clusters)
         perm_gap.append(w.max(axis=1) - w.min(axis=1))
         d, ds = _pairwise(w, s, off)
@@ -394,9 +392,9 @@ def _test_and_intervals(columns: np.ndarray, cohort_index: np.ndarray, n_cluster
     t_tolerance = 1e-9 * abs(t_obs) if math.isfinite(t_obs) else 0.0
     p_max_t = (1 + np.count_nonzero(perm_t_all >= t_obs - t_tolerance)) / (1 + n_permutations)
 
-    if np.any(n_clusters < 2):  # no speaker-level SE for a one-speaker cohort
+    if np.any(n_clusters < 2):  # no speaker-level SE for a one-speaker cohort: no max-t, no interval
         nan2 = (float("nan"), float("nan"))
-        return float(p_gap), float(p_max_t), nan2, nan2
+        return float(p_gap), float("nan"), nan2, nan2
     tail = (1.0 - level) / 2.0
     upper_t = stats.t.ppf(1.0 - tail, _welch_df(se, n_clusters, off))
     abs_ci = _projected_interval(diff, diff_se, np.quantile(perm_t_all, 1.0 - tail), upper_t)
