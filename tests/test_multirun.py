@@ -23,7 +23,8 @@ SPEAKERS, UTTS = 30, 5
 def _table(errors: np.ndarray, words: np.ndarray, speakers: List[str], refs: List[str]) -> UtteranceTable:
     counts = np.stack([words - errors, errors, np.zeros_like(errors), np.zeros_like(errors)], axis=1).astype(np.int64)
     ids = [f"{s}-u{i}" for i, s in enumerate(speakers)]
-    return UtteranceTable(ids, list(speakers), counts, [{} for _ in ids], list(refs))
+    ops = ["C" * (w - e) + "S" * e for w, e in zip(words.tolist(), errors.tolist())]
+    return UtteranceTable(ids, list(speakers), counts, [{} for _ in ids], list(refs), ops)
 
 
 def _simulate(rng: np.random.Generator, gain: float, runs: Tuple[int, int]) -> Tuple[list, list]:
@@ -59,10 +60,11 @@ def test_runs_are_averaged_per_utterance() -> None:
 
 def test_runs_over_different_utterances_are_refused() -> None:
     a, b = _simulate(np.random.default_rng(3), 0.0, (2, 1))
-    short = UtteranceTable(a[1].ids[:-1], a[1].speakers[:-1], a[1].counts[:-1], a[1].attributes[:-1], a[1].refs[:-1])
+    short = UtteranceTable(a[1].ids[:-1], a[1].speakers[:-1], a[1].counts[:-1], a[1].attributes[:-1], a[1].refs[:-1],
+                           a[1].ops[:-1])
     with pytest.raises(DataError, match="is in run 1 of lstm but not in run 2 of lstm"):
         compare_run_averaged([a[0], short], b, names=("lstm", "convrnnt"))
-    other = UtteranceTable(b[0].ids, b[0].speakers, b[0].counts, b[0].attributes, ["x"] + b[0].refs[1:])
+    other = UtteranceTable(b[0].ids, b[0].speakers, b[0].counts, b[0].attributes, ["x"] + b[0].refs[1:], b[0].ops)
     with pytest.raises(DataError, match="the reference differs between run 1 of lstm and run 1 of convrnnt"):
         compare_run_averaged(a, [other], names=("lstm", "convrnnt"))
 

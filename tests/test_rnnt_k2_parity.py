@@ -12,8 +12,15 @@ import pytest
 import torch
 
 from asrtools.losses import _rnnt_parity, rnnt
+from ci_skip_policy import in_k2_env
 
-pytestmark = pytest.mark.skipif(not rnnt.k2_available(), reason="k2 is not importable (run scripts/run_k2_parity.sh)")
+# Outside the k2 parity environment k2 cannot be installed (PyPI has no wheel for this Python):
+# skipping is expected there. Inside it (scripts/run_k2_parity.sh) a missing k2 is a failure in CI.
+pytestmark = pytest.mark.skipif(
+    not rnnt.k2_available(),
+    reason=("k2 is not importable in the k2 parity environment" if in_k2_env()
+            else "optional: k2 is not importable here (scripts/run_k2_parity.sh runs this module in .venv-k2)"),
+)
 
 torch.set_num_threads(1)
 RTOL = 1e-9
@@ -50,3 +57,14 @@ def test_prune_ranges_identical_on_many_random_lattices(rnnt_type: str) -> None:
 def test_auto_backend_is_k2_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(rnnt.BACKEND_ENV, raising=False)
     assert rnnt.resolve_backend("auto") == "k2"
+
+
+CASES32 = _rnnt_parity.make_float32_cases(5) if rnnt.k2_available() else []
+
+
+@pytest.mark.parametrize("case", CASES32, ids=[c["name"] for c in CASES32])
+def test_native_float32_matches_k2_at_the_edge_of_the_range(case: Dict[str, Any]) -> None:
+    expected = _rnnt_parity.evaluate(case, "k2")
+    got = _rnnt_parity.evaluate(case, "native")
+    assert all(bool(torch.isfinite(t).all()) for t in got.values() if t.is_floating_point())
+    assert _rnnt_parity.mismatches(got, expected, _rnnt_parity.RTOL_FLOAT32) == []

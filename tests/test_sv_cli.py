@@ -126,7 +126,7 @@ def test_cli_reports_bad_trials_in_one_line(trained, tmp_path):
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("resemblyzer") is None,
-                    reason="optional package resemblyzer not installed (scripts/setup_sv_ref_env.sh)")
+                    reason="optional: package resemblyzer not installed (scripts/setup_sv_ref_env.sh)")
 def test_resemblyzer_reference_embeds_corpus_audio(tiny_corpus, tmp_path):
     out = tmp_path / "emb"
     run_asrtools(["sv", "embed", "--external", "resemblyzer", "--cuts", str(tiny_corpus / "fbank" / "cuts_test.jsonl.gz"),

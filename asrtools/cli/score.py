@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -9,6 +10,8 @@ import click
 
 from asrtools.cli.options import force_option
 from asrtools.pipeline import run_stage
+
+_LOG = logging.getLogger("asrtools.score")
 
 _PATH = click.Path(path_type=Path)
 _DIR = click.Path(file_okay=False, path_type=Path)
@@ -110,7 +113,9 @@ def _stats_options(func: Any) -> Any:
         click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed."),
         click.option("--cohort-map", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Speaker attributes: a text file of 'speaker cohort' lines (field 'cohort') or a lhotse "
-                          "SupervisionSet manifest (gender + custom fields per speaker)."),
+                          "SupervisionSet manifest (gender + custom fields per speaker). It must name at least half "
+                          "of the scored speakers (else an error lists unmatched ids); the others are reported and "
+                          "form the cohort '(missing)'."),
         click.option("--by", "by", multiple=True,
                      help="Grouping field(s), repeatable; 'region,gender' groups by both at once."),
     ]
@@ -132,10 +137,19 @@ def _groupings(by: Tuple[str, ...], cohort_map: Optional[Path], required: bool =
     return parse_by(by)
 
 
-def _speaker_attributes(cohort_map: Optional[Path]) -> Dict[str, Dict[str, Any]]:
-    from asrtools.scoring.io import read_speaker_attributes
+def _speaker_attributes(cohort_map: Optional[Path], reports: Any, log: Any) -> Dict[str, Dict[str, Any]]:
+    """The `--cohort-map` attributes, checked against the speakers of the scored `reports`."""
+    from asrtools.scoring.io import check_cohort_map, read_speaker_attributes
 
-    return read_speaker_attributes(cohort_map) if cohort_map is not None else {}
+    if cohort_map is None:
+        return {}
+    attributes = read_speaker_attributes(cohort_map)
+    speakers = [u.speaker for report in reports for u in report.utterances]
+    missing = check_cohort_map(attributes, speakers, cohort_map)
+    if missing:
+        log.warning("%d scored speaker(s) are not in %s and go to the cohort (missing): %s%s", len(missing),
+                    cohort_map, ", ".join(missing[:5]), " ..." if len(missing) > 5 else "")
+    return attributes
 
 
 def _provenance(sources: Dict[str, Path]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -164,16 +178,21 @@ def _file_name(grouping: Tuple[str, ...]) -> str:
               help="recogs.jsonl, a decode directory, or a WER directory made by 'asrtools score wer'.")
 @_stats_options
 @_normalize_options
+@click.option("--permutations", "n_permutations", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Speaker-label permutations for the disparity p-value and gap interval (0: neither).")
 @click.option("--allow-missing", is_flag=True, help="Score a missing hypothesis as empty (when scoring recogs).")
 @click.option("--out-dir", type=_DIR, required=True)
 @force_option
 def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed: int, n_boot: int, level: float,
             min_speakers: int, min_words: int, min_errors: int, mode: str, normalize: Tuple[str, ...],
-            glm: Optional[Path], allow_missing: bool, out_dir: Path, force: bool) -> None:
+            glm: Optional[Path], n_permutations: int, allow_missing: bool, out_dir: Path, force: bool) -> None:
     """WER per cohort with speaker-level bootstrap CIs, flags and a disparity summary.
 
     Writes cohorts.json, cohorts.csv, cohorts.md and one wer_by_<fields>.png per --by.
     --mode/--normalize/--glm apply when scoring recogs (a WER directory is read as is).
+    The disparity summary compares the best and worst cohort with at least --min-speakers
+    speakers and --min-words words (--min-errors only flags): the gap, its interval and a
+    permutation p-value over whole speakers (docs/statistics.md).
 
     Example: asrtools score cohorts --recogs exp/decode_test/recogs.jsonl --by region --by gender --by region,gender --seed 0 --bootstrap 1000 --out-dir exp/decode_test/cohorts
     """
@@ -182,7 +201,8 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
     groupings = _groupings(by, cohort_map)
     normalizer = _normalizer(normalize, glm)
     thresholds = Thresholds(min_speakers, min_words, min_errors)
-    params = {"by": [list(g) for g in groupings], "seed": seed, "bootstrap": n_boot, "ci": level,
+    params = {"by": [list(g) for g in groupings], "seed": seed, "bootstrap": n_boot, "permutations": n_permutations,
+              "ci": level,
               "thresholds": {"min_speakers": min_speakers, "min_words": min_words, "min_errors": min_errors},
               "mode": mode, "normalizer": normalizer.describe(), "allow_missing": allow_missing}
     inputs = {"recogs": recogs}
@@ -196,7 +216,7 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
         from asrtools.scoring.report import load_report
 
         report = load_report(recogs, mode, normalizer, allow_missing)
-        table = loaded["table"] = UtteranceTable.from_report(report, _speaker_attributes(cohort_map))
+        table = loaded["table"] = UtteranceTable.from_report(report, _speaker_attributes(cohort_map, [report], _LOG))
         for grouping in groupings:
             cohort_labels(table, grouping)  # an unknown --by field fails here
 
@@ -208,7 +228,7 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
 
         table = loaded["table"]
         overall = overall_stats(table, n_boot, seed, level, thresholds)
-        results = [cohort_table(table, g, n_boot, seed, level, thresholds) for g in groupings]
+        results = [cohort_table(table, g, n_boot, seed, level, thresholds, n_permutations) for g in groupings]
         run, decodes = _provenance({"recogs": recogs})
         atomic_write_json(ctx.out_dir / "cohorts.json",
                           {**cohorts_json(overall, results, params), "provenance": run, "inputs_provenance": decodes})
@@ -219,8 +239,9 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
             plot_cohort_wer(grouping, overall, ctx.out_dir / f"wer_by_{_file_name(grouping.by)}.png", level)
             d = grouping.disparity
             if d is not None:
-                ctx.log.info("by %s: worst %s %.2f%%, best %s %.2f%%, gap %.2f points", grouping.name, d.worst,
-                             100 * d.wer_worst, d.best, 100 * d.wer_best, 100 * d.abs_gap)
+                test = f", permutation p = {d.p_value:.3g}" if d.n_permutations else ""
+                ctx.log.info("by %s: worst %s %.2f%%, best %s %.2f%%, gap %.2f points%s", grouping.name, d.worst,
+                             100 * d.wer_worst, d.best, 100 * d.wer_best, 100 * d.abs_gap, test)
 
     run_stage(out_dir, "score cohorts", params, inputs, body, force=force, validate=load)
 
@@ -270,9 +291,9 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
         from asrtools.scoring.compare import pair_tables
         from asrtools.scoring.report import load_report
 
-        attrs = _speaker_attributes(cohort_map)
-        tables = [UtteranceTable.from_report(load_report(p, mode, normalizer, allow_missing), attrs)
-                  for p in (system_a, system_b)]
+        reports = [load_report(p, mode, normalizer, allow_missing) for p in (system_a, system_b)]
+        attrs = _speaker_attributes(cohort_map, reports, _LOG)
+        tables = [UtteranceTable.from_report(report, attrs) for report in reports]
         pair_tables(tables[0], tables[1], *names)  # different utterances or references fail here
         for grouping in groupings:
             cohort_labels(tables[0], grouping)
