@@ -10,6 +10,11 @@ hypothesis turns with channels, both timed):
   channels is penalised, as cpWER intends);
 - ORC-WER: optimal reference combination, each reference turn assigned to the hypothesis
   channel that minimises the total errors (channel-agnostic, speaker-agnostic);
+- overlap-aware WER (asclite's): the hypothesis words of both channels merged into ONE
+  stream in time order (a turn's words spread evenly over the turn) are aligned against
+  the reference speakers' word streams, which may interleave word by word (meeteval's
+  MIMO WER with one reference segment per word; equal to NIST `sctk asclite` on an STM
+  reference and a CTM hypothesis, tests/test_multitalker_scoring.py);
 - turn counting: whether the number of hypothesis turns equals the number of reference turns;
 - latency: hypothesis turns are matched one-to-one to reference turns by maximum temporal
   overlap (Hungarian assignment, scipy); for each matched pair, start latency = hyp start -
@@ -35,7 +40,7 @@ from asrtools.data.turns import Turn
 from asrtools.errors import DataError
 
 ALL = "all"
-WER_KINDS = ("merged", "cp", "orc")
+WER_KINDS = ("merged", "cp", "orc", "overlap")
 
 
 def _quiet_meeteval() -> None:
@@ -91,6 +96,32 @@ def orc_errors(ref: Sequence[Turn], hyp: Sequence[Turn]) -> Tuple[int, int]:
     return int(result.errors), int(result.length)
 
 
+def hypothesis_word_times(hyp: Sequence[Turn]) -> List[Tuple[float, str]]:
+    """(time, word) of every hypothesis word, a turn's words spread evenly over its span, in time order."""
+    timed = []
+    for turn in hyp:
+        words = turn.text.split()
+        step = (turn.end - turn.start) / len(words) if words else 0.0
+        timed += [(turn.start + (i + 0.5) * step, w) for i, w in enumerate(words)]
+    return sorted(timed, key=lambda x: x[0])
+
+
+def overlap_aware_errors(ref: Sequence[Turn], hyp: Sequence[Turn]) -> Tuple[int, int]:
+    """(errors, reference words) of the overlap-aware WER (see the module doc; meeteval MIMO)."""
+    from meeteval.wer import mimo_word_error_rate
+
+    _quiet_meeteval()
+    streams: Dict[str, List[str]] = {}
+    for turn in sorted(ref, key=lambda t: (t.start, t.end)):
+        streams.setdefault(turn.speaker, []).extend(turn.text.split())
+    words = sum(len(v) for v in streams.values())
+    hyp_words = [w for _, w in hypothesis_word_times(hyp)]
+    if not hyp_words or not words:  # all deletions or all insertions
+        return words + len(hyp_words), words
+    result = mimo_word_error_rate({s: list(v) for s, v in streams.items() if v}, {"hyp": [" ".join(hyp_words)]})
+    return int(result.errors), words
+
+
 def match_turns(ref: Sequence[Turn], hyp: Sequence[Turn]) -> List[Tuple[int, int]]:
     """One-to-one (ref index, hyp index) pairs maximising the total temporal overlap.
 
@@ -125,6 +156,7 @@ def conversation_scores(record: Dict[str, Any]) -> Dict[str, Any]:
     merged = merged_word_errors(ref, hyp)
     cp = cp_errors(ref, hyp)
     orc = orc_errors(ref, hyp)
+    overlap = overlap_aware_errors(ref, hyp)
     start_lat, end_lat = turn_latencies(ref, hyp)
     target = record.get("target_overlap")
     return {
@@ -135,6 +167,7 @@ def conversation_scores(record: Dict[str, Any]) -> Dict[str, Any]:
         "merged_errors": merged[0],
         "cp_errors": cp[0],
         "orc_errors": orc[0],
+        "overlap_errors": overlap[0],
         "ref_turns": len(ref),
         "hyp_turns": len(hyp),
         "turn_count_correct": len(ref) == len(hyp),
@@ -203,7 +236,7 @@ def score_conversations(records: Iterable[Dict[str, Any]]) -> Tuple[List[Dict[st
 
 # ------------------------------------------------------------------- system comparison
 
-RATIO_METRICS = ("merged_wer", "cp_wer", "orc_wer")
+RATIO_METRICS = ("merged_wer", "cp_wer", "orc_wer", "overlap_wer")
 MEAN_METRICS = ("turn_count_accuracy",)
 MEDIAN_METRICS = ("start_latency_median", "end_latency_median")
 COMPARED_METRICS = RATIO_METRICS + MEAN_METRICS + MEDIAN_METRICS

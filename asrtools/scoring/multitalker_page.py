@@ -15,6 +15,7 @@ _LABELS = {
     "merged_wer": "merged WER",
     "cp_wer": "cpWER",
     "orc_wer": "ORC-WER",
+    "overlap_wer": "overlap-aware WER",
     "turn_count_accuracy": "turn counting accuracy",
     "start_latency_median": "median start (<sot>) latency",
     "end_latency_median": "median end (<eot>) latency",
@@ -39,9 +40,9 @@ def _overlap_name(key: str) -> str:
 
 def system_table(doc: Dict[str, Any]) -> List[str]:
     """One row per system and overlap bucket."""
-    lines = ["| system | overlap | conv. | merged WER % | cpWER % | ORC-WER % | turn count acc. % | "
-             "start latency med / p90 s | end latency med / p90 s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| system | overlap | conv. | merged WER % | overlap-aware WER % | cpWER % | ORC-WER % | "
+             "turn count acc. % | start latency med / p90 s | end latency med / p90 s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name in doc["order"]:
         metrics = doc["systems"][name]["metrics"]
         keys = [k for k in metrics if k != "all"] + ["all"]
@@ -50,6 +51,7 @@ def system_table(doc: Dict[str, Any]) -> List[str]:
             label = f"**{name}**" if key == "all" else name
             lines.append(
                 f"| {label} | {_overlap_name(key)} | {m['conversations']} | {_pct(m['merged_wer'])} | "
+                f"{_pct(m['overlap_wer'])} | "
                 f"{_pct(m['cp_wer'])} | {_pct(m['orc_wer'])} | {_pct(m['turn_count_accuracy'])} | "
                 f"{_sec(m['start_latency_median'])} / {_sec(m['start_latency_p90'])} | "
                 f"{_sec(m['end_latency_median'])} / {_sec(m['end_latency_p90'])} |")
