@@ -26,6 +26,7 @@ import torch
 from lhotse import CutSet
 from lhotse.dataset import SimpleCutSampler
 
+from asrtools.data.cuts import ConversationDataset
 from asrtools.data.turns import Turn, assign_channels, overlap_ratio, turns_from_tokens, turns_of_cut
 from asrtools.decoding.greedy import greedy_search_step, init_greedy_state
 from asrtools.decoding.streaming import check_chunk_frames
@@ -132,8 +133,6 @@ def conversation_record(cut: Any, hyp_turns: List[Turn], tokens: List[List[int]]
 def _decode_shard(model: SeparatorTransducer, tokenizer: Tokenizer, cuts: CutSet, meta: Dict[str, Any],
                   chunk_frames: Optional[int], max_duration: float, device: torch.device,
                   targets: Dict[str, float]) -> List[Dict[str, Any]]:
-    from asrtools.training.tasks.sts import ConversationDataset
-
     sampler = SimpleCutSampler(cuts.sort_by_duration(ascending=False), max_duration=max_duration) \
         if max_duration > 0 else SimpleCutSampler(cuts, max_cuts=1)
     dataset, records = ConversationDataset(), {}

@@ -29,7 +29,7 @@ from lhotse import CutSet
 from lhotse.dataset import SimpleCutSampler, SpecAugment
 from torch import nn
 
-from asrtools.data.cuts import check_features, load_cuts
+from asrtools.data.cuts import ConversationDataset, check_features, load_cuts
 from asrtools.data.turns import (
     NUM_CHANNELS,
     SOT_EOT,
@@ -103,26 +103,6 @@ class StsTrainConfig(TrainConfig):
             raise ValueError(f"model.num_channels must be {NUM_CHANNELS} (turns are assigned to two channels)")
         if self.selection_metric() == "wer" and self.valid.wer_utts == 0:
             raise ValueError(f"average {self.average!r} needs valid.wer_utts > 0")
-
-
-class ConversationDataset(torch.utils.data.Dataset):
-    """A `CutSet` mini-batch of conversation cuts -> padded features and reference turns.
-
-    Returns a dict with features (B, T, F) float32, feature_lens (B,) int64, cut_ids, and
-    turns (B lists of `Turn`, sorted by start), longest cut first.
-    """
-
-    def __getitem__(self, cuts: CutSet) -> Dict[str, Any]:
-        from lhotse.dataset.collation import collate_features
-
-        cuts = cuts.sort_by_duration(ascending=False)
-        try:
-            features, feature_lens = collate_features(cuts)
-        except Exception as err:
-            ids = ", ".join(c.id for c in list(cuts)[:3])
-            raise DataError(f"cannot load features of cuts {ids}...: {err}") from None
-        return {"features": features.to(torch.float32), "feature_lens": feature_lens.to(torch.int64),
-                "cut_ids": [c.id for c in cuts], "turns": [turns_of_cut(c) for c in cuts]}
 
 
 @register_task("sts", StsTrainConfig)
