@@ -22,8 +22,8 @@ FAMILIES: Dict[str, str] = {
     "data": "Build, validate and featurise corpora (synthetic TTS corpus, Lhotse manifests).",
     "bpe": "Train and inspect sentencepiece BPE models.",
     "train": "Train models (transducers) from a YAML config.",
-    "decode": "Decode cuts with a trained transducer (greedy, beam, streaming).",
-    "score": "Score recognitions: WER, per-cohort tables, system comparisons.",
+    "decode": "Decode cuts with a trained transducer (greedy, beam, streaming; multi-talker turns).",
+    "score": "Score recognitions: WER, per-cohort tables, system comparisons, multi-talker metrics.",
     "model": "Inspect model configs: parameters, FLOPs.",
     "audit": "Transcribe with external ASR systems to audit them by cohort.",
 }
