@@ -15,6 +15,7 @@ import pytest
 from asrtools.data.turns import Turn
 from asrtools.scoring.multitalker import (
     compare_systems,
+    channel_segmentation_error,
     conversation_scores,
     cp_errors,
     hypothesis_word_times,
@@ -158,6 +159,7 @@ def _null_rows(rng: np.random.Generator, n: int):
             errors = int(rng.binomial(words, p))
             rows.append({"cut_id": f"c{i}", "words": words, "merged_errors": errors, "cp_errors": errors,
                          "orc_errors": errors, "overlap_errors": errors,
+                         "segmentation_error_seconds": float(rng.uniform(0, 2)), "speech_seconds": 10.0,
                          "turn_count_correct": bool(rng.random() < 0.6),
                          "start_latency": rng.normal(0.3, 0.2, turns).tolist(),
                          "end_latency": rng.normal(0.5, 0.3, turns).tolist()})
@@ -184,3 +186,53 @@ def test_paired_bootstrap_detects_a_real_difference():
         row["orc_errors"] = max(0, row["orc_errors"] - int(0.3 * row["words"]))
     result = compare_systems(a, b, n_boot=500)["orc_wer"]
     assert result["diff"] < 0 and result["ci"][1] < 0 and result["p_value"] < 0.01
+
+
+def _md_eval_error(ref, hyp, workdir: Path) -> float:
+    """md-eval's missed + false alarm + speaker error time (s) of channel RTTMs, no collar."""
+    def rttm(turns, path):
+        path.write_text("".join(f"SPEAKER conv 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> ch{t.channel} <NA> <NA>\n"
+                                for t in turns))
+    rttm(ref, workdir / "ref.rttm")
+    rttm(hyp, workdir / "hyp.rttm")
+    out = subprocess.run(["perl", MD_EVAL, "-c", "0", "-r", str(workdir / "ref.rttm"), "-s", str(workdir / "hyp.rttm")],
+                         capture_output=True, text=True, check=True).stdout
+    total = 0.0
+    for name in ("MISSED SPEAKER TIME", "FALARM SPEAKER TIME", "SPEAKER ERROR TIME"):
+        total += float(re.search(name + r" =\s+([0-9.]+) secs", out).group(1))
+    return total
+
+
+MD_EVAL = "/usr/lib/sctk/bin/md-eval.pl"
+
+
+@pytest.mark.skipif(not Path(MD_EVAL).is_file(), reason="NIST md-eval.pl not installed (Debian package 'sctk')")
+def test_channel_segmentation_error_equals_md_eval(tmp_path: Path):
+    from asrtools.data.turns import assign_channels
+    from asrtools.errors import DataError
+
+    rng = random.Random(3)
+    checked = 0
+    for case in range(200):
+        ref, hyp = _random_case(rng)
+        try:
+            ref = assign_channels(ref)
+        except DataError:  # three talkers at once: not a two-channel reference
+            continue
+        hyp = [H(max(0.0, t.start + rng.uniform(-0.3, 0.3)), t.end + rng.uniform(-0.3, 0.6), rng.randint(0, 1), t.text)
+               for t in hyp]
+        ours, _ = channel_segmentation_error(ref, hyp)
+        assert ours == pytest.approx(_md_eval_error(ref, hyp, tmp_path), abs=0.011), f"case {case}"
+        checked += 1
+        if checked == 25:
+            break
+    assert checked == 25
+
+
+def test_channel_segmentation_error_by_hand():
+    ref = [Turn(0.0, 2.0, "A", "", 0), Turn(1.0, 3.0, "B", "", 1), Turn(4.0, 5.0, "A", "", 0)]
+    hyp = [H(0.2, 2.2, 1, "x"), H(1.3, 2.8, 0, "y"), H(4.1, 5.6, 1, "z")]
+    # mapping ref ch0 -> hyp ch1, ref ch1 -> hyp ch0; missed 0.2 + 0.3 + 0.2 + 0.1, false alarm
+    # 2.0-2.2 (hyp ch1 past ref ch0's end); 5.0-5.6 lies after the last reference end (unscored)
+    error, speech = channel_segmentation_error(ref, hyp)
+    assert error == pytest.approx(1.0) and speech == pytest.approx(5.0)

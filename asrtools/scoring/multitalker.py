@@ -15,6 +15,12 @@ hypothesis turns with channels, both timed):
   the reference speakers' word streams, which may interleave word by word (meeteval's
   MIMO WER with one reference segment per word; equal to NIST `sctk asclite` on an STM
   reference and a CTM hypothesis, tests/test_multitalker_scoring.py);
+- channel segmentation error: the diarization error rate (missed + false-alarm + confused
+  speech time over reference speech time, md-eval's definition, no collar, overlap
+  scored) of the hypothesis turns' channels against the reference turns' channels
+  (`assign_channels`), with the channel mapping that maximises matched time: how well the
+  model segments the conversation into its output channels. Equal to NIST md-eval
+  (`sctk`'s md-eval.pl) on RTTM files (tests/test_multitalker_scoring.py);
 - turn counting: whether the number of hypothesis turns equals the number of reference turns;
 - latency: hypothesis turns are matched one-to-one to reference turns by maximum temporal
   overlap (Hungarian assignment, scipy); for each matched pair, start latency = hyp start -
@@ -36,7 +42,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from asrtools.data.turns import Turn
+from asrtools.data.turns import Turn, assign_channels
 from asrtools.errors import DataError
 
 ALL = "all"
@@ -122,6 +128,44 @@ def overlap_aware_errors(ref: Sequence[Turn], hyp: Sequence[Turn]) -> Tuple[int,
     return int(result.errors), words
 
 
+def channel_segmentation_error(ref: Sequence[Turn], hyp: Sequence[Turn]) -> Tuple[float, float]:
+    """(error seconds, reference speech seconds) of the channel segmentation (see the module doc).
+
+    `ref` turns carry their reference channels, `hyp` turns their output channels. Like
+    md-eval without a UEM file, only the span from the first reference start to the last
+    reference end is scored.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if not ref:
+        return 0.0, 0.0
+    ref_labels = sorted({t.channel for t in ref})
+    hyp_labels = sorted({t.channel for t in hyp})
+    begin, end = min(t.start for t in ref), max(t.end for t in ref)
+    times = sorted({min(max(x, begin), end) for t in (*ref, *hyp) for x in (t.start, t.end)})
+    spans = []  # (duration, active ref labels, active hyp labels) of each elementary interval
+    for a, b in zip(times, times[1:]):
+        mid = (a + b) / 2
+        spans.append((b - a, {t.channel for t in ref if t.start <= mid < t.end},
+                      {t.channel for t in hyp if t.start <= mid < t.end}))
+    mapping: Dict[int, int] = {}
+    if ref_labels and hyp_labels:
+        together = np.zeros((len(ref_labels), len(hyp_labels)))
+        for duration, r, h in spans:
+            for i, rl in enumerate(ref_labels):
+                for j, hl in enumerate(hyp_labels):
+                    if rl in r and hl in h:
+                        together[i, j] += duration
+        rows, cols = linear_sum_assignment(together, maximize=True)
+        mapping = {ref_labels[i]: hyp_labels[j] for i, j in zip(rows, cols)}
+    error = speech = 0.0
+    for duration, r, h in spans:
+        correct = sum(1 for label in r if mapping.get(label) in h)
+        error += duration * (max(len(r), len(h)) - correct)
+        speech += duration * len(r)
+    return error, speech
+
+
 def match_turns(ref: Sequence[Turn], hyp: Sequence[Turn]) -> List[Tuple[int, int]]:
     """One-to-one (ref index, hyp index) pairs maximising the total temporal overlap.
 
@@ -157,6 +201,7 @@ def conversation_scores(record: Dict[str, Any]) -> Dict[str, Any]:
     cp = cp_errors(ref, hyp)
     orc = orc_errors(ref, hyp)
     overlap = overlap_aware_errors(ref, hyp)
+    seg_error, seg_speech = channel_segmentation_error(assign_channels(ref), hyp)
     start_lat, end_lat = turn_latencies(ref, hyp)
     target = record.get("target_overlap")
     return {
@@ -168,6 +213,8 @@ def conversation_scores(record: Dict[str, Any]) -> Dict[str, Any]:
         "cp_errors": cp[0],
         "orc_errors": orc[0],
         "overlap_errors": overlap[0],
+        "segmentation_error_seconds": round(seg_error, 4),
+        "speech_seconds": round(seg_speech, 4),
         "ref_turns": len(ref),
         "hyp_turns": len(hyp),
         "turn_count_correct": len(ref) == len(hyp),
@@ -209,6 +256,8 @@ def summarize(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         errors = sum(r[f"{kind}_errors"] for r in rows)
         out[f"{kind}_errors"] = errors
         out[f"{kind}_wer"] = errors / words if words else None
+    speech = sum(r["speech_seconds"] for r in rows)
+    out["segmentation_error"] = sum(r["segmentation_error_seconds"] for r in rows) / speech if speech else None
     out["turn_count_accuracy"] = sum(r["turn_count_correct"] for r in rows) / len(rows) if rows else None
     for which in ("start", "end"):
         values = [x for r in rows for x in r[f"{which}_latency"]]
@@ -236,7 +285,7 @@ def score_conversations(records: Iterable[Dict[str, Any]]) -> Tuple[List[Dict[st
 
 # ------------------------------------------------------------------- system comparison
 
-RATIO_METRICS = ("merged_wer", "cp_wer", "orc_wer", "overlap_wer")
+RATIO_METRICS = ("merged_wer", "cp_wer", "orc_wer", "overlap_wer", "segmentation_error")
 MEAN_METRICS = ("turn_count_accuracy",)
 MEDIAN_METRICS = ("start_latency_median", "end_latency_median")
 COMPARED_METRICS = RATIO_METRICS + MEAN_METRICS + MEDIAN_METRICS
@@ -255,9 +304,12 @@ def _pair_rows(rows_a: Sequence[Dict[str, Any]], rows_b: Sequence[Dict[str, Any]
 def _metric_replicates(rows: Sequence[Dict[str, Any]], metric: str, index: np.ndarray) -> Tuple[float, np.ndarray]:
     """Observed value of `metric` over `rows` and its value on each resample `index` (n_boot, n)."""
     if metric in RATIO_METRICS:
-        kind = metric[: -len("_wer")]
-        errors = np.array([r[f"{kind}_errors"] for r in rows], dtype=np.float64)
-        words = np.array([r["words"] for r in rows], dtype=np.float64)
+        if metric == "segmentation_error":
+            errors = np.array([r["segmentation_error_seconds"] for r in rows], dtype=np.float64)
+            words = np.array([r["speech_seconds"] for r in rows], dtype=np.float64)
+        else:
+            errors = np.array([r[f"{metric[: -len('_wer')]}_errors"] for r in rows], dtype=np.float64)
+            words = np.array([r["words"] for r in rows], dtype=np.float64)
         observed = errors.sum() / words.sum() if words.sum() else float("nan")
         sums_w = words[index].sum(axis=1)
         return observed, np.divide(errors[index].sum(axis=1), sums_w, out=np.full(len(index), np.nan),

@@ -16,6 +16,7 @@ _LABELS = {
     "cp_wer": "cpWER",
     "orc_wer": "ORC-WER",
     "overlap_wer": "overlap-aware WER",
+    "segmentation_error": "channel segmentation error",
     "turn_count_accuracy": "turn counting accuracy",
     "start_latency_median": "median start (<sot>) latency",
     "end_latency_median": "median end (<eot>) latency",
@@ -41,8 +42,8 @@ def _overlap_name(key: str) -> str:
 def system_table(doc: Dict[str, Any]) -> List[str]:
     """One row per system and overlap bucket."""
     lines = ["| system | overlap | conv. | merged WER % | overlap-aware WER % | cpWER % | ORC-WER % | "
-             "turn count acc. % | start latency med / p90 s | end latency med / p90 s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "channel seg. error % | turn count acc. % | start latency med / p90 s | end latency med / p90 s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in doc["order"]:
         metrics = doc["systems"][name]["metrics"]
         keys = [k for k in metrics if k != "all"] + ["all"]
@@ -52,7 +53,8 @@ def system_table(doc: Dict[str, Any]) -> List[str]:
             lines.append(
                 f"| {label} | {_overlap_name(key)} | {m['conversations']} | {_pct(m['merged_wer'])} | "
                 f"{_pct(m['overlap_wer'])} | "
-                f"{_pct(m['cp_wer'])} | {_pct(m['orc_wer'])} | {_pct(m['turn_count_accuracy'])} | "
+                f"{_pct(m['cp_wer'])} | {_pct(m['orc_wer'])} | {_pct(m['segmentation_error'])} | "
+                f"{_pct(m['turn_count_accuracy'])} | "
                 f"{_sec(m['start_latency_median'])} / {_sec(m['start_latency_p90'])} | "
                 f"{_sec(m['end_latency_median'])} / {_sec(m['end_latency_p90'])} |")
     return lines
@@ -70,7 +72,7 @@ def _diff_cell(metric: str, entry: Dict[str, Any]) -> str:
 
 def comparison_table(doc: Dict[str, Any]) -> List[str]:
     """B minus A with bootstrap CIs and p-values, one row per comparison."""
-    metrics = ["orc_wer", "merged_wer", "cp_wer", "turn_count_accuracy", "end_latency_median"]
+    metrics = ["orc_wer", "merged_wer", "cp_wer", "segmentation_error", "turn_count_accuracy", "end_latency_median"]
     lines = ["| B vs A | " + " | ".join(f"Δ {_LABELS[m]}" for m in metrics) + " |",
              "|---|" + "---|" * len(metrics)]
     for comp in doc["comparisons"]:
