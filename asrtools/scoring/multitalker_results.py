@@ -63,8 +63,11 @@ def train_info(exp_dir: Path) -> Dict[str, Any]:
     marker = _read_json(exp_dir / ".done.json")
     config = marker.get("params", {}).get("config", {})
     loss = config.get("loss", {})
+    summary = _read_json(exp_dir / "train_summary.json")
     return {"seconds": marker.get("seconds"), "num_threads": config.get("num_threads"),
-            "num_epochs": config.get("num_epochs"), "world_size": marker.get("params", {}).get("world_size"),
+            "num_epochs": config.get("num_epochs"), "max_steps": config.get("max_steps"),
+            "steps": summary.get("steps"), "epochs_reached": summary.get("epochs"),
+            "world_size": marker.get("params", {}).get("world_size"),
             "turn_scheme": loss.get("turn_scheme"), "fastemit_lambda": loss.get("fastemit_lambda"),
             "activity_weight": loss.get("activity_weight"), "eot_latency_weight": loss.get("eot_latency_weight")}
 

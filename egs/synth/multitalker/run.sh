@@ -30,7 +30,8 @@ device=cpu                 # cpu | cuda
 chunk_frames=32            # streaming decoding chunk (10 ms input frames)
 n_boot=1000                # bootstrap resamples of the comparisons
 results_md=RESULTS.md
-po_options="stage stop_stage nj corpus_preset src_data mix_config data exp pretrained systems train_set device chunk_frames n_boot results_md"
+note=                      # a line for the Notes section of the results page (e.g. how this run differs)
+po_options="stage stop_stage nj corpus_preset src_data mix_config data exp pretrained systems train_set device chunk_frames n_boot results_md note"
 help_message="Usage: $0 [options]
   stages: 0 source corpus, 1 mix, 2 pretrain, 3 train, 4 decode, 5 score, 6 results"
 . ../../../scripts/parse_options.sh
@@ -93,6 +94,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   for s in sts_no_fastemit sts_no_activity sts_no_latency; do
     if have sts && have "$s"; then args+=(--compare "sts,$s"); fi
   done
+  [ -z "$note" ] || args+=(--note "$note")
+  args+=(--note "systems initialised from $pretrained; extra training settings: ${train_set:-none}")
   log "stage 6: results page -> $results_md"
   $cpu_cmd asrtools score multitalker-results "${args[@]}" --bootstrap "$n_boot" \
     --describe "baseline=multi-turn RNN-T: speaker-change token, no turn tokens, no FastEmit/activity/latency" \
