@@ -119,3 +119,19 @@ def test_sts_model_loss_is_finite_and_penalty_raises_it_for_late_eot():
     # a fresh model is the same transducer on both channels (zero-initialised branch projections)
     channels, _ = model.separate(x, x_lens)
     assert torch.equal(channels[:2], channels[2:])
+
+
+def test_sts_config_contradictions_fail_at_load():
+    from asrtools.errors import ConfigError
+    from asrtools.training.config import load_train_config
+
+    ok = load_train_config(None, ["task=sts", "loss.eot_latency_weight=1.0"])
+    assert ok.loss.turn_scheme == "sot_eot"
+    with pytest.raises(ConfigError, match="eot_latency_weight needs turn_scheme sot_eot"):
+        load_train_config(None, ["task=sts", "loss.turn_scheme=speaker_change", "loss.eot_latency_weight=1.0"])
+    with pytest.raises(ConfigError, match="turn_scheme 'x' is unknown"):
+        load_train_config(None, ["task=sts", "loss.turn_scheme=x"])
+    with pytest.raises(ConfigError, match="fastemit_lambda"):
+        load_train_config(None, ["task=sts", "loss.fastemit_lambda=-1"])
+    with pytest.raises(ConfigError, match="num_channels must be 2"):
+        load_train_config(None, ["task=sts", "model.num_channels=3"])
