@@ -21,9 +21,9 @@ from asrtools.errors import AsrtoolsError
 FAMILIES: Dict[str, str] = {
     "data": "Build, validate and featurise corpora (synthetic TTS corpus, Lhotse manifests).",
     "bpe": "Train and inspect sentencepiece BPE models.",
-    "train": "Train models (transducers, speaker embeddings) from a YAML config.",
-    "decode": "Decode cuts with a trained transducer (greedy, beam, streaming).",
-    "score": "Score recognitions (WER, per-cohort tables, system comparisons) and verification trials (EER).",
+    "train": "Train models (transducers, multi-talker STS, speaker embeddings) from a YAML config.",
+    "decode": "Decode cuts with a trained transducer (greedy, beam, streaming; multi-talker turns).",
+    "score": "Score recognitions (WER, per-cohort tables, system comparisons, multi-talker metrics) and verification trials (EER).",
     "model": "Inspect models: parameters, FLOPs (info.json), streaming real-time factor.",
     "report": "Build result pages from stage artifacts (JSON): tables, comparisons, provenance.",
     "audit": "Transcribe with external ASR systems to audit them by cohort.",

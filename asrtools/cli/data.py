@@ -110,3 +110,28 @@ def features(manifest_dir: Path, config_path: Optional[Path], overrides: Tuple[s
         ctx.log.info("cuts per split: %s", compute_features(manifest_dir, ctx.out_dir, cfg, num_jobs))
 
     run_stage(out_dir, "data features", to_dict(cfg), {"manifests": manifest_dir}, body, force=force)
+
+
+@data.command()
+@click.option("--source-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory with source cuts_<split>.jsonl.gz (e.g. from `asrtools data features`).")
+@config_options
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("-j", "--num-jobs", type=int, default=2, show_default=True, help="Feature processes.")
+@force_option
+def mix(source_dir: Path, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path, num_jobs: int,
+        force: bool) -> None:
+    """Simulate multi-talker conversations (2-4 speakers, controlled overlap) and featurise them.
+
+    Writes cuts_<split>.jsonl.gz (one cut per conversation, one supervision per turn),
+    conversations_<split>.jsonl (the plan, target and realised overlap ratio) and stats.json;
+    speakers of different splits are never mixed. Resumable per feature shard.
+
+    Example: asrtools data mix --source-dir ../asr/data/fbank --config conf/mix.yaml --out-dir data/mix
+    """
+    from asrtools.data.conversations import MixConfig, simulate
+
+    cfg = load_config(MixConfig, config_path, overrides)
+    sources = {f"cuts_{s}": source_dir / f"cuts_{s}.jsonl.gz" for s in sorted(cfg.conversations)}
+    run_stage(out_dir, "data mix", to_dict(cfg), sources,
+              lambda ctx: simulate(source_dir, ctx.out_dir, cfg, num_jobs, ctx.log), force=force)

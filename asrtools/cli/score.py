@@ -402,3 +402,100 @@ def sv(scores: Path, supervisions: Path, groupings: Tuple[str, ...], dcfs: Tuple
                      "n/a" if gap.get("value") is None else f"{100 * gap['value']:.2f} pp")
 
     run_stage(out_dir, "score sv", params, {"scores": score_file, "supervisions": supervisions}, body, force=force)
+
+
+@score.command("multitalker")
+@click.option("--turns", "turns_path", type=_PATH, required=True,
+              help="turns.jsonl of a multi-talker decode (or its decode directory).")
+@click.option("--out-dir", type=_DIR, required=True)
+@force_option
+def multitalker(turns_path: Path, out_dir: Path, force: bool) -> None:
+    """Multi-talker metrics per conversation and by target overlap ratio.
+
+    Speaker-agnostic merged WER, cpWER and ORC-WER (meeteval), turn-counting accuracy and
+    the latency of turn starts/ends (<sot>/<eot>) against the reference boundaries.
+    Writes conversations.jsonl (one row per conversation) and metrics.json.
+
+    Example: asrtools score multitalker --turns exp/sts/decode_test_streaming --out-dir exp/sts/decode_test_streaming/score
+    """
+    from asrtools.pipeline import atomic_write_json, atomic_write_text
+    from asrtools.scoring.multitalker import read_turns, score_conversations
+
+    source = turns_path / "turns.jsonl" if turns_path.is_dir() else turns_path
+
+    def body(ctx: Any) -> None:
+        rows, summary = score_conversations(read_turns(source))
+        atomic_write_text(ctx.out_dir / "conversations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_json(ctx.out_dir / "metrics.json", summary)
+        total = summary["all"]
+        ctx.log.info("%d conversations: merged WER %.2f%%, cpWER %.2f%%, ORC-WER %.2f%%, turn count acc %.1f%%",
+                     total["conversations"], 100 * (total["merged_wer"] or 0), 100 * (total["cp_wer"] or 0),
+                     100 * (total["orc_wer"] or 0), 100 * (total["turn_count_accuracy"] or 0))
+
+    run_stage(out_dir, "score multitalker", {}, {"turns": source}, body, force=force)
+
+
+@score.command("multitalker-results")
+@click.option("--system", "systems", multiple=True, required=True, metavar="NAME=EXP_DIR",
+              help="A multi-talker experiment (repeatable, in table order).")
+@click.option("--describe", "descriptions", multiple=True, metavar="NAME=TEXT", help="A system's description.")
+@click.option("--decode", "decode_name", default="decode_test_streaming", show_default=True,
+              help="Decode directory (under each EXP_DIR) whose score/ is reported.")
+@click.option("--compare", "comparisons", multiple=True, metavar="A,B",
+              help="Report B minus A with a paired conversation-level bootstrap (repeatable).")
+@click.option("--baseline", default=None, help="System the paper comparison takes as the baseline.")
+@click.option("--main", "main_system", default=None, help="System the paper comparison takes as STS.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--title", default="Multi-talker ASR results", show_default=True)
+@click.option("--note", "notes", multiple=True, help="A line for the Notes section (repeatable).")
+@click.option("--out", "out_md", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Markdown page to write (e.g. RESULTS.md).")
+@click.option("--out-dir", type=_DIR, required=True, help="Stage directory for results.json and results.md.")
+@force_option
+def multitalker_results(systems: Tuple[str, ...], descriptions: Tuple[str, ...], decode_name: str,
+                        comparisons: Tuple[str, ...], baseline: Optional[str], main_system: Optional[str], n_boot: int,
+                        seed: int, title: str, notes: Tuple[str, ...], out_md: Path, out_dir: Path,
+                        force: bool) -> None:
+    """Results page of several multi-talker systems, by overlap ratio, with paired comparisons.
+
+    \b
+    Example:
+      asrtools score multitalker-results --system baseline=exp/baseline --system sts=exp/sts \\
+        --compare baseline,sts --baseline baseline --main sts --out RESULTS.md --out-dir exp/results
+    """
+    from asrtools.errors import ConfigError
+    from asrtools.pipeline import atomic_write_json, atomic_write_text
+    from asrtools.scoring.multitalker_results import build_results
+
+    named = dict(split_named("--system", s) for s in systems)
+    if len(named) != len(systems):
+        raise ConfigError("--system: every NAME must be unique")
+    texts = dict(split_named("--describe", d) for d in descriptions)
+    pairs = []
+    for comp in comparisons:
+        a, _, b = comp.partition(",")
+        if a not in named or b not in named:
+            raise ConfigError(f"--compare {comp!r}: expected A,B with A and B among the --system names")
+        pairs.append((a, b))
+    inputs: Dict[str, Path] = {}
+    for name, exp in named.items():
+        inputs[f"{name}_train"] = Path(exp) / ".done.json"
+        inputs[f"{name}_score"] = Path(exp) / decode_name / "score"
+        inputs[f"{name}_decode"] = Path(exp) / decode_name / "summary.json"
+    params = {"systems": list(named), "descriptions": texts, "decode": decode_name, "comparisons": pairs,
+              "baseline": baseline, "main": main_system, "n_boot": n_boot, "seed": seed, "title": title,
+              "notes": list(notes)}
+
+    def body(ctx: Any) -> None:
+        from asrtools.scoring.multitalker_page import results_markdown
+
+        doc = build_results({n: Path(e) for n, e in named.items()}, texts, decode_name, pairs, baseline,
+                            main_system, n_boot, seed, title, list(notes))
+        atomic_write_json(ctx.out_dir / "results.json", doc)
+        page = results_markdown(doc)
+        atomic_write_text(ctx.out_dir / "results.md", page)
+        atomic_write_text(out_md, page)
+        ctx.log.info("results page: %s", out_md)
+
+    run_stage(out_dir, "score multitalker-results", params, inputs, body, force=force)

@@ -4,7 +4,9 @@ Shared by training, decoding and the audits, so none of them imports the others:
 `load_cuts` reads a lhotse CutSet and says in one line what a manifest of the wrong kind
 is; `AsrDataset` is a lhotse-style map dataset (a sampler yields a `CutSet` mini-batch and
 the dataset returns padded features, transcripts and ids, like lhotse's
-`K2SpeechRecognitionDataset` minus the k2 supervision tensors a transducer does not use).
+`K2SpeechRecognitionDataset` minus the k2 supervision tensors a transducer does not use);
+`ConversationDataset` does the same for multi-talker conversation cuts, returning their
+timed reference turns.
 Augmentation is *not* done here: the trainer applies SpecAugment in the training process,
 where its RNG state is checkpointed, so a resumed run draws the same masks.
 """
@@ -21,6 +23,7 @@ from lhotse.cut import Cut
 from lhotse.dataset.collation import collate_features
 
 from asrtools.data.io import malformed_line
+from asrtools.data.turns import turns_of_cut
 from asrtools.errors import DataError, describe
 
 # What the first record of a lhotse manifest looks like, by kind (for "wrong manifest" errors).
@@ -152,3 +155,21 @@ class AsrDataset(torch.utils.data.Dataset):
             "cut_ids": [c.id for c in cuts],
             "speakers": [cut_speaker(c) for c in cuts],
         }
+
+
+class ConversationDataset(torch.utils.data.Dataset):
+    """A `CutSet` mini-batch of conversation cuts -> padded features and reference turns.
+
+    Returns a dict with features (B, T, F) float32, feature_lens (B,) int64, cut_ids, and
+    turns (B lists of `Turn`, sorted by start), longest cut first.
+    """
+
+    def __getitem__(self, cuts: CutSet) -> Dict[str, Any]:
+        cuts = cuts.sort_by_duration(ascending=False)
+        try:
+            features, feature_lens = collate_features(cuts)
+        except Exception as err:
+            ids = ", ".join(c.id for c in list(cuts)[:3])
+            raise DataError(f"cannot load features of cuts {ids}...: {err}") from None
+        return {"features": features.to(torch.float32), "feature_lens": feature_lens.to(torch.int64),
+                "cut_ids": [c.id for c in cuts], "turns": [turns_of_cut(c) for c in cuts]}

@@ -28,7 +28,9 @@ from asrtools.data.io import read_manifest, save_manifest
 logger = logging.getLogger("asrtools")
 
 
-def _compute_shard(cuts: CutSet, cfg: FeatureConfig, feats_path: Path, manifest_path: Path) -> int:
+def compute_shard(cuts: CutSet, cfg: FeatureConfig, feats_path: Path, manifest_path: Path) -> int:
+    """Compute and store the features of `cuts` (a MixedCut's on its mixed audio), then write
+    the shard's cut manifest (the shard's completion marker); return the number of cuts."""
     import torch
 
     torch.set_num_threads(1)
@@ -43,6 +45,19 @@ def _compute_shard(cuts: CutSet, cfg: FeatureConfig, feats_path: Path, manifest_
                 raise DataError(f"cut {cut.id}: cannot compute features ({describe(err)})") from None
     save_manifest(CutSet.from_cuts(done), manifest_path)
     return len(done)
+
+
+def run_shards(todo: List[Tuple[CutSet, Path, Path]], cfg: FeatureConfig, num_jobs: int = 1) -> None:
+    """Run `compute_shard` on every `(cuts, feats_path, manifest_path)`, in `num_jobs` processes."""
+    with tqdm(total=sum(len(s[0]) for s in todo), desc="fbank", unit="cut", dynamic_ncols=True) as progress:
+        if num_jobs <= 1:
+            for cuts, feats, manifest in todo:
+                progress.update(compute_shard(cuts, cfg, feats, manifest))
+        else:
+            with concurrent.futures.ProcessPoolExecutor(num_jobs) as pool:
+                futures = [pool.submit(compute_shard, cuts, cfg, feats, manifest) for cuts, feats, manifest in todo]
+                for future in concurrent.futures.as_completed(futures):
+                    progress.update(future.result())
 
 
 def _id_from_recording(cut: Cut) -> Cut:
@@ -75,15 +90,7 @@ def compute_features(manifest_dir: Path, out_dir: Path, cfg: FeatureConfig, num_
     todo = [s for s in shards if not s[3].exists()]
     if len(todo) < len(shards):
         logger.info("resuming: %d of %d feature shards already done", len(shards) - len(todo), len(shards))
-    with tqdm(total=sum(len(s[1]) for s in todo), desc="fbank", unit="cut", dynamic_ncols=True) as progress:
-        if num_jobs <= 1:
-            for _, cuts, feats, manifest in todo:
-                progress.update(_compute_shard(cuts, cfg, feats, manifest))
-        else:
-            with concurrent.futures.ProcessPoolExecutor(num_jobs) as pool:
-                futures = [pool.submit(_compute_shard, cuts, cfg, feats, manifest) for _, cuts, feats, manifest in todo]
-                for future in concurrent.futures.as_completed(futures):
-                    progress.update(future.result())
+    run_shards([(cuts, feats, manifest) for _, cuts, feats, manifest in todo], cfg, num_jobs)
     counts: Dict[str, int] = {}
     for split in dict.fromkeys(s[0] for s in shards):
         parts = [load_manifest(s[3]) for s in shards if s[0] == split]
