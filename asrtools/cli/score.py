@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import click
 
-from asrtools.cli.options import force_option
+from asrtools.cli.options import force_option, split_named
 from asrtools.pipeline import run_stage
 
 _LOG = logging.getLogger("asrtools.score")
