@@ -1,11 +1,13 @@
 """The trainer: config strictness, filtering, NaN guard, overfitting, exact resume, DDP."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,7 +126,10 @@ def test_exact_resume_after_sigkill_is_bit_identical(tmp_path):
     subprocess.run(train_cmd(config, corpus, tmp_path / "straight"), env=train_env(), check=True,
                    capture_output=True)
 
-    kill_after = random.Random().choice([2, 4, 6])
+    # Seeded, so a failure reproduces: ASRTOOLS_TEST_SEED=<n> pytest ... picks another kill point.
+    seed = int(os.environ.get("ASRTOOLS_TEST_SEED", "2026"))
+    kill_after = random.Random(seed).choice([2, 4, 6])
+    print(f"killing after checkpoint-{kill_after} (ASRTOOLS_TEST_SEED={seed})")
     exp = tmp_path / "killed"
     proc = subprocess.Popen(train_cmd(config, corpus, exp), env=train_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -170,3 +175,220 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert log.count("training done") == 1
     # Only rank 0 wrote logs: every step line appears once.
     assert log.count("epoch 1 done") == 1
+
+
+def test_ddp_ranks_see_disjoint_cuts_and_one_step_equals_the_merged_batch(tmp_path):
+    corpus = make_corpus(tmp_path / "data", num_train=16)
+    # No dropout, SpecAugment or clipping: the only difference left is how the batch is split.
+    config = write_config(tmp_path / "c.yaml", {"num_epochs": 1, "save_every_n_steps": 0,
+                                                "optim": {"clip_grad_norm": 0.0},
+                                                "data": {"max_duration": 0.8}})
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).parent / "ddp_worker.py"), str(config), str(corpus["cuts_train"]),
+           str(corpus["cuts_dev"]), str(corpus["bpe_model"]), str(out)]
+    result = subprocess.run(cmd, env=train_env(), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(out / f"rank-{r}.pt", weights_only=True) for r in (0, 1)]
+    seen = [[cut for batch in r["batches"] for cut in batch] for r in ranks]
+    assert seen[0] and seen[1] and not set(seen[0]) & set(seen[1])
+    assert len(seen[0]) == len(set(seen[0])) and len(seen[1]) == len(set(seen[1]))
+    assert set(seen[0]) | set(seen[1]) == {c.id for c in load_cuts(corpus["cuts_train"])}
+
+    # One process, same seed, the two ranks' first batches merged into one batch.
+    trainer = Trainer(load_train_config(config), _paths(corpus, tmp_path / "single"), setup_distributed("cpu"))
+    from asrtools.data.cuts import AsrDataset
+
+    cuts = load_cuts(corpus["cuts_train"])
+    merged = AsrDataset()[cuts.subset(cut_ids=ranks[0]["batches"][0] + ranks[1]["batches"][0])]
+    trainer.train_step(merged)
+    for name, param in trainer.model.named_parameters():
+        ddp_grad = ranks[0]["grads"][name]
+        assert torch.equal(ddp_grad, ranks[1]["grads"][name]), name  # DDP gave both ranks the same
+        assert torch.allclose(param.grad, ddp_grad, rtol=1e-4, atol=1e-6), (name, (param.grad - ddp_grad).abs().max())
+
+
+def test_config_contradictions_fail_at_load(tmp_path):
+    cases = {
+        "loss.prune_range=1": "too small for the regular",
+        "loss.lm_scale=0.8": "lm_scale \\+ am_scale",
+        "loss.backend=cuda": "backend 'cuda' is unknown",
+        "loss.delay_penalty=-0.1": "delay_penalty",
+        "average=best_k_by_dev_cer": "average 'best_k_by_dev_cer' is unknown",
+        "task=ctc": "task 'ctc' is unknown",
+    }
+    config = write_config(tmp_path / "c.yaml", {"loss": {"am_scale": 0.3}})
+    for override, message in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            load_train_config(config, [override])
+    # A modified transducer emits at most one symbol per frame: a window of one is enough.
+    assert load_train_config(config, ["loss.prune_range=1", "loss.rnnt_type=modified"]).loss.prune_range == 1
+    with pytest.raises(ConfigError, match="wer_utts"):
+        load_train_config(config, ["average=best_k_by_dev_wer", "valid.wer_utts=0"])
+
+
+def test_config_error_comes_before_data_is_read(tmp_path):
+    config = write_config(tmp_path / "c.yaml", {"loss": {"prune_range": 1}})
+    result = subprocess.run([*train_cmd(config, {"cuts_train": tmp_path / "missing.jsonl.gz",
+                                                 "cuts_dev": tmp_path / "missing.jsonl.gz",
+                                                 "bpe_model": tmp_path / "missing.model"}, tmp_path / "exp")],
+                            env=train_env(), capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "prune_range 1 is too small" in result.stderr
+    assert not (tmp_path / "exp").exists()
+
+
+def test_averaged_checkpoint_is_the_hand_computed_mean(tmp_path):
+    corpus = make_corpus(tmp_path / "data", num_train=6)
+    config = load_train_config(write_config(tmp_path / "c.yaml", {"num_epochs": 3, "average_last_n": 3}))
+    (tmp_path / "exp").mkdir()
+    Trainer(config, _paths(corpus, tmp_path / "exp"), setup_distributed("cpu")).run()
+    epochs = [load_checkpoint(tmp_path / "exp" / f"epoch-{e}.pt")["model"] for e in (1, 2, 3)]
+    averaged = load_checkpoint(tmp_path / "exp" / "averaged.pt")["model"]
+    for key, value in averaged.items():
+        if value.is_floating_point():
+            by_hand = (epochs[0][key].double() + epochs[1][key].double() + epochs[2][key].double()) / 3
+            assert torch.allclose(value.double(), by_hand, atol=1e-7), key
+        else:
+            assert torch.equal(value, epochs[2][key]), key
+
+
+def test_best_k_by_dev_wer_selects_averages_and_keeps_the_best_epochs(tmp_path):
+    corpus = make_corpus(tmp_path / "data", num_train=12, num_dev=6)
+    config = load_train_config(write_config(tmp_path / "c.yaml", {
+        "num_epochs": 6, "average": "best_k_by_dev_wer", "average_last_n": 2, "keep_last_k": 1,
+        "save_every_n_steps": 0, "valid": {"wer_utts": 4}, "optim": {"lr": 0.01}}))
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    Trainer(config, _paths(corpus, exp), setup_distributed("cpu")).run()
+    summary = json.loads((exp / "train_summary.json").read_text())
+    history = {int(e): m for e, m in summary["valid_history"].items()}
+    assert sorted(history) == list(range(1, 7)) and all(0.0 <= m["wer"] for m in history.values())
+    # Lowest dev WER first; a tie goes to the later epoch.
+    best = sorted(sorted(history, key=lambda e: (history[e]["wer"], -e))[:2])
+    averaged = load_checkpoint(exp / "averaged.pt")
+    assert averaged["averaged_from"] == [f"epoch-{e}.pt" for e in best]
+    kept = {e for e, _ in epoch_checkpoints(exp)}
+    assert set(best) <= kept and 6 in kept
+    expected = average_state_dicts([load_checkpoint(exp / f"epoch-{e}.pt")["model"] for e in best])
+    for key, value in expected.items():
+        assert torch.equal(averaged["model"][key], value), key
+
+
+def test_dev_wer_is_logged_by_the_train_stage(tmp_path):
+    corpus = make_corpus(tmp_path / "data", num_train=8)
+    config = write_config(tmp_path / "c.yaml", {"num_epochs": 1, "valid": {"wer_utts": 3}, "tensorboard": True,
+                                                "log_every_n_steps": 1})
+    result = subprocess.run(train_cmd(config, corpus, tmp_path / "exp"), env=train_env(), capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = (tmp_path / "log" / "exp.log").read_text()
+    line = next(l for l in log.splitlines() if "epoch 1 done" in l)
+    assert "valid loss " in line and " wer " in line
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "exp" / "tensorboard"))
+    events.Reload()
+    assert {"valid/wer", "valid/loss", "train/loss"} <= set(events.Tags()["scalars"])
+
+
+def test_resume_skips_a_truncated_newest_checkpoint(tmp_path):
+    corpus = make_corpus(tmp_path / "data", num_train=24)
+    config = _resume_config(tmp_path)
+    subprocess.run(train_cmd(config, corpus, tmp_path / "straight"), env=train_env(), check=True,
+                   capture_output=True)
+    exp = tmp_path / "crashed"
+    proc = subprocess.Popen(train_cmd(config, corpus, exp), env=train_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (exp / "checkpoint-6.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGSTOP)
+    finished = (exp / "final.pt").exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not finished and len(step_checkpoints(exp)) >= 2, "killed too late"
+    newest = max(step_checkpoints(exp))[1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a crash mid-write
+
+    resumed = subprocess.run(train_cmd(config, corpus, exp), env=train_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"checkpoint {newest.name} is unreadable" in resumed.stderr
+    straight = load_checkpoint(tmp_path / "straight" / "final.pt")["model"]
+    again = load_checkpoint(exp / "final.pt")["model"]
+    for key in straight:
+        assert torch.equal(straight[key], again[key]), key
+
+
+def test_init_from_starts_from_the_given_weights(tmp_path):
+    run = overfit_run()
+    config = load_train_config(write_config(tmp_path / "c.yaml", {"num_epochs": 1, "max_steps": 1}))
+    paths = TrainPaths(run["corpus"]["cuts_train"], run["corpus"]["cuts_dev"], run["corpus"]["bpe_model"],
+                       tmp_path / "exp", init_from=run["exp_dir"] / "averaged.pt")
+    trainer = Trainer(config, paths, setup_distributed("cpu"))
+    base = load_checkpoint(run["exp_dir"] / "averaged.pt")["model"]
+    assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in base.items())
+    assert trainer.validate()["pruned"] < 0.2 * run["initial_pruned"]
+
+
+def test_regularizer_is_added_and_fingerprinted(tmp_path):
+    from asrtools.training.task import Regularizer
+    from asrtools.training.trainer import run_training
+
+    class L2ToZero(Regularizer):
+        name = "l2"
+
+        def __init__(self, weight: float) -> None:
+            self.weight = weight
+
+        def params(self):
+            return {"weight": self.weight}
+
+        def __call__(self, model):
+            return self.weight * sum((p ** 2).sum() for p in model.parameters())
+
+    corpus = make_corpus(tmp_path / "data", num_train=6)
+    config = load_train_config(write_config(tmp_path / "c.yaml", {"num_epochs": 1, "log_every_n_steps": 1}))
+    paths = _paths(corpus, tmp_path / "exp")
+    assert run_training(config, paths, regularizers=[L2ToZero(1e-3)])
+    assert not run_training(config, paths, regularizers=[L2ToZero(1e-3)])  # up to date
+    assert run_training(config, paths, regularizers=[L2ToZero(1e-2)])  # a changed weight reruns
+    log = (tmp_path / "log" / "exp.log").read_text()
+    assert "l2 " in log
+
+
+def test_training_trajectory_is_pinned(tmp_path):
+    """Losses of the first steps of a fixed tiny run: a code change that alters training fails here,
+    and the generated result pages must then be regenerated in the same change."""
+    corpus = make_corpus(tmp_path / "data", num_train=24, seed=5)
+    config = load_train_config(write_config(tmp_path / "c.yaml", {"num_epochs": 2, "max_steps": 6}))
+    (tmp_path / "exp").mkdir()
+    trainer = Trainer(config, _paths(corpus, tmp_path / "exp"), setup_distributed("cpu"))
+    losses = []
+    step = trainer.train_step
+
+    def recording_step(batch):
+        stats = step(batch)
+        losses.append(stats["loss"])
+        return stats
+
+    trainer.train_step = recording_step
+    trainer.run()
+    assert losses == pytest.approx(PINNED_LOSSES, rel=2e-3), losses
+
+
+# Measured on the project machine (x86_64, torch 2.9.1, one thread); float differences across
+# machines are ~1e-6, far inside the tolerance.
+PINNED_LOSSES = [3.917666, 3.302672, 2.760895, 2.822267, 2.751991, 2.513167]
+
+
+def test_spread_subset_is_even_and_handles_zero():
+    from lhotse import CutSet
+
+    from asrtools.training.tasks.transducer import spread_subset
+
+    cuts = load_cuts(make_corpus(Path(tempfile.mkdtemp()), num_train=10)["cuts_train"])
+    assert len(spread_subset(cuts, 0)) == 0
+    assert [c.id for c in spread_subset(cuts, 5)] == [f"train-{i:03d}" for i in (0, 2, 4, 6, 8)]
+    assert len(spread_subset(cuts, 50)) == len(cuts)
+    assert isinstance(spread_subset(cuts, 3), CutSet)

@@ -32,19 +32,34 @@ CHECK_NOT_A_STAGE = 4  # exit status of `asrtools --check` / `--task` for a comm
 FAMILIES: Dict[str, str] = {
     "data": "Build, validate and featurise corpora (synthetic TTS corpus, Lhotse manifests).",
     "bpe": "Train and inspect sentencepiece BPE models.",
-    "train": "Train models (transducers) from a YAML config.",
-    "decode": "Decode cuts with a trained transducer (greedy, beam, streaming).",
-    "score": "Score recognitions: WER, per-cohort tables, system comparisons.",
-    "model": "Inspect model configs: parameters, FLOPs.",
+    "train": "Train models (transducers, multi-talker STS, speaker embeddings) from a YAML config.",
+    "decode": "Decode cuts with a trained transducer (greedy, beam, streaming; multi-talker turns).",
+    "score": "Score recognitions (WER, per-cohort tables, system comparisons, multi-talker metrics) and verification trials (EER).",
+    "model": "Inspect models: parameters, FLOPs (info.json), streaming real-time factor.",
+    "report": "Build result pages from stage artifacts (JSON): tables, comparisons, provenance.",
     "audit": "Transcribe with external ASR systems to audit them by cohort.",
+    "sv": "Speaker verification: trials, embeddings, cosine / AS-norm scoring, results page.",
 }
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever `sys.stderr` is when a record is emitted, so
+    a console handler installed once per process follows redirections (e.g. click's CliRunner)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def setup_logging(verbose: bool = False) -> None:
     """Console logging for the `asrtools` logger (stage logs add a file handler)."""
     log = logging.getLogger("asrtools")
     if not any(getattr(h, "_asrtools_console", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _ConsoleHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         handler._asrtools_console = True  # type: ignore[attr-defined]
         log.addHandler(handler)

@@ -18,7 +18,7 @@ def data() -> None:
 
 
 @data.command()
-@click.option("--preset", type=click.Choice(["tiny", "default", "large"]), default="default", show_default=True,
+@click.option("--preset", type=click.Choice(["tiny", "default", "sv", "large"]), default="default", show_default=True,
               help="Corpus size preset; --config and --set override its values.")
 @config_options
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
@@ -52,16 +52,23 @@ def manifests(corpus_dir: Path, out_dir: Path, sample_rate: int, force: bool) ->
 
     Example: asrtools data manifests --corpus-dir data/synth --out-dir data/manifests
     """
+    from asrtools.data.manifests import format_statistics, read_synth_corpus, validate_manifest_dir, write_manifests
+
+    loaded = {}
+
+    def load() -> None:
+        loaded["splits"] = read_synth_corpus(corpus_dir, sample_rate)
+
     def body(ctx) -> None:
-        from asrtools.data.manifests import format_statistics, make_synth_manifests, validate_manifest_dir
         from asrtools.pipeline import atomic_write_json
 
-        make_synth_manifests(corpus_dir, ctx.out_dir, sample_rate)
+        write_manifests(loaded["splits"], ctx.out_dir)
         stats = validate_manifest_dir(ctx.out_dir, sample_rate, check_audio=False)
         atomic_write_json(ctx.out_dir / "stats.json", stats)
         ctx.log.info("manifests:\n%s", format_statistics(stats))
 
-    run_stage(out_dir, "data manifests", {"sample_rate": sample_rate}, {"corpus": corpus_dir}, body, force=force)
+    run_stage(out_dir, "data manifests", {"sample_rate": sample_rate}, {"corpus": corpus_dir}, body, force=force,
+              validate=load)
 
 
 @data.command()
@@ -110,3 +117,28 @@ def features(manifest_dir: Path, config_path: Optional[Path], overrides: Tuple[s
 
     run_sharded_stage(out_dir, "data features", to_dict(cfg), {"manifests": manifest_dir}, plan, num_jobs,
                       force=force)
+
+
+@data.command()
+@click.option("--source-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory with source cuts_<split>.jsonl.gz (e.g. from `asrtools data features`).")
+@config_options
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("-j", "--num-jobs", type=int, default=2, show_default=True, help="Feature processes.")
+@force_option
+def mix(source_dir: Path, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path, num_jobs: int,
+        force: bool) -> None:
+    """Simulate multi-talker conversations (2-4 speakers, controlled overlap) and featurise them.
+
+    Writes cuts_<split>.jsonl.gz (one cut per conversation, one supervision per turn),
+    conversations_<split>.jsonl (the plan, target and realised overlap ratio) and stats.json;
+    speakers of different splits are never mixed. Resumable per feature shard.
+
+    Example: asrtools data mix --source-dir ../asr/data/fbank --config conf/mix.yaml --out-dir data/mix
+    """
+    from asrtools.data.conversations import MixConfig, simulate
+
+    cfg = load_config(MixConfig, config_path, overrides)
+    sources = {f"cuts_{s}": source_dir / f"cuts_{s}.jsonl.gz" for s in sorted(cfg.conversations)}
+    run_stage(out_dir, "data mix", to_dict(cfg), sources,
+              lambda ctx: simulate(source_dir, ctx.out_dir, cfg, num_jobs, ctx.log), force=force)

@@ -12,18 +12,20 @@ and lilcom is deterministic, so the result is byte-identical whatever N, resumed
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Sequence
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
-from lhotse import CutSet, LilcomChunkyWriter, load_manifest
+from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet, load_manifest
 from lhotse.cut import Cut
 from lhotse.utils import fastcopy
+from tqdm import tqdm
 
 from asrtools.data.feature_config import FeatureConfig
 from asrtools.data.manifests import find_splits
 from asrtools.errors import DataError, describe
-from asrtools.data.io import save_manifest
+from asrtools.data.io import read_manifest, save_manifest
 from asrtools.pipeline.sharding import Progress, ShardedWork
 
 logger = logging.getLogger("asrtools")
@@ -38,18 +40,37 @@ class FeatureShard(NamedTuple):
     manifest: Path  # .shards/<split>-<n>.jsonl.gz, the completion marker
 
 
-def _compute_shard(shard: FeatureShard, cfg: FeatureConfig) -> int:
+def compute_shard(cuts: CutSet, cfg: FeatureConfig, feats_path: Path, manifest_path: Path) -> int:
+    """Compute and store the features of `cuts` (a MixedCut's on its mixed audio), then write
+    the shard's cut manifest (the shard's completion marker); return the number of cuts."""
+    import torch
+
+    torch.set_num_threads(1)
     extractor = cfg.extractor()
-    shard.feats.parent.mkdir(parents=True, exist_ok=True)
+    feats_path.parent.mkdir(parents=True, exist_ok=True)
     done = []
-    with LilcomChunkyWriter(shard.feats) as writer:
-        for cut in shard.cuts:
+    with LilcomChunkyWriter(feats_path) as writer:
+        for cut in cuts:
             try:
                 done.append(cut.compute_and_store_features(extractor, writer))
             except Exception as err:  # corrupt audio surfaces here as many exception types
                 raise DataError(f"cut {cut.id}: cannot compute features ({describe(err)})") from None
-    save_manifest(CutSet.from_cuts(done), shard.manifest)
+    save_manifest(CutSet.from_cuts(done), manifest_path)
     return len(done)
+
+
+def run_shards(todo: List[Tuple[CutSet, Path, Path]], cfg: FeatureConfig, num_jobs: int = 1) -> None:
+    """Run `compute_shard` on every `(cuts, feats_path, manifest_path)`, in `num_jobs` processes
+    (for stages that are not sharded stages themselves, e.g. `asrtools data mix`)."""
+    with tqdm(total=sum(len(s[0]) for s in todo), desc="fbank", unit="cut", dynamic_ncols=True) as progress:
+        if num_jobs <= 1:
+            for cuts, feats, manifest in todo:
+                progress.update(compute_shard(cuts, cfg, feats, manifest))
+        else:
+            with concurrent.futures.ProcessPoolExecutor(num_jobs) as pool:
+                futures = [pool.submit(compute_shard, cuts, cfg, feats, manifest) for cuts, feats, manifest in todo]
+                for future in concurrent.futures.as_completed(futures):
+                    progress.update(future.result())
 
 
 def _id_from_recording(cut: Cut) -> Cut:
@@ -62,8 +83,8 @@ def plan_shards(out_dir: Path, manifest_dir: Path, cfg: FeatureConfig) -> List[F
     shards = []
     for split in find_splits(manifest_dir):
         cuts = CutSet.from_manifests(
-            recordings=load_manifest(manifest_dir / f"recordings_{split}.jsonl.gz"),
-            supervisions=load_manifest(manifest_dir / f"supervisions_{split}.jsonl.gz"),
+            recordings=read_manifest(manifest_dir / f"recordings_{split}.jsonl.gz", RecordingSet, "recordings"),
+            supervisions=read_manifest(manifest_dir / f"supervisions_{split}.jsonl.gz", SupervisionSet, "supervisions"),
         ).map(_id_from_recording).sort_by_recording_id()
         ids = [c.id for c in cuts]
         for n, start in enumerate(range(0, len(ids), cfg.shard_size)):
@@ -107,11 +128,9 @@ class FeatureWork(ShardedWork):
         return stored == [cut.id for cut in shard.cuts]
 
     def run_units(self, indices: Sequence[int], progress: Progress, processes: int) -> None:
-        import torch
-
-        torch.set_num_threads(1)
         for index in indices:
-            progress(_compute_shard(self.shards[index], self.cfg))
+            shard = self.shards[index]
+            progress(compute_shard(shard.cuts, self.cfg, shard.feats, shard.manifest))
 
     def merge(self) -> None:
         """Concatenate each split's shard manifests, in order, into cuts_<split>.jsonl.gz."""

@@ -5,7 +5,8 @@ Outputs in the stage directory:
                  duration, decode_seconds, custom (the supervision's custom fields)
   ref.trn        sclite trn: `words (utt_id)`, utt_id = `<speaker>-<cut id>` (sclite -i rm)
   hyp.trn        same for the hypotheses
-  summary.json   method, options, utterance count, audio and decode seconds, real-time factor
+  summary.json   method, options, utterance count, audio and decode seconds, real-time factor,
+                 provenance (commit, torch, CPU/GPU, threads: `asrtools.utils.provenance`)
 
 Cuts are decoded in fixed shards of `shard_size` cuts in manifest order (`DecodeWork`, the
 units of a sharded stage: `asrtools decode -j N` runs N processes, or N SLURM array tasks);
@@ -40,6 +41,7 @@ from asrtools.pipeline.sharding import Progress, ShardedWork, run_work
 from asrtools.text.tokenizer import Tokenizer
 from asrtools.models.checkpoint import load_checkpoint
 from asrtools.data.cuts import AsrDataset, cut_speaker, cut_text
+from asrtools.utils.provenance import provenance
 
 METHODS = ("greedy", "modified_beam", "streaming_greedy")
 PARTS_DIR = ".parts"
@@ -144,6 +146,10 @@ def decode_shard(model: Transducer, tokenizer: Tokenizer, cuts: CutSet, options:
     records: Dict[str, Dict[str, Any]] = {}
     for batch_cuts in sampler:
         batch = dataset[batch_cuts]
+        finite = torch.isfinite(batch["features"]).flatten(1).all(dim=1)  # (B,); padding is 0
+        if not bool(finite.all()):
+            bad = batch["cut_ids"][int((~finite).nonzero()[0])]
+            raise DataError(f"cut {bad}: its features hold NaN or infinite values")
         start = time.perf_counter()
         ids = decode_features(model, batch["features"].to(device), batch["feature_lens"].to(device), options)
         seconds = time.perf_counter() - start
@@ -261,6 +267,7 @@ class DecodeWork(ShardedWork):
             "audio_seconds": round(audio, 3),
             "decode_seconds": round(spent, 3),
             "real_time_factor": round(spent / audio, 5) if audio > 0 else None,
+            "provenance": provenance(),  # of the merging process (array tasks may run elsewhere)
         }
         atomic_write_json(out / "summary.json", self.summary)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)

@@ -81,6 +81,19 @@ class Encoder(nn.Module):
         """True if streaming output equals whole-utterance output."""
         return True
 
+    def set_training_progress(self, step: int, epoch: int) -> None:
+        """Told before every training step (optimizer updates done, 1-based epoch).
+
+        For encoders whose behaviour follows a schedule (e.g. an annealed gate temperature);
+        the default does nothing.
+        """
+
+    def auxiliary_losses(self) -> Dict[str, torch.Tensor]:
+        """Extra training losses of the last `forward`, already weighted (e.g. a compute
+        penalty), by name; the trainer adds them to the transducer loss and logs them.
+        The default has none."""
+        return {}
+
 
 def register_encoder(name: str) -> Callable[[Type[Encoder]], Type[Encoder]]:
     """Class decorator registering an encoder under `name` for config lookup."""

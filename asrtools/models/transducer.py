@@ -9,8 +9,8 @@ returns both losses; `loss_scales` gives icefall's warm-up schedule for mixing t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Tuple
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -115,12 +115,14 @@ class TransducerLosses:
       pruned: the pruned full-joiner loss (scalar).
       num_frames: total valid encoder frames of the batch (for per-frame normalisation).
       encoder_out_lens: (B,) int64 encoder output lengths.
+      aux: the encoder's auxiliary losses (already weighted scalars, by name; training only).
     """
 
     simple: torch.Tensor
     pruned: torch.Tensor
     num_frames: int
     encoder_out_lens: torch.Tensor
+    aux: Dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def loss_scales(step: int, warm_steps: int, simple_loss_scale: float) -> Tuple[float, float]:
@@ -197,6 +199,7 @@ class Transducer(nn.Module):
         from asrtools.losses import rnnt
 
         encoder_out, encoder_out_lens = self.encoder(x, x_lens)
+        aux = self.encoder.auxiliary_losses() if self.training else {}
         y = y.to(torch.int64)
         y_lens = y_lens.to(torch.int64)
         max_len = int(y_lens.max()) if y.numel() else 0
@@ -229,7 +232,7 @@ class Transducer(nn.Module):
             # The occupation grads are then non-finite too: pruning ranges built from them are
             # meaningless (possibly out of range), so report the pruned loss as NaN unevaluated.
             return TransducerLosses(simple_loss, torch.full_like(simple_loss, float("nan")),
-                                    int(encoder_out_lens.sum()), encoder_out_lens)
+                                    int(encoder_out_lens.sum()), encoder_out_lens, aux)
         ranges = rnnt.get_rnnt_prune_ranges(
             px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range, backend=backend
         )
@@ -256,6 +259,7 @@ class Transducer(nn.Module):
             pruned=pruned_loss,
             num_frames=int(encoder_out_lens.sum()),
             encoder_out_lens=encoder_out_lens,
+            aux=aux,
         )
 
 

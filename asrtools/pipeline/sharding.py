@@ -132,6 +132,7 @@ def run_sharded_stage(
     plan: Callable[[StageContext], ShardedWork],
     num_tasks: int,
     force: bool = False,
+    validate: Optional[Callable[[], None]] = None,
 ) -> bool:
     """Run a sharded stage as a whole, as one task, or check it (see the module docstring).
 
@@ -144,6 +145,8 @@ def run_sharded_stage(
       plan: builds the work from the stage context (it must not write).
       num_tasks: N, the number of tasks (local processes, or array tasks under SLURM).
       force: rerun even if the done-marker matches.
+      validate: checks the inputs at the door, as for `run_stage` (in a whole run; neither
+        in check mode nor in one task of an array).
 
     Returns:
       True if anything ran, False if the stage was up to date.
@@ -162,7 +165,7 @@ def run_sharded_stage(
     def check_sharding(ctx: StageContext) -> Dict[str, Any]:
         return {"num_tasks": num_tasks, "pending_tasks": pending_tasks(plan(ctx), num_tasks, ctx.resumed)}
 
-    return run_whole_stage(Path(out_dir), name, params, inputs, body, force, check_sharding)
+    return run_whole_stage(Path(out_dir), name, params, inputs, body, force, check_sharding, validate)
 
 
 def run_work(work: ShardedWork, num_tasks: int, name: str = "") -> None:

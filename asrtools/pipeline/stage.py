@@ -14,6 +14,9 @@ output directory:
   write each item atomically, see `asrtools.pipeline.atomic`), or starts clean if not.
 - `.lock` (flock) refuses a second process on the same directory.
 - Log records go to the console and to `<parent>/log/<dir name>.log`.
+- Inputs can be checked at the door (`validate`) before the directory is touched.
+- The marker records the provenance (commit, torch, CPU/GPU, threads) of the run that made
+  the outputs (`asrtools.utils.provenance`).
 - A directory that is not empty and carries neither marker was not made by asrtools: the
   stage refuses to touch it rather than overwrite the user's files.
 
@@ -48,6 +51,7 @@ from asrtools.pipeline.fingerprint import (
     read_marker,
 )
 from asrtools.pipeline.lock import LOCK_PREFIX, StageLock
+from asrtools.utils.provenance import provenance
 
 INPROGRESS_MARKER = ".inprogress.json"
 
@@ -314,6 +318,7 @@ def run_whole_stage(
     body: Callable[[StageContext], None],
     force: bool = False,
     check_sharding: Optional[Callable[[StageContext], Dict[str, Any]]] = None,
+    validate: Optional[Callable[[], None]] = None,
 ) -> bool:
     """`run_stage` without the task-mode guard; sharded stages call it for their whole run.
 
@@ -340,6 +345,8 @@ def run_whole_stage(
         if evaluation.up_to_date:
             logger.info("[%s] %s: up to date, nothing to do", name, out_dir)
             return False
+        if validate is not None:
+            validate()
         with StageLogFile(stage_log_path(out_dir)):
             logger.info("[%s] %s: running (%s)", name, out_dir, evaluation.reason)
             start = time.time()
@@ -357,6 +364,7 @@ def run_whole_stage(
                     "outputs": outputs,
                     "outputs_digest": outputs_digest(outputs),
                     "asrtools_version": asrtools.__version__,
+                    "provenance": provenance(),
                     "seconds": round(time.time() - start, 3),
                 },
             )
@@ -372,6 +380,7 @@ def run_stage(
     inputs: Mapping[str, Path],
     body: Callable[[StageContext], None],
     force: bool = False,
+    validate: Optional[Callable[[], None]] = None,
 ) -> bool:
     """Run `body` as a resumable, fingerprinted stage writing into `out_dir`.
 
@@ -384,6 +393,10 @@ def run_stage(
       body: the work; it writes outputs into `ctx.out_dir`, each file atomically, and
         skips items already finished when `ctx.resumed` is True.
       force: rerun even if the done-marker matches.
+      validate: checks the inputs at the door: called once the stage is known to need a
+        run, before anything in `out_dir` is touched (no marker removed, no output cleared,
+        nothing logged), so a bad input fails with its one-line error and leaves the
+        directory as it was. Bodies keep what it loads (e.g. in a closure).
 
     Returns:
       True if the stage ran, False if it was already up to date.
@@ -395,4 +408,4 @@ def run_stage(
     mode = current_stage_mode()
     if mode.task is not None:
         raise ConfigError(f"--task {mode.task}: '{name}' is not a sharded stage; run it without --task")
-    return run_whole_stage(out_dir, name, params, inputs, body, force)
+    return run_whole_stage(out_dir, name, params, inputs, body, force, validate=validate)

@@ -15,7 +15,7 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -70,10 +70,18 @@ def latest_checkpoint(exp_dir: Path, log: logging.Logger = logger) -> Optional[P
     return best[2] if best else None
 
 
-def prune_checkpoints(exp_dir: Path, keep_steps: int, keep_epochs: int) -> None:
-    """Delete all but the newest `keep_steps` step and `keep_epochs` epoch checkpoints."""
-    for found, keep in ((step_checkpoints(exp_dir), keep_steps), (epoch_checkpoints(exp_dir), keep_epochs)):
-        for _, path in found[: max(0, len(found) - keep)]:
+def prune_checkpoints(exp_dir: Path, keep_steps: int, keep_epochs: int, protect_epochs: Iterable[int] = ()) -> None:
+    """Delete all but the newest `keep_steps` step and `keep_epochs` epoch checkpoints.
+
+    Epoch checkpoints in `protect_epochs` (e.g. the best ones by dev WER, to be averaged)
+    are kept too.
+    """
+    protected = set(protect_epochs)
+    for _, path in step_checkpoints(exp_dir)[: max(0, len(step_checkpoints(exp_dir)) - keep_steps)]:
+        path.unlink()
+    epochs = epoch_checkpoints(exp_dir)
+    for epoch, path in epochs[: max(0, len(epochs) - keep_epochs)]:
+        if epoch not in protected:
             path.unlink()
 
 

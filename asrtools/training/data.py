@@ -13,7 +13,7 @@ import torch
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler
 
-from asrtools.data.cuts import AsrDataset, cut_text
+from asrtools.data.cuts import cut_text
 from asrtools.errors import DataError
 
 
@@ -83,14 +83,15 @@ def make_sampler(
         )
 
 
-def make_loader(sampler: Any, num_workers: int, seed: int) -> torch.utils.data.DataLoader:
-    """A DataLoader over `AsrDataset` batches from `sampler`.
+def make_loader(dataset: torch.utils.data.Dataset, sampler: Any, num_workers: int,
+                seed: int) -> torch.utils.data.DataLoader:
+    """A DataLoader over `dataset`'s batches of the `CutSet`s that `sampler` yields.
 
     It gets its own generator so creating an iterator never draws from (and so never
     shifts) torch's global RNG, which exact resume restores from checkpoints.
     """
     return torch.utils.data.DataLoader(
-        AsrDataset(),
+        dataset,
         sampler=sampler,
         batch_size=None,
         num_workers=num_workers,

@@ -1,16 +1,18 @@
-"""The one trainer every asrtools transducer uses.
+"""The one trainer every asrtools model uses; what differs per model is its `TrainingTask`.
 
-`Trainer` trains a `Transducer` from a `TrainConfig`: AdamW with a warm-up/decay schedule,
-gradient clipping, lhotse DynamicBucketingSampler batches, SpecAugment, the pruned RNN-T
-loss with icefall's warm-up, a guard that skips batches with a non-finite loss or gradient,
-TensorBoard scalars and a tqdm bar, and checkpoints every N steps and per epoch.
+`Trainer` trains the model of the task named by `config.task` (asrtools.training.task):
+AdamW with a warm-up/decay schedule, gradient clipping, lhotse sampler batches, a guard that
+skips batches with a non-finite loss or gradient, optional regularisers on the parameters
+(e.g. EWC), validation at epoch ends (and every N steps), TensorBoard scalars and a tqdm
+bar, checkpoints every N steps and per epoch, and `averaged.pt` from the last or the best
+(by a dev metric, e.g. dev WER) epoch checkpoints.
 
-Exact resume: a checkpoint holds the model, optimizer, schedule, step/epoch counters and,
-for every DDP rank, the sampler position and the python/numpy/torch RNG states, captured
-right after an optimizer step. Nothing between that point and the next batch draws from a
-global RNG (DataLoaders have their own generator, validation uses none), so a run resumed
-from any checkpoint makes the same updates as one that never stopped: on CPU the final
-parameters are bit-identical.
+Exact resume: a checkpoint holds the model, optimizer, schedule, step/epoch counters, the
+validation history, the task's own state and, for every DDP rank, the sampler position and
+the python/numpy/torch RNG states, captured right after an optimizer step. Nothing between
+that point and the next batch draws from a global RNG (DataLoaders have their own
+generator, validation uses none), so a run resumed from any checkpoint makes the same
+updates as one that never stopped: on CPU the final parameters are bit-identical.
 
 `run_training` wraps it as the `train` stage; under torchrun only rank 0 owns the stage
 (lock, markers, logs, checkpoints) and tells the other ranks whether and from which
@@ -22,19 +24,15 @@ import dataclasses
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from lhotse.dataset import SpecAugment
 from tqdm import tqdm
 
 from asrtools.config import to_dict
 from asrtools.errors import AsrtoolsError, ConfigError
-from asrtools.models.build import build_model, model_config_to_dict
-from asrtools.models.transducer import TransducerLosses, loss_scales
-from asrtools.pipeline import StageContext, run_stage
-from asrtools.text.tokenizer import Tokenizer
 from asrtools.models.checkpoint import average_state_dicts, load_checkpoint, save_checkpoint
+from asrtools.pipeline import StageContext, atomic_write_json, run_stage
 from asrtools.training.checkpoints import (
     AVERAGED_NAME,
     FINAL_NAME,
@@ -46,14 +44,7 @@ from asrtools.training.checkpoints import (
     seed_everything,
 )
 from asrtools.training.config import TrainConfig
-from asrtools.data.cuts import check_features, load_cuts
-from asrtools.training.data import (
-    encoder_output_lengths,
-    filter_trainable,
-    make_loader,
-    make_sampler,
-    sampler_state_for_resume,
-)
+from asrtools.training.data import make_loader, sampler_state_for_resume
 from asrtools.training.distributed import (
     DistInfo,
     any_rank,
@@ -65,22 +56,17 @@ from asrtools.training.distributed import (
     sum_over_ranks,
 )
 from asrtools.training.schedule import LrSchedule
+from asrtools.training.task import Regularizer, TrainPaths, get_task
 
 logger = logging.getLogger("asrtools")
+
+SUMMARY_NAME = "train_summary.json"
+
+__all__ = ["Trainer", "TrainPaths", "TrainingDivergedError", "run_training", "SUMMARY_NAME"]
 
 
 class TrainingDivergedError(AsrtoolsError):
     """Too many batches had a non-finite loss or gradient."""
-
-
-@dataclasses.dataclass
-class TrainPaths:
-    """Inputs and output directory of a training run."""
-
-    cuts_train: Path
-    cuts_dev: Path
-    bpe_model: Path
-    exp_dir: Path
 
 
 @dataclasses.dataclass
@@ -102,39 +88,34 @@ class Progress:
     bad_batches: int = 0
 
 
-def pad_token_ids(token_ids: List[List[int]], device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(B, S) int64 tokens padded with 0, and (B,) int64 lengths."""
-    lens = torch.tensor([len(ids) for ids in token_ids], dtype=torch.int64)
-    padded = torch.zeros(len(token_ids), max(1, int(lens.max())), dtype=torch.int64)
-    for i, ids in enumerate(token_ids):
-        padded[i, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
-    return padded.to(device), lens.to(device)
-
-
 class Trainer:
-    """Train a transducer described by `config` on the cuts in `paths`.
+    """Train the model of `config.task` on the cuts in `paths`.
 
     Args:
-      config: the training config.
+      config: the training config (the task's `TrainConfig` subclass).
       paths: inputs and the experiment directory.
       info: this process's DDP rank/world size and device.
       log: where progress is reported (rank 0).
+      regularizers: extra loss terms on the model's parameters (e.g. EWC).
     """
 
-    def __init__(self, config: TrainConfig, paths: TrainPaths, info: DistInfo, log: logging.Logger = logger) -> None:
+    def __init__(self, config: TrainConfig, paths: TrainPaths, info: DistInfo, log: logging.Logger = logger,
+                 regularizers: Sequence[Regularizer] = ()) -> None:
         self.config = config
         self.paths = paths
         self.info = info
         self.log = log
         self.exp_dir = Path(paths.exp_dir)
+        self.regularizers = list(regularizers)
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed + info.rank)
-        self.tokenizer = Tokenizer(paths.bpe_model)
-        self.model = build_model(config.model, self.tokenizer.vocab_size).to(info.device)
-        self.train_cuts = self._load_filtered(paths.cuts_train, "cuts_train", config.data.min_cut_duration,
-                                              config.data.max_cut_duration)
-        self.dev_cuts = self._load_filtered(paths.cuts_dev, "cuts_dev", 0.0, math.inf)
+        self.task = get_task(config.task)(config, paths, info, log)
+        self.model: torch.nn.Module = self.task.model
+        if paths.init_from is not None:
+            self._init_weights(Path(paths.init_from))
+        self.train_cuts = self.task.load_cuts("train")
+        self.dev_cuts = self.task.load_cuts("dev")
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=config.optim.lr,
@@ -143,45 +124,38 @@ class Trainer:
             weight_decay=config.optim.weight_decay,
         )
         self.scheduler = LrSchedule(self.optimizer, config.optim)
-        data = config.data
-        self.sampler = make_sampler(self.train_cuts, data.max_duration, data.num_buckets, data.shuffle,
-                                    config.seed, info.world_size, info.rank)
-        self.loader = make_loader(self.sampler, data.num_workers, config.seed)
-        dev_sampler = make_sampler(self.dev_cuts, data.max_duration, data.num_buckets, False,
-                                   config.seed, info.world_size, info.rank)
-        self.dev_loader = make_loader(dev_sampler, data.num_workers, config.seed)
-        self.spec_augment = self._make_spec_augment()
+        num_workers = config.data.num_workers
+        self.sampler = self.task.make_sampler(self.train_cuts, train=True)
+        self.loader = make_loader(self.task.dataset(train=True), self.sampler, num_workers, config.seed)
+        dev_sampler = self.task.make_sampler(self.dev_cuts, train=False)
+        self.dev_loader = make_loader(self.task.dataset(train=False), dev_sampler, num_workers, config.seed)
         self.progress = Progress()
         self.valid: Dict[str, float] = {}
+        self.history: Dict[int, Dict[str, float]] = {}
         self._pending_rng: Optional[Dict[str, Any]] = None
         self.ddp_model: torch.nn.Module = self.model
         self.writer = None
 
     # ----------------------------------------------------------------------------- set-up
 
-    def _load_filtered(self, path: Path, name: str, min_duration: float, max_duration: float):
-        cuts = load_cuts(path, name)
-        check_features(cuts, self.config.model.feature_dim, name)
-        lengths = encoder_output_lengths(self.model.encoder, self.config.model.feature_dim)
-        kept, dropped = filter_trainable(cuts, self.tokenizer.encode, lengths, min_duration, max_duration)
+    def _init_weights(self, path: Path) -> None:
+        """Start from the weights of checkpoint `path` (fine-tuning); new parameters keep theirs."""
+        ckpt = load_checkpoint(path)
+        if "model" not in ckpt:
+            raise ConfigError(f"--init-from {path}: the checkpoint holds no model weights")
+        own = self.model.state_dict()
+        unexpected = sorted(set(ckpt["model"]) - set(own))
+        mismatched = sorted(k for k, v in ckpt["model"].items() if k in own and v.shape != own[k].shape)
+        if unexpected or mismatched:
+            bad = (unexpected + mismatched)[:3]
+            raise ConfigError(f"--init-from {path}: weights do not fit this model "
+                              f"({len(unexpected)} unknown, {len(mismatched)} of another shape, e.g. {', '.join(bad)})")
+        missing = sorted(set(own) - set(ckpt["model"]))
+        self.model.load_state_dict(ckpt["model"], strict=False)
         if self.info.is_main:
-            reasons = ", ".join(f"{k}={v}" for k, v in sorted(dropped.items())) or "none"
-            self.log.info("%s: kept %d of %d cuts (dropped: %s)", name, len(kept), len(cuts), reasons)
-        return kept
-
-    def _make_spec_augment(self) -> Optional[SpecAugment]:
-        spec = self.config.data.spec_augment
-        if not spec.enabled:
-            return None
-        return SpecAugment(
-            time_warp_factor=spec.time_warp_factor,
-            num_feature_masks=spec.num_feature_masks,
-            features_mask_size=spec.features_mask_size,
-            num_frame_masks=spec.num_frame_masks,
-            frames_mask_size=spec.frames_mask_size,
-            max_frames_mask_fraction=spec.max_frames_mask_fraction,
-            p=spec.p,
-        )
+            self.log.info("initialised from %s%s", path,
+                          f" ({len(missing)} new parameters keep their initial values, e.g. {missing[0]})"
+                          if missing else "")
 
     def load_state(self, path: Path) -> None:
         """Restore everything from checkpoint `path` (RNG states are applied in `run`)."""
@@ -196,6 +170,8 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.progress = Progress(**ckpt["progress"])
         self.valid = dict(ckpt.get("valid", {}))
+        self.history = {int(e): dict(m) for e, m in ckpt.get("valid_history", {}).items()}
+        self.task.load_state_dict(ckpt.get("task_state", {}))
         own = rank_states[self.info.rank]
         if not self.progress.epoch_finished:
             self.sampler.load_state_dict(dict(own["sampler"]))
@@ -240,12 +216,11 @@ class Trainer:
             if not self._train_one_epoch():
                 return
             self.valid = self.validate()
+            self.history[epoch] = dict(self.valid)
             self.progress.epoch_finished = True
             self._save(self.exp_dir / f"epoch-{epoch}.pt")
             if self.info.is_main:
-                self.log.info("epoch %d done: step %d, valid loss %.4f (simple %.4f, pruned %.4f) per frame",
-                              epoch, self.progress.step, self.valid["loss"], self.valid["simple"],
-                              self.valid["pruned"])
+                self.log.info("epoch %d done: step %d, valid %s", epoch, self.progress.step, _format(self.valid))
                 self._scalars("valid", self.valid)
 
     def _reached_max_steps(self) -> bool:
@@ -268,6 +243,7 @@ class Trainer:
             if self.progress.step % self.config.log_every_n_steps == 0:
                 self._log_window(window)
                 window = _Window()
+            self._maybe_validate_step()
             saved = self._maybe_save_step()
             if self._reached_max_steps():
                 if not saved:
@@ -281,27 +257,25 @@ class Trainer:
         """One optimizer update on `batch`; None if the batch was skipped as bad.
 
         Args:
-          batch: from `AsrDataset`: features (B, T, F), feature_lens (B,), texts, cut_ids.
+          batch: from the task's training dataset.
 
         Returns:
-          Per-frame loss, simple, pruned, grad_norm, lr and frames, or None.
+          The task's loss statistics plus any regularisers', grad_norm, lr and the batch's
+          weight (frames/samples) under "weight"; None for a skipped batch.
         """
-        features, feature_lens = batch["features"], batch["feature_lens"]
-        if self.spec_augment is not None:
-            segments = torch.stack([torch.arange(len(feature_lens)), torch.zeros_like(feature_lens), feature_lens], 1)
-            features = self.spec_augment(features, supervision_segments=segments)
-        device = self.info.device
-        y, y_lens = pad_token_ids(self.tokenizer.encode(batch["texts"]), device)
-        simple_scale, pruned_scale = loss_scales(self.progress.step, self.config.loss.warm_steps,
-                                                 self.config.loss.simple_loss_scale)
-        losses = self._forward(self.ddp_model, features.to(device), feature_lens.to(device), y, y_lens)
-        frames = max(losses.num_frames, 1)
-        loss = (simple_scale * losses.simple + pruned_scale * losses.pruned) / frames
-        if any_rank(not math.isfinite(loss.item()), self.info):
+        self.task.on_step_start(self.progress.step, self.progress.epoch)
+        out = self.task.compute_loss(self.ddp_model, batch, self.progress.step)
+        loss, stats = out.loss, dict(out.stats)
+        for regularizer in self.regularizers:
+            term = regularizer(self.model)
+            loss = loss + term
+            stats[regularizer.name] = term.item()
+        stats["loss"] = loss.item()
+        if any_rank(not math.isfinite(stats["loss"]), self.info):
             self._bad_batch(batch, "loss")
             return None
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self._rank_share(out.weight)).backward()
         clip = self.config.optim.clip_grad_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
         if not math.isfinite(float(grad_norm)):
@@ -311,25 +285,22 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
-        return {
-            "loss": loss.item(),
-            "simple": losses.simple.item() / frames,
-            "pruned": losses.pruned.item() / frames,
-            "grad_norm": float(grad_norm),
-            "lr": lr,
-            "frames": float(frames),
-        }
+        extra = self.task.after_step(self.ddp_model, batch, self.progress.step + 1)
+        return {**stats, **extra, "grad_norm": float(grad_norm), "lr": lr, "weight": out.weight}
 
-    def _forward(self, model: torch.nn.Module, features: torch.Tensor, feature_lens: torch.Tensor,
-                 y: torch.Tensor, y_lens: torch.Tensor) -> TransducerLosses:
-        loss = self.config.loss
-        return model(features, feature_lens, y, y_lens, prune_range=loss.prune_range, am_scale=loss.am_scale,
-                     lm_scale=loss.lm_scale, rnnt_type=loss.rnnt_type, delay_penalty=loss.delay_penalty,
-                     backend=loss.backend)
+    def _rank_share(self, weight: float) -> float:
+        """Scale of this rank's normalised loss so that DDP's gradient average is the gradient
+        of the whole step's loss normalised by the weight (frames) of all ranks together,
+        exactly what one process would compute on the merged batch."""
+        if not self.info.distributed:
+            return 1.0
+        total = sum_over_ranks([weight], self.info)[0]
+        return weight * self.info.world_size / max(total, 1e-12)
 
     def _bad_batch(self, batch: Dict[str, Any], what: str) -> None:
         self.progress.bad_batches += 1
-        ids = ", ".join(batch["cut_ids"][:3]) + (", ..." if len(batch["cut_ids"]) > 3 else "")
+        cut_ids = self.task.batch_ids(batch)
+        ids = ", ".join(cut_ids[:3]) + (", ..." if len(cut_ids) > 3 else "")
         self.log.warning("step %d: skipped a batch with a non-finite %s (cuts %s); %d bad batches so far",
                          self.progress.step, what, ids, self.progress.bad_batches)
         if self.progress.bad_batches > self.config.max_bad_batches:
@@ -339,23 +310,21 @@ class Trainer:
                 f"with cuts {ids}; check those features or lower optim.lr"
             )
 
-    @torch.no_grad()
     def validate(self) -> Dict[str, float]:
-        """Per-frame dev losses (post-warm-up loss weights), summed over all ranks."""
+        """The task's dev metrics (e.g. per-frame losses, dev WER), summed over all ranks."""
         self.model.eval()
-        totals = [0.0, 0.0, 0.0]
-        scale = self.config.loss.simple_loss_scale
-        for batch in self.dev_loader:
-            y, y_lens = pad_token_ids(self.tokenizer.encode(batch["texts"]), self.info.device)
-            losses = self._forward(self.model, batch["features"].to(self.info.device),
-                                   batch["feature_lens"].to(self.info.device), y, y_lens)
-            simple, pruned = losses.simple.item(), losses.pruned.item()
-            if math.isfinite(simple) and math.isfinite(pruned):
-                totals = [totals[0] + simple, totals[1] + pruned, totals[2] + losses.num_frames]
-        simple, pruned, frames = sum_over_ranks(totals, self.info)
-        self.model.train()
-        frames = max(frames, 1.0)
-        return {"loss": (scale * simple + pruned) / frames, "simple": simple / frames, "pruned": pruned / frames}
+        try:
+            return self.task.validate(self.model, self.dev_loader)
+        finally:
+            self.model.train()
+
+    def _maybe_validate_step(self) -> None:
+        every = self.config.valid_every_n_steps
+        if every and self.progress.step % every == 0:
+            metrics = self.validate()
+            if self.info.is_main:
+                self.log.info("step %d: valid %s", self.progress.step, _format(metrics))
+                self._scalars("valid", metrics)
 
     # ----------------------------------------------------------------------- checkpoints
 
@@ -375,7 +344,7 @@ class Trainer:
         rank_states = gather_objects(own, self.info)
         if self.info.is_main:
             save_checkpoint(path, {
-                **self._model_entry(self.model.state_dict()),
+                **self.task.model_entry(self.model.state_dict()),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "progress": dataclasses.asdict(self.progress),
@@ -384,34 +353,48 @@ class Trainer:
                 "epoch_finished": self.progress.epoch_finished,
                 "rank_states": rank_states,
                 "valid": dict(self.valid),
+                "valid_history": {str(e): m for e, m in self.history.items()},
+                "task_state": self.task.state_dict(),
                 "train_config": to_dict(self.config),
             })
             keep = self.config.keep_last_k
-            prune_checkpoints(self.exp_dir, keep, max(keep, self.config.average_last_n))
+            prune_checkpoints(self.exp_dir, keep, max(keep, self.config.average_last_n), protect_epochs=self._selected_epochs())
         barrier(self.info)
 
-    def _model_entry(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, Any]:
-        return {
-            "model": state_dict,
-            "model_config": model_config_to_dict(self.config.model),
-            "vocab_size": self.tokenizer.vocab_size,
-        }
+    def _selected_epochs(self) -> List[int]:
+        """The epochs `averaged.pt` averages, by `config.average`, among those validated so far."""
+        k = self.config.average_last_n
+        metric = self.config.selection_metric()
+        if metric is None:
+            return sorted(self.history)[-k:]
+        scored = [(m[metric], -e, e) for e, m in self.history.items() if math.isfinite(m.get(metric, math.nan))]
+        return sorted(e for _, _, e in sorted(scored)[:k])
 
     def _finish(self) -> None:
-        """Write `final.pt` and `averaged.pt` (mean of the last n epoch checkpoints)."""
+        """Write `final.pt`, `averaged.pt` (mean of the selected epoch checkpoints) and the summary."""
         if self.info.is_main:
             meta = {"step": self.progress.step, "epoch": self.progress.epoch}
-            save_checkpoint(self.exp_dir / FINAL_NAME, {**self._model_entry(self.model.state_dict()), **meta})
-            chosen = epoch_checkpoints(self.exp_dir)[-self.config.average_last_n :]
+            save_checkpoint(self.exp_dir / FINAL_NAME, {**self.task.model_entry(self.model.state_dict()), **meta})
+            available = dict(epoch_checkpoints(self.exp_dir))
+            chosen = [(e, available[e]) for e in self._selected_epochs() if e in available]
             if chosen:
                 averaged = average_state_dicts([load_checkpoint(p)["model"] for _, p in chosen])
             else:
                 averaged = self.model.state_dict()
             names = [p.name for _, p in chosen] or [FINAL_NAME]
+            selection = {"average": self.config.average, "k": self.config.average_last_n, "chosen": names}
             save_checkpoint(self.exp_dir / AVERAGED_NAME,
-                            {**self._model_entry(averaged), **meta, "averaged_from": names})
-            self.log.info("training done at step %d (%d bad batches); %s = mean of %s", self.progress.step,
-                          self.progress.bad_batches, AVERAGED_NAME, ", ".join(names))
+                            {**self.task.model_entry(averaged), **meta, "averaged_from": names,
+                             "selection": selection})
+            atomic_write_json(self.exp_dir / SUMMARY_NAME, {
+                "steps": self.progress.step,
+                "epochs": self.progress.epoch,
+                "bad_batches": self.progress.bad_batches,
+                "valid_history": {str(e): m for e, m in sorted(self.history.items())},
+                "selection": selection,
+            })
+            self.log.info("training done at step %d (%d bad batches); %s = mean of %s (%s)", self.progress.step,
+                          self.progress.bad_batches, AVERAGED_NAME, ", ".join(names), self.config.average)
         barrier(self.info)
 
     # --------------------------------------------------------------------------- logging
@@ -420,43 +403,49 @@ class Trainer:
         if not self.info.is_main:
             return
         means = window.means()
-        self.log.info("epoch %d step %d: loss %.4f (simple %.4f, pruned %.4f) lr %.2e grad-norm %.2f bad %d",
-                      self.progress.epoch, self.progress.step, means["loss"], means["simple"], means["pruned"],
-                      means["lr"], means["grad_norm"], self.progress.bad_batches)
+        self.log.info("epoch %d step %d: %s, bad %d", self.progress.epoch, self.progress.step, _format(means),
+                      self.progress.bad_batches)
         self._scalars("train", means)
 
     def _scalars(self, prefix: str, values: Dict[str, float]) -> None:
         if self.writer is None:
             return
         for name, value in values.items():
-            if name != "frames":
-                self.writer.add_scalar(f"{prefix}/{name}", value, self.progress.step)
+            self.writer.add_scalar(f"{prefix}/{name}", value, self.progress.step)
         self.writer.flush()
 
 
+def _format(values: Dict[str, float]) -> str:
+    """`loss 0.4123, wer 0.3571, lr 2.00e-03` (loss first, then in insertion order)."""
+    ordered = sorted(values.items(), key=lambda kv: kv[0] != "loss")
+    return ", ".join(f"{k} {v:.2e}" if k == "lr" else f"{k} {v:.4f}" for k, v in ordered)
+
+
 class _Window:
-    """Frame-weighted means of step statistics between two log lines."""
+    """Means of step statistics between two log lines: weighted by the batch weight, except
+    the learning rate and gradient norm (plain means over steps)."""
+
+    PLAIN = ("lr", "grad_norm")
 
     def __init__(self) -> None:
         self.sums: Dict[str, float] = {}
-        self.frames = 0.0
-        self.count = 0
+        self.weights: Dict[str, float] = {}
 
     def add(self, stats: Dict[str, float]) -> None:
-        for key in ("loss", "simple", "pruned"):
-            self.sums[key] = self.sums.get(key, 0.0) + stats[key] * stats["frames"]
-        for key in ("lr", "grad_norm"):
-            self.sums[key] = self.sums.get(key, 0.0) + stats[key]
-        self.frames += stats["frames"]
-        self.count += 1
+        weight = stats["weight"]
+        for key, value in stats.items():
+            if key == "weight":
+                continue
+            w = 1.0 if key in self.PLAIN else weight
+            self.sums[key] = self.sums.get(key, 0.0) + value * w
+            self.weights[key] = self.weights.get(key, 0.0) + w
 
     def means(self) -> Dict[str, float]:
-        out = {k: self.sums[k] / max(self.frames, 1.0) for k in ("loss", "simple", "pruned")}
-        out.update({k: self.sums[k] / max(self.count, 1) for k in ("lr", "grad_norm")})
-        return out
+        return {k: self.sums[k] / max(self.weights[k], 1e-12) for k in self.sums}
 
 
-def run_training(config: TrainConfig, paths: TrainPaths, device: str = "cpu", force: bool = False) -> bool:
+def run_training(config: TrainConfig, paths: TrainPaths, device: str = "cpu", force: bool = False,
+                 regularizers: Sequence[Regularizer] = ()) -> bool:
     """Run training as the fingerprinted, resumable `train` stage in `paths.exp_dir`.
 
     Single process, or one process per rank under torchrun: rank 0 runs the stage (lock,
@@ -464,10 +453,12 @@ def run_training(config: TrainConfig, paths: TrainPaths, device: str = "cpu", fo
     checkpoint; the other ranks train alongside it and write nothing.
 
     Args:
-      config: the training config.
-      paths: input manifests, BPE model and experiment directory.
+      config: the training config (its `task` picks the model family).
+      paths: input manifests, BPE model, optional initial weights and extra inputs, and the
+        experiment directory; all are fingerprinted.
       device: "cpu" or "cuda".
       force: retrain even if the stage is up to date.
+      regularizers: extra loss terms on the parameters (their `params()` are fingerprinted).
 
     Returns:
       True if training ran, False if the stage was already up to date.
@@ -481,27 +472,29 @@ def run_training(config: TrainConfig, paths: TrainPaths, device: str = "cpu", fo
             command, resume = broadcast_object(None, info)
             if command != "run":
                 return False
-            Trainer(config, paths, info).run(Path(resume) if resume else None)
+            Trainer(config, paths, info, regularizers=regularizers).run(Path(resume) if resume else None)
             return True
-        return _run_main_rank(config, paths, info, force)
+        return _run_main_rank(config, paths, info, force, regularizers)
     finally:
         cleanup_distributed()
 
 
-def _run_main_rank(config: TrainConfig, paths: TrainPaths, info: DistInfo, force: bool) -> bool:
+def _run_main_rank(config: TrainConfig, paths: TrainPaths, info: DistInfo, force: bool,
+                   regularizers: Sequence[Regularizer]) -> bool:
     started = False
 
     def body(ctx: StageContext) -> None:
         nonlocal started
         started = True
-        resume = latest_checkpoint(ctx.out_dir) if ctx.resumed else None
+        resume = latest_checkpoint(ctx.out_dir, ctx.log) if ctx.resumed else None
         broadcast_object(("run", str(resume) if resume else None), info)
-        Trainer(config, paths, info, ctx.log).run(resume)
+        Trainer(config, paths, info, ctx.log, regularizers).run(resume)
 
-    params = {"config": to_dict(config), "world_size": info.world_size}
-    inputs = {"cuts_train": paths.cuts_train, "cuts_dev": paths.cuts_dev, "bpe_model": paths.bpe_model}
+    params: Dict[str, Any] = {"config": to_dict(config), "world_size": info.world_size}
+    if regularizers:
+        params["regularizers"] = {r.name: r.params() for r in regularizers}
     try:
-        ran = run_stage(paths.exp_dir, "train", params, inputs, body, force=force)
+        ran = run_stage(paths.exp_dir, "train", params, paths.stage_inputs(), body, force=force)
     finally:
         if not started:
             broadcast_object(("stop", None), info)

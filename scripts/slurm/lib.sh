@@ -95,7 +95,7 @@ slurm_job_name() {
   name=$(basename -- "$1")
   if [ "$name" = asrtools ]; then
     for word in "${@:2}"; do
-      if ! [[ $word =~ ^[a-z][a-z0-9_-]*$ ]] || [ $count -ge 2 ]; then break; fi
+      if [[ ! $word =~ ^[a-z][a-z0-9_-]*$ ]] || [ "$count" -ge 2 ]; then break; fi
       name+="-$word"
       count=$((count + 1))
     done
