@@ -90,7 +90,7 @@ def measure(args: argparse.Namespace, named: List[Tuple[str, Path]], device: str
                                  input_text=f"{len(utterances)} cuts ({audio:.1f} s) of {args.cuts} (seed {args.seed})",
                                  reference=args.reference or named[0][0], thread_counts=threads, modes=timing.MODES,
                                  batch_sizes=sizes, chunk_frames=args.chunk_frames, repeats=args.repeats,
-                                 device=device, repo=REPO)
+                                 device=device)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import statistics
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from asrtools.pipeline import atomic_write_text
+from asrtools.utils.provenance import format_provenance, provenance
 
 SECTION = "## Pruned RNN-T loss"
 DEFAULT_SHAPES = ["16,250,50,500", "8,500,100,500"]
@@ -170,11 +170,9 @@ def _run_child(method: str, shape: Tuple[int, int, int, int], threads: int, repe
     return result
 
 
-def _environment() -> Tuple[str, str]:
-    """(subsection title, one-line description of the software)."""
+def _environment(threads: int) -> Tuple[str, str]:
+    """(subsection title, one-line description of the software and machine of the measuring run)."""
     import importlib.metadata as md
-
-    import torch
 
     try:
         k2_version: Optional[str] = md.version("k2")
@@ -186,9 +184,8 @@ def _environment() -> Tuple[str, str]:
         ta = "no torchaudio"
     title = "### k2 environment (.venv-k2)" if k2_version else "### Main environment (.venv, no k2)"
     desc = (
-        f"Python {platform.python_version()}, torch {torch.__version__}, {ta}, "
-        f"{'k2 ' + k2_version if k2_version else 'no k2'}; CPU: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores (shared with other jobs)"
+        f"Provenance: {format_provenance(provenance(threads=threads))} (the measuring child processes); "
+        f"{ta}, {'k2 ' + k2_version if k2_version else 'no k2'}; CPU cores shared with other jobs"
     )
     return title, desc
 
@@ -291,7 +288,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(json.dumps(_child(args.child, shapes[0], args.threads, args.repeats, args.measure)))
         return
 
-    title, desc = _environment()
+    title, desc = _environment(args.threads)
     results = []
     for shape in shapes:
         for method in args.methods.split(","):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -38,6 +37,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 from asrtools.utils import write_markdown_section
+from asrtools.utils.provenance import format_provenance, provenance
 
 SECTION = "## WER scoring"
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +140,6 @@ def run(work: Path, args: argparse.Namespace) -> Tuple[List[Tuple[str, str, floa
 
 
 def markdown(rows: List[Tuple[str, str, float, float]], facts: Dict[str, str], args: argparse.Namespace) -> str:
-    cpu_name = platform.processor() or platform.machine()
     lines = [
         SECTION,
         "",
@@ -152,9 +151,11 @@ def markdown(rows: List[Tuple[str, str, float, float]], facts: Dict[str, str], a
         "```",
         "",
         f"{args.utts} utterances, {facts['words']} reference words, {args.speakers} speakers, WER "
-        f"{facts.get('WER', 'n/a')}; each tool run once on {os.cpu_count()} shared CPU cores ({cpu_name}, "
-        f"Python {platform.python_version()}), so timings carry noise from other work on the machine. "
+        f"{facts.get('WER', 'n/a')}; each tool run once, single-threaded, on shared CPU cores, so timings carry "
+        "noise from other work on the machine. "
         f"sclite-mode counts identical to sclite's: {facts.get('sclite counts identical', 'n/a')}.",
+        "",
+        f"Provenance: {format_provenance(provenance(threads=1))}.",
         "",
         "| scorer | produces | wall s | CPU s |",
         "|---|---|---:|---:|",

@@ -24,8 +24,9 @@ Chunk: --chunk-frames, else the encoder's smallest valid chunk of >= 32 input fr
 (32 frames = 320 ms for the recipe configs; the Conformer's attention chunk fixes it).
 
 Writes the Markdown table into the "## Streaming decoding RTF" section of docs/benchmarks.md
-(other sections are kept) and, with --json-out, a JSON file that `asrtools score results`
-reads (models keyed by NAME; `asrtools model rtf` writes the same document).
+(other sections are kept) and, with --json-out, a JSON file that `asrtools report results`
+reads as a shared `streaming_rtf` artifact (models keyed by NAME; `asrtools model rtf`
+writes the same document).
 
 Usage:
   .venv/bin/python scripts/bench_streaming.py --num-utts 50 --out docs/benchmarks.md
@@ -96,7 +97,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--bpe-model", help="take the vocabulary size of random models from this BPE model")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights, features and cut sample")
     parser.add_argument("--json-out", type=Path,
-                        help="also write the results as JSON (read by `asrtools score results`)")
+                        help="also write the results as JSON (read by `asrtools report results`)")
     parser.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to update, or - to print only")
     args = parser.parse_args(argv)
     if args.num_utts < 1:

@@ -20,8 +20,11 @@ mkdir -p "$wheelhouse"
 # shellcheck source=lib/wheelhouse.sh
 source "$repo/scripts/lib/wheelhouse.sh"
 
-# Debian packages: TTS engines + voices, sox, NIST sclite (sctk), text sources.
-apt_packages=(espeak-ng espeak-ng-data flite sox libsox-fmt-all sctk wordnet-base fortunes fortunes-min)
+# Debian packages: TTS engines + voices, sox, NIST sclite (sctk), text sources, g++ (builds
+# meeteval's wheel, below), and SLURM + munge for the one-node test cluster
+# (scripts/slurm/local_cluster.sh runs private daemons).
+apt_packages=(espeak-ng espeak-ng-data flite sox libsox-fmt-all sctk wordnet-base fortunes fortunes-min g++
+              munge slurmctld slurmd slurm-client)
 if [ "${ASRTOOLS_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${apt_packages[@]}"; do
@@ -59,5 +62,19 @@ python_stack=(
   "tensorboard" "PyYAML" "soundfile" "tqdm" "numpy" "lilcom" "pytest" "jiwer" "setuptools" "wheel"
 )
 install_missing "ok: Python stack present" "torch==2.9.1" "${python_stack[@]}"
+
+# meeteval (cpWER, ORC-WER, MIMO WER for multi-talker scoring) is published as a source
+# distribution only: its wheel is built once into the wheel house (Cython and numpy come from
+# the registry as build dependencies) and installed from there like every other wheel.
+if have meeteval 0.4.3; then
+  say "ok: meeteval 0.4.3"
+else
+  if ! ls "$wheelhouse"/meeteval-0.4.3-*.whl >/dev/null 2>&1; then
+    say "building the meeteval 0.4.3 wheel into $wheelhouse"
+    venv_pip wheel -q --no-deps -w "$wheelhouse" meeteval==0.4.3
+  fi
+  say "installing meeteval 0.4.3"
+  wheelhouse_install meeteval==0.4.3 "torch==2.9.1"
+fi
 install_asrtools_editable
 say "environment ready: source $venv/bin/activate"

@@ -1,4 +1,8 @@
-"""Shared pytest fixtures: a tiny synthetic corpus built once per session."""
+"""Shared pytest fixtures (a tiny synthetic corpus built once per session) and the CI skip policy.
+
+Under ``ASRTOOLS_CI=1`` a skipped test fails unless its reason starts with ``optional:``
+(tests/ci_skip_policy.py).
+"""
 from __future__ import annotations
 
 import os
@@ -9,6 +13,9 @@ from pathlib import Path
 from typing import List
 
 import pytest
+
+# The CI skip policy's hooks, registered by being names of this conftest.
+from ci_skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 ASRTOOLS = [sys.executable, "-m", "asrtools.cli.main"]
@@ -31,14 +38,15 @@ def have_tts() -> bool:
     return shutil.which("espeak-ng") is not None and shutil.which("sox") is not None and shutil.which("flite") is not None
 
 
-needs_tts = pytest.mark.skipif(not have_tts(), reason="espeak-ng/flite/sox not installed (scripts/setup_env.sh installs them)")
+TTS_MISSING = "espeak-ng/flite/sox not installed (scripts/setup_env.sh installs them)"
+needs_tts = pytest.mark.skipif(not have_tts(), reason=TTS_MISSING)
 
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """A tiny corpus + manifests + features + BPE, built with the CLI once per session."""
     if not have_tts():
-        pytest.skip("TTS engines not installed")
+        pytest.skip(TTS_MISSING)
     root = tmp_path_factory.mktemp("tiny")
     run_asrtools(["data", "synth", "--preset", "tiny", "--out-dir", str(root / "synth"), "-j", "2"])
     run_asrtools(["data", "manifests", "--corpus-dir", str(root / "synth"), "--out-dir", str(root / "manifests")])

@@ -135,7 +135,8 @@ def _table(errors, words, speakers):
     counts = np.stack([np.asarray(words) - np.asarray(errors), np.asarray(errors), np.zeros(len(words), int),
                        np.zeros(len(words), int)], axis=1)
     ids = [f"u{i}" for i in range(len(words))]
-    return UtteranceTable(ids, list(speakers), counts, [{} for _ in ids], [f"ref {i}" for i in ids])
+    ops = ["C" * (w - e) + "S" * e for w, e in zip(np.asarray(words).tolist(), np.asarray(errors).tolist())]
+    return UtteranceTable(ids, list(speakers), counts, [{} for _ in ids], [f"ref {i}" for i in ids], ops)
 
 
 def test_paired_delta_matches_compare_and_the_operating_point_is_chosen_on_dev():

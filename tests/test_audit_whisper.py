@@ -1,7 +1,8 @@
 """`asrtools audit whisper`: text normalisation, model lookup, resumable shards, and a real run.
 
-The real-Whisper tests need the optional packages (scripts/setup_audit_env.sh) and are
-skipped without them; everything else runs with a stand-in model.
+The real-Whisper tests need the audit packages (scripts/setup_audit_env.sh) and are
+skipped without them on a developer's machine (a failure in CI, where scripts/test.sh
+installs them); everything else runs with a stand-in model.
 """
 from __future__ import annotations
 

@@ -47,6 +47,22 @@ def test_streaming_equals_offline(multiple, seed):
     assert_streaming_equals_offline(enc, x, lens, sizes, check_widths=True)
 
 
+def test_batch_norm_streams_exactly_and_ignores_padding():
+    torch.manual_seed(0)
+    enc = build_encoder("convrnnt", 24, **SMALL, norm="batch", dropout=0.0).train()
+    x, lens = torch.randn(3, 64, 24) * 2 + 1, torch.tensor([64, 40, 21])
+    enc(x, lens)  # move the running statistics away from their initial values
+    padded = torch.cat([x, 40 * torch.ones(3, 16, 24)], dim=1)
+    torch.manual_seed(0)
+    again = build_encoder("convrnnt", 24, **SMALL, norm="batch", dropout=0.0).train()
+    again(padded, lens)
+    bn, bn_again = enc.frontend.norm.norm, again.frontend.norm.norm
+    torch.testing.assert_close(bn.running_mean, bn_again.running_mean, rtol=1e-5, atol=1e-6)
+    enc.eval()
+    sizes = random_chunk_sizes(64, torch.Generator().manual_seed(1), 4)
+    assert_streaming_equals_offline(enc, x, lens, sizes, check_widths=True)
+
+
 def test_default_config_streams_exactly():
     torch.manual_seed(0)
     enc = build_encoder("convrnnt", 80).eval()

@@ -156,3 +156,49 @@ def test_decoding_resumes_from_finished_shards(trained, tmp_path):
     assert [r["hyp"] for r in records[:4]] == ["FROM-EARLIER-RUN"] * 4
     assert [r["hyp"] for r in records[4:]] == [r["ref"] for r in records[4:]]
     assert not (out / ".parts").exists()
+
+
+def _recogs(out_dir):
+    rows = [json.loads(line) for line in (out_dir / "recogs.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "decode_seconds"} for row in rows]
+
+
+def test_decode_in_processes_and_as_tasks_equals_one_process(trained, tmp_path):
+    run = trained["run"]
+    base = ["decode", "--exp-dir", str(run["exp_dir"]), "--cuts", str(run["corpus"]["cuts_dev"]),
+            "--bpe-model", str(run["corpus"]["bpe_model"]), "--shard-size", "2"]
+    for name, jobs in (("one", "1"), ("three", "3")):
+        result = CliRunner().invoke(cli, [*base, "-j", jobs, "--out-dir", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    assert _recogs(tmp_path / "three") == _recogs(tmp_path / "one")
+    assert len(_recogs(tmp_path / "one")) == 6  # three shards of two cuts
+    # As SLURM array tasks run it: each task its shards, then the command itself merges.
+    tasks = tmp_path / "tasks"
+    for task in ("2", "1"):
+        result = CliRunner().invoke(cli, ["--task", task, *base, "-j", "2", "--out-dir", str(tasks)])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tasks / ".parts").iterdir()) == ["part-00000.jsonl", "part-00001.jsonl",
+                                                                  "part-00002.jsonl"]
+    assert not (tasks / "recogs.jsonl").exists()
+    result = CliRunner().invoke(cli, [*base, "-j", "2", "--out-dir", str(tasks)])
+    assert result.exit_code == 0, result.output
+    assert _recogs(tasks) == _recogs(tmp_path / "one") and not (tasks / ".parts").exists()
+    # The shard size is part of the fingerprint (it decides how a killed run resumes).
+    result = CliRunner().invoke(cli, [*base[:-1], "3", "--out-dir", str(tmp_path / "one")])
+    assert result.exit_code == 0 and "parameters changed: shard_size" in result.output, result.output
+
+
+def test_a_part_holding_other_cuts_is_decoded_again(trained, tmp_path):
+    cuts = load_cuts(trained["run"]["corpus"]["cuts_dev"])
+    options = DecodeOptions(method="greedy", shard_size=4)
+    out = tmp_path / "stage"
+    (out / ".parts").mkdir(parents=True)
+    shifted = [c.id for c in list(cuts)[1:5]]  # e.g. written with another shard size
+    stale = [{"cut_id": i, "utt_id": i, "ref": "X", "hyp": "STALE", "duration": 1.0, "decode_seconds": 0.0}
+             for i in shifted]
+    (out / ".parts" / "part-00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale))
+    ctx = StageContext(out, {}, "fp", True, logging.getLogger("asrtools"))
+    run_decoding(ctx, trained["model"], trained["tokenizer"], cuts, options, torch.device("cpu"))
+    records = [json.loads(line) for line in (out / "recogs.jsonl").read_text().splitlines()]
+    assert [r["cut_id"] for r in records] == [c.id for c in cuts]
+    assert [r["hyp"] for r in records] == [r["ref"] for r in records]

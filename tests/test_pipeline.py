@@ -168,3 +168,46 @@ def test_stage_log_file(tmp_path):
     write_stage(tmp_path / "s", "x")
     log = (tmp_path / "log" / "s.log").read_text()
     assert "[write]" in log and "done in" in log
+
+
+def test_validate_runs_at_the_door_and_failing_leaves_the_directory_as_it_was(tmp_path):
+    checks = []
+
+    def ok():
+        checks.append("ok")
+
+    def bad():
+        raise DataError("input x: bad")
+
+    assert write_stage(tmp_path / "a", "x", validate=ok)
+    assert not write_stage(tmp_path / "a", "x", validate=bad)  # up to date: no check, no run
+    assert checks == ["ok"]
+    before = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir() if p.name != ".lock"}
+    with pytest.raises(DataError, match="input x: bad"):
+        write_stage(tmp_path / "a", "changed", validate=bad)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir() if p.name != ".lock"} == before
+    with pytest.raises(DataError):
+        write_stage(tmp_path / "new", "x", validate=bad)
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [".lock"]
+    assert not (tmp_path / "log" / "new.log").exists()
+
+
+def test_marker_records_the_provenance_of_the_run(tmp_path):
+    import torch
+
+    from asrtools.utils.provenance import git_state
+
+    def body(ctx):
+        torch.set_num_threads(1)
+        (ctx.out_dir / "out.txt").write_text("x")
+
+    threads = torch.get_num_threads()
+    try:
+        run_stage(tmp_path / "a", "write", {}, {}, body)
+    finally:
+        torch.set_num_threads(threads)
+    provenance = read_marker(tmp_path / "a")["provenance"]
+    commit, dirty = git_state()
+    assert (provenance["git_commit"], provenance["git_dirty"]) == (commit, dirty)
+    assert provenance["torch"] == torch.__version__ and provenance["threads"] == 1  # as the body left it
+    assert provenance["gpu"] is None and provenance["cpu_count"] == os.cpu_count()

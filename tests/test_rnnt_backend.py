@@ -26,7 +26,7 @@ def test_environment_variable_overrides_auto_only(monkeypatch: pytest.MonkeyPatc
         rnnt.resolve_backend("auto")
 
 
-@pytest.mark.skipif(rnnt.k2_available(), reason="k2 is importable here")
+@pytest.mark.skipif(rnnt.k2_available(), reason="optional: k2 is importable here (this checks the error without k2)")
 def test_k2_backend_without_k2_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="k2 is not importable"):
         rnnt.resolve_backend("k2")

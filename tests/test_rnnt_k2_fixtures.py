@@ -1,7 +1,10 @@
-"""Native RNN-T backend against golden outputs of real k2 1.23.4 (tests/fixtures/k2/, float64).
+"""Native RNN-T backend against golden outputs of real k2 1.23.4 (tests/fixtures/k2/).
 
-The fixture is written by scripts/make_k2_fixtures.py in .venv-k2, so parity with k2 is checked
-here even where k2 cannot be installed. Tolerance: 1e-9 relative to each output's scale.
+The fixtures are written by scripts/make_k2_fixtures.py in .venv-k2, so parity with k2 is
+checked here even where k2 cannot be installed. float64 cases: 1e-9 relative to each output's
+scale. float32 cases at the edge of the range (LM and AM distributions that do not overlap,
+scores x40, where exp() underflows): finite wherever k2 is, and equal to float32 precision
+(`_rnnt_parity.RTOL_FLOAT32`).
 """
 from __future__ import annotations
 
@@ -15,16 +18,18 @@ from asrtools.losses import _rnnt_parity
 
 torch.set_num_threads(1)
 
-FIXTURE = Path(__file__).parent / "fixtures" / "k2" / "rnnt_k2_golden.pt"
+FIXTURES = Path(__file__).parent / "fixtures" / "k2"
 RTOL = 1e-9
 
 
-def _golden() -> Dict[str, Any]:
-    return torch.load(FIXTURE, weights_only=True)
+def _golden(name: str) -> Dict[str, Any]:
+    return torch.load(FIXTURES / name, weights_only=True)
 
 
-GOLDEN = _golden()
+GOLDEN = _golden("rnnt_k2_golden.pt")
 CASES: List[Dict[str, Any]] = [_rnnt_parity.from_storable(case) for case in GOLDEN["cases"]]
+GOLDEN32 = _golden("rnnt_k2_float32.pt")
+CASES32: List[Dict[str, Any]] = [_rnnt_parity.from_storable(case) for case in GOLDEN32["cases"]]
 
 
 def test_fixture_comes_from_k2_and_covers_every_parity_case() -> None:
@@ -40,3 +45,20 @@ def test_fixture_comes_from_k2_and_covers_every_parity_case() -> None:
 def test_native_matches_k2_golden(case: Dict[str, Any]) -> None:
     got = _rnnt_parity.evaluate(case, "native")
     assert _rnnt_parity.mismatches(got, case["expected"], RTOL) == []
+
+
+def test_float32_fixture_comes_from_k2_and_covers_the_extreme_cases() -> None:
+    assert GOLDEN32["meta"]["k2"] == "1.23.4"
+    assert [c["name"] for c in CASES32] == [c["name"] for c in _rnnt_parity.make_float32_cases(GOLDEN32["meta"]["seed"])]
+    assert all(t.dtype == torch.float32 for c in CASES32 for t in c["expected"].values() if t.is_floating_point())
+    apart = next(c for c in CASES32 if c["name"] == "f32-apart-simple-regular-full")
+    assert apart["inputs"]["lm"].tolist() == [[[0.0, -110.0], [0.0, -110.0]]]
+
+
+@pytest.mark.parametrize("case", CASES32, ids=[c["name"] for c in CASES32])
+def test_native_float32_is_finite_where_k2_is_and_matches_it(case: Dict[str, Any]) -> None:
+    got = _rnnt_parity.evaluate(case, "native")
+    for key, expected in case["expected"].items():
+        if expected.is_floating_point() and bool(torch.isfinite(expected).all()):
+            assert bool(torch.isfinite(got[key]).all()), key
+    assert _rnnt_parity.mismatches(got, case["expected"], _rnnt_parity.RTOL_FLOAT32) == []

@@ -7,10 +7,12 @@ import random
 from pathlib import Path
 from typing import List
 
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
 from asrtools.cli import cli
+from asrtools.scoring.simulate import SimulationDesign, simulate_set
 
 REGIONS = {"north": 0.08, "south": 0.12, "east": 0.25, "west": 0.10}
 
@@ -80,7 +82,7 @@ def test_wer_cohorts_compare_end_to_end(tmp_path: Path) -> None:
     scored_directly = json.loads((c2 / "cohorts.json").read_text())
     assert report.pop("params")["mode"] == "levenshtein" and scored_directly.pop("params")["mode"] == "sclite"
     assert report == scored_directly
-    assert report["schema"] == "asrtools.cohorts" and report["version"] == 1
+    assert report["schema"] == "asrtools.cohorts" and report["version"] == 2
     region = report["groupings"][0]
     assert region["by"] == ["region"] and region["cohorts"][0]["cohort"] == "east"
     assert region["disparity"]["worst"] == "east"
@@ -128,3 +130,29 @@ def test_cohort_map_and_missing_policy(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", ["wer", "cohorts", "compare"])
 def test_help_has_example(command: str) -> None:
     assert "Example: asrtools score " + command in _run([command, "--help"]).output
+
+
+def test_cohort_map_with_other_speaker_ids_is_an_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sim = simulate_set(SimulationDesign(n_cohorts=2, speakers_per_cohort=6, utterances_per_speaker=3),
+                       np.random.default_rng(0))
+    recogs = tmp_path / "recogs.jsonl"
+    recogs.write_text("\n".join(sim.recogs_lines()) + "\n")
+    pairs = sim.speaker_cohorts()  # speaker ids like c0-spk0
+    underscored = tmp_path / "underscored.txt"
+    underscored.write_text("".join(f"{spk.replace('-', '_')} {cohort}\n" for spk, cohort in pairs))
+    out = tmp_path / "cohorts"
+    failed = _run(["cohorts", "--recogs", str(recogs), "--cohort-map", str(underscored), "--bootstrap", "0",
+                   "--permutations", "0", "--out-dir", str(out)], ok=False)
+    assert failed.exit_code == 1
+    message = failed.output.strip().splitlines()[-1]
+    assert message.startswith("asrtools: error: ") and "covers 0 of 12 scored speakers" in message
+    assert "c0-spk0" in message and "c0_spk0" in message and "'-', '_' and '.' are ignored" in message
+    assert not (out / "cohorts.json").exists()
+
+    partial = tmp_path / "partial.txt"  # 9 of 12 speakers: scored, with the others named in a warning
+    partial.write_text("".join(f"{spk} {cohort}\n" for spk, cohort in pairs[:9]))
+    done = _run(["cohorts", "--recogs", str(recogs), "--cohort-map", str(partial), "--bootstrap", "0",
+                 "--permutations", "0", "--out-dir", str(tmp_path / "partial")])
+    assert done.exit_code == 0 and "3 scored speaker(s) are not in" in caplog.text and "c1-spk3" in caplog.text
+    labels = {c["cohort"] for c in json.loads((tmp_path / "partial" / "cohorts.json").read_text())["groupings"][0]["cohorts"]}
+    assert labels == {"c0", "c1", "(missing)"}

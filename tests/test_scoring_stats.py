@@ -12,7 +12,17 @@ from asrtools.errors import ConfigError, DataError
 from asrtools.scoring.bootstrap import bootstrap_p_value, bootstrap_wer, percentile_ci, rng_for
 from asrtools.scoring.cohorts import Thresholds, UtteranceTable, cohort_table, overall_stats
 from asrtools.scoring.compare import compare_systems
-from asrtools.scoring.significance import holm, mapsswe
+from asrtools.scoring.tables import compare_markdown
+from asrtools.scoring.significance import (
+    holm,
+    mapsswe,
+    mapsswe_from_segments,
+    mapsswe_segments,
+    mcnemar_test,
+    nist_normal_p,
+    sign_test,
+    wilcoxon_test,
+)
 
 
 def _table(rows: Sequence[Dict], refs: Optional[List[str]] = None) -> UtteranceTable:
@@ -25,6 +35,7 @@ def _table(rows: Sequence[Dict], refs: Optional[List[str]] = None) -> UtteranceT
         counts=counts,
         attributes=[{**{k: v for k, v in r.items() if k not in fields}, "speaker": r["speaker"]} for r in rows],
         refs=refs if refs is not None else [r["id"] for r in rows],
+        ops=["C" * r["corr"] + "S" * r["sub"] + "D" * r["del"] + "I" * r["ins"] for r in rows],
     )
 
 
@@ -119,18 +130,49 @@ def test_speaker_bootstrap_coverage_on_simulated_data() -> None:
     assert covered_utterance / replications < coverage - 0.1
 
 
-def test_mapsswe_hand_computed() -> None:
-    err_a = np.array([2, 0, 1, 3, 0, 0])
-    err_b = np.array([1, 0, 0, 1, 1, 0])
-    # segments: utterances 0, 2, 3, 4 (both systems correct on 1 and 5); z = 1, 1, 2, -1
-    result = mapsswe(err_a, err_b)
-    assert result.n_segments == 4
+def test_mapsswe_segments_by_hand() -> None:
+    # Segments close after 2 words correct in both; each includes 2 good words on either side.
+    assert mapsswe_segments("CCSCCCCDCC", "CCCCCCCCCC") == [(5, 1, 0), (5, 1, 0)]
+    # An insertion opens a segment; B's trailing insertion forms a last one with A's last 2 words.
+    assert mapsswe_segments("CCICC", "CCCCI") == [(4, 1, 0), (2, 0, 1)]
+    assert mapsswe_segments("CCCC", "CCCC") == []  # no error: no segment
+    assert mapsswe_segments("SCCCCCS", "CCCCCCC") == [(3, 1, 0), (3, 1, 0)]
+    assert mapsswe_segments("", "I") == [(0, 0, 1)]  # empty reference: B's insertions still count
+
+
+def test_mapsswe_statistic_hand_computed() -> None:
+    # err_A - err_B per segment: 1, 1, 2, -1
+    result = mapsswe_from_segments([(4, 2, 1), (2, 1, 0), (6, 3, 1), (3, 0, 1)])
+    assert (result.n_segments, result.ref_words, result.errors_a, result.errors_b) == (4, 15, 6, 3)
     assert result.mean == pytest.approx(0.75)
     assert result.std == pytest.approx(math.sqrt(4.75 / 3))  # sum of squared deviations 4.75, n - 1 = 3
     assert result.z == pytest.approx(0.75 / (math.sqrt(4.75 / 3) / 2))  # = 1.1921
-    assert result.p_value == pytest.approx(0.2332, abs=5e-4)  # 2 (1 - Phi(1.1921))
-    constant = mapsswe(np.array([2, 2, 2]), np.array([1, 1, 1]))
+    # sc_stats looks Phi up at |z| rounded down to 0.01: 2 (1 - Phi(1.19)) = 0.2340 (exact: 0.2332)
+    assert result.p_value == pytest.approx(0.2340, abs=5e-5)
+    assert nist_normal_p(1.96) == pytest.approx(0.05, abs=1e-4) and nist_normal_p(9.0) == nist_normal_p(5.14)
+    constant = mapsswe_from_segments([(1, 2, 1)] * 3)
     assert (constant.z, constant.p_value) == (0.0, 1.0)  # sc_stats: zero variance gives Z = 0
+    assert mapsswe(["CSC", "CC"], ["CCC", "CC"]).n_segments == 1
+
+
+def test_sign_wilcoxon_mcnemar_by_hand() -> None:
+    wer_a = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 5.0])
+    wer_b = np.array([12.0, 23.0, 34.0, 45.0, 50.001, 5.0])  # 4 better in A, 2 ties (within 0.005)
+    sign = sign_test(wer_a, wer_b)
+    assert (sign.n_plus, sign.n_minus, sign.n_ties) == (0, 4, 2)
+    assert sign.p_value == pytest.approx(2 * 0.5 ** 6 * (1 + 6))  # ties split 1 / 1: min = 1 of 6
+    wil = wilcoxon_test(wer_a, wer_b)
+    # |diffs| 2, 3, 4, 5, 0.001, 0 -> ranks 3, 4, 5, 6, 2, 1. sc_stats takes B - A (B has the higher
+    # WER sum); ties alternate, the first to B's side (rank 2), the next to A's (rank 1).
+    assert (wil.n_plus, wil.n_minus) == (1, 5) and (wil.rank_sum_plus, wil.rank_sum_minus) == (1.0, 20.0)
+    assert wil.z == pytest.approx((1.0 - 6 * 7 / 4) / math.sqrt(6 * 7 * 13 / 24))  # W: the smaller side
+    mcn = mcnemar_test(np.array([1, 1, 1, 0, 0, 1], bool), np.array([0, 0, 1, 0, 1, 0], bool))
+    assert (mcn.only_a_wrong, mcn.only_b_wrong, mcn.both_wrong, mcn.both_right) == (3, 1, 1, 1)
+    assert mcn.p_value == pytest.approx(2 * 5 / 16)  # 2 P(X <= 1), X ~ Bin(4, 1/2)
+    assert mcnemar_test(np.array([1, 0], bool), np.array([0, 1], bool)).p_value == 1.0
+    # Beyond 20 discordant utterances the exact binomial is kept (sctk 2.4.10 is wrong there).
+    many = mcnemar_test(np.array([1] * 40 + [0] * 38, bool), np.array([0] * 40 + [1] * 38, bool))
+    assert many.p_value == pytest.approx(0.9099, abs=1e-4)
 
 
 def test_holm_adjustment() -> None:
@@ -173,3 +215,31 @@ def test_compare_refuses_mismatched_inputs() -> None:
         compare_systems(a, _table(rows[:-1]), [])
     with pytest.raises(DataError, match=r"utterance 's0-0': the reference differs between A and B"):
         compare_systems(a, _table(rows, refs=["other"] + [r["id"] for r in rows[1:]]), [])
+
+
+def test_compare_verdicts_use_holm_adjusted_p_values() -> None:
+    """Six cohorts tested at once: a raw bootstrap p of 0.018 in one is not a finding after Holm."""
+    rng = np.random.default_rng(2)
+    before = [row for r in range(6) for row in _simulated(10, rng, f"r{r}", prefix=f"r{r}s")]
+    nudge = np.random.default_rng(102)
+    after = []
+    for row in before:
+        row = dict(row)
+        if row["region"] == "r0" and row["sub"] > 0 and nudge.random() < 0.3:  # a few fixes in r0 only
+            row["corr"], row["sub"] = row["corr"] + 1, row["sub"] - 1
+        after.append(row)
+    result = compare_systems(_table(before), _table(after), [("region",)], n_boot=500, seed=0, alpha=0.05)
+    grouping = result.groupings[0]
+    r0 = next(c for c in grouping.cohorts if c.label == "r0")
+    assert r0.p_bootstrap < 0.05 <= r0.p_bootstrap_holm  # the situation under test
+    assert r0.p_bootstrap_holm == pytest.approx(min(1.0, 6 * r0.p_bootstrap))  # the others have p = 1
+    assert not r0.significant and r0.verdict == "no significant change"
+    assert grouping.to_dict()["changed"] == []
+    doc = r0.to_dict()
+    assert doc["p_bootstrap"] == pytest.approx(r0.p_bootstrap) and doc["p_bootstrap_holm"] == pytest.approx(0.1078, abs=1e-4)
+    assert set(doc["tests"]) == {"mapsswe", "sign", "wilcoxon", "mcnemar"}
+    assert all("p_value_holm" in t for t in doc["tests"].values())
+    # The overall comparison is one test: its verdict uses the raw p-value.
+    assert result.overall.p_bootstrap_holm == result.overall.p_bootstrap
+    markdown = compare_markdown(result, 0.95, 0.05)
+    assert "after Holm's adjustment" in markdown and "0.0180 | 0.1078" in markdown

@@ -1,10 +1,13 @@
 """Cluster job runners: scripts/slurm/submit{,_gpu,_decode}.sh, scripts/run_torchrun.sh, recipe cmd.sh.
 
 SLURM is faked by small executables first on PATH: `sbatch` records its options and runs
-the batch script with bash in a SLURM-like environment (from `/`, so the script's own `cd`
-is what puts the job in the submitting directory), `srun` runs its command once per node,
-`scontrol show hostnames` expands the comma-separated node list. The end-to-end check runs
-a tiny `asrtools train` through the recipe's cmd.sh with real torchrun (2 gloo processes).
+the batch script (read from its standard input) with bash in a SLURM-like environment (from
+`/`, so the script's own `cd` is what puts the job in the submitting directory), once per
+array task for `--array`; `srun` runs its command once per node, `scontrol show hostnames`
+expands the comma-separated node list, `scancel` records its arguments. A fake `asrtools`
+answers `--check` as a test says and records every call. The end-to-end check runs a tiny
+real `asrtools train` through the recipe's cmd.sh with real torchrun (2 gloo processes).
+tests/test_slurm_cluster.py runs the same launchers on a real one-node SLURM cluster.
 """
 from __future__ import annotations
 
@@ -30,11 +33,13 @@ SUBMIT_GPU = REPO / "scripts" / "slurm" / "submit_gpu.sh"
 SUBMIT_DECODE = REPO / "scripts" / "slurm" / "submit_decode.sh"
 RUN_TORCHRUN = REPO / "scripts" / "run_torchrun.sh"
 CMD_SH = REPO / "egs" / "synth" / "asr" / "cmd.sh"
-SCRIPTS = [REPO / "scripts" / "slurm" / "lib.sh", SUBMIT, SUBMIT_GPU, SUBMIT_DECODE, RUN_TORCHRUN, CMD_SH]
+LOCAL_CLUSTER = REPO / "scripts" / "slurm" / "local_cluster.sh"
+SCRIPTS = [REPO / "scripts" / "slurm" / "lib.sh", SUBMIT, SUBMIT_GPU, SUBMIT_DECODE, RUN_TORCHRUN, CMD_SH,
+           LOCAL_CLUSTER]
 
 FAKE_SBATCH = r'''
-"""Fake sbatch: record the options, run the batch script with bash, honour --wait."""
-import json, os, subprocess, sys
+"""Fake sbatch: record the options, run the batch script (stdin) with bash, per array task, honour --wait."""
+import json, os, subprocess, sys, time
 
 FLAGS = {"--wait", "--parsable"}
 state = os.environ["FAKE_SLURM_STATE"]
@@ -49,27 +54,38 @@ while i < len(args) and args[i].startswith("-"):
         i += 1
     options[key] = value
     i += 1
-script = args[i]
+script_text = open(args[i]).read() if i < len(args) else sys.stdin.read()
 counter = os.path.join(state, "next_job_id")
 job_id = int(open(counter).read()) if os.path.exists(counter) else 1000
-open(counter, "w").write(str(job_id + 1))
+tasks = [int(t) for t in options["--array"].split(",")] if "--array" in options else [None]
+open(counter, "w").write(str(job_id + 1 + (len(tasks) if tasks != [None] else 0)))
 with open(os.path.join(state, "sbatch.jsonl"), "a") as f:
-    f.write(json.dumps({"argv": args, "options": options, "script": open(script).read()}) + "\n")
+    f.write(json.dumps({"argv": args, "options": options, "script": script_text}) + "\n")
+script = os.path.join(state, f"script-{job_id}.sh")
+open(script, "w").write(script_text)
 
 nodes = int(options.get("--nodes", "1"))
 hosts = os.environ.get("FAKE_SLURM_HOSTS", ",".join(f"node{n + 1}" for n in range(nodes))).split(",")
 name = options.get("--job-name", "sbatch")
-env = dict(os.environ, SLURM_JOB_ID=str(job_id), SLURM_JOB_NAME=name, SLURM_NNODES=str(nodes),
-           SLURM_JOB_NODELIST=",".join(hosts[:nodes]), SLURM_SUBMIT_DIR=os.getcwd())
-if "--cpus-per-task" in options:
-    env["SLURM_CPUS_PER_TASK"] = options["--cpus-per-task"]
-output = options.get("--output", f"slurm-{job_id}.out").replace("%x", name).replace("%j", str(job_id))
-output = os.path.join(options.get("--chdir", os.getcwd()), output)
 print(job_id if "--parsable" in options else f"Submitted batch job {job_id}", flush=True)
-with open(output, "a" if options.get("--open-mode") == "append" else "w") as log:
-    rc = subprocess.run(["bash", script, *args[i + 1:]], cwd="/", env=env, stdin=subprocess.DEVNULL,
-                        stdout=log, stderr=subprocess.STDOUT).returncode
-sys.exit((rc if rc >= 0 else 128 - rc) if "--wait" in options else 0)
+time.sleep(float(os.environ.get("FAKE_SBATCH_SLEEP", "0")))
+worst = 0
+for n, task in enumerate(tasks):
+    own_id = job_id if task is None else job_id + 1 + n
+    env = dict(os.environ, SLURM_JOB_ID=str(own_id), SLURM_JOB_NAME=name, SLURM_NNODES=str(nodes),
+               SLURM_JOB_NODELIST=",".join(hosts[:nodes]), SLURM_SUBMIT_DIR=os.getcwd())
+    if task is not None:
+        env.update(SLURM_ARRAY_JOB_ID=str(job_id), SLURM_ARRAY_TASK_ID=str(task))
+    if "--cpus-per-task" in options:
+        env["SLURM_CPUS_PER_TASK"] = options["--cpus-per-task"]
+    output = options.get("--output", f"slurm-{job_id}.out").replace("%x", name).replace("%j", str(own_id))
+    output = output.replace("%A", str(job_id)).replace("%a", str(task))
+    output = os.path.join(options.get("--chdir", os.getcwd()), output)
+    with open(output, "a" if options.get("--open-mode") == "append" else "w") as log:
+        rc = subprocess.run(["bash", script], cwd="/", env=env, stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=subprocess.STDOUT).returncode
+    worst = max(worst, rc if rc >= 0 else 128 - rc)
+sys.exit(worst if "--wait" in options else 0)
 '''
 
 FAKE_SRUN = r'''
@@ -97,6 +113,46 @@ import sys
 
 assert sys.argv[1:3] == ["show", "hostnames"], sys.argv
 print("\n".join(sys.argv[3].split(",")))
+'''
+
+FAKE_SCANCEL = r'''
+"""Fake scancel: record the arguments."""
+import json, os, sys
+
+with open(os.path.join(os.environ["FAKE_SLURM_STATE"], "scancel.jsonl"), "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+'''
+
+# A fake `asrtools`: `--check` answers from $FAKE_CHECK (JSON: exit status and report fields,
+# `device` taken from the command's --device when not given); every call is recorded.
+FAKE_ASRTOOLS = r'''
+"""Fake asrtools: answer --check from FAKE_CHECK, record calls, exit FAKE_TASK_STATUS_<I> for --task I."""
+import json, os, sys
+
+args = sys.argv[1:]
+state = os.environ["FAKE_SLURM_STATE"]
+with open(os.path.join(state, "asrtools.jsonl"), "a") as f:
+    f.write(json.dumps({"argv": args, "world_size": os.environ.get("ASRTOOLS_CHECK_WORLD_SIZE")}) + "\n")
+if args[:1] == ["--check"]:
+    answer = json.loads(os.environ.get("FAKE_CHECK", "{}"))
+    calls = os.path.join(state, "checks")
+    count = int(open(calls).read()) if os.path.exists(calls) else 0
+    open(calls, "w").write(str(count + 1))
+    answer = {**answer, **answer.get("later", {})} if count and "later" in answer else answer
+    if answer.get("status", 3) in (0, 3):
+        device = args[args.index("--device") + 1] if "--device" in args else answer.get("device")
+        print(f"state={'up-to-date' if answer.get('status', 3) == 0 else 'run'}")
+        print("stage=fake")
+        print(f"out_dir={os.path.join(os.getcwd(), 'stage')}")
+        print(f"tasks={answer.get('tasks', 1)}")
+        print(f"pending={answer.get('pending', '')}")
+        if device:
+            print(f"device={device}")
+    else:
+        print(answer.get("error", "asrtools: error: fake"), file=sys.stderr)
+    sys.exit(answer.get("status", 3))
+if args[:1] == ["--task"]:
+    sys.exit(int(os.environ.get(f"FAKE_TASK_STATUS_{args[1]}", "0")))
 '''
 
 FAKE_TORCHRUN = r'''
@@ -144,6 +200,7 @@ def cluster(tmp_path) -> Dict[str, Path]:
     _python_tool(bin_dir / "sbatch", FAKE_SBATCH)
     _python_tool(bin_dir / "srun", FAKE_SRUN)
     _python_tool(bin_dir / "scontrol", FAKE_SCONTROL)
+    _python_tool(bin_dir / "scancel", FAKE_SCANCEL)
     _python_tool(torchrun_dir / "torchrun", FAKE_TORCHRUN)
     work = tmp_path / "submit dir $x"  # the job must cd to a directory whose name needs quoting
     work.mkdir()
@@ -169,7 +226,7 @@ def _run(cmd: List[str], env: Dict[str, str], cwd: Path, timeout: float = 60) ->
 def test_scripts_are_executable_and_parse():
     for script in SCRIPTS:
         subprocess.run(["bash", "-n", str(script)], check=True)
-    for script in (SUBMIT, SUBMIT_GPU, SUBMIT_DECODE, RUN_TORCHRUN):
+    for script in (SUBMIT, SUBMIT_GPU, SUBMIT_DECODE, RUN_TORCHRUN, LOCAL_CLUSTER):
         assert os.access(script, os.X_OK), script
     if shutil.which("shellcheck"):
         subprocess.run(["shellcheck", "-x", "-s", "bash", *map(str, SCRIPTS)], check=True, cwd=REPO)
@@ -200,8 +257,12 @@ def test_failing_job_status_propagates(cluster):
     assert "boom-x" in result.stderr  # the log's tail is shown
 
 
+def _fake_asrtools(cluster: Dict[str, Path]) -> None:
+    _python_tool(cluster["bin"] / "asrtools", FAKE_ASRTOOLS)
+
+
 def test_sbatch_options_come_from_the_environment(cluster):
-    _write_executable(cluster["bin"] / "asrtools", "#!/usr/bin/env bash\nexit 0\n")
+    _fake_asrtools(cluster)
     settings = {"ASRTOOLS_SLURM_PARTITION": "short", "ASRTOOLS_SLURM_GPU_PARTITION": "gpu",
                 "ASRTOOLS_SLURM_TIME": "0:30:00", "ASRTOOLS_SLURM_MEM": "8G", "ASRTOOLS_SLURM_CPUS": "3",
                 "ASRTOOLS_SLURM_ACCOUNT": "asr", "ASRTOOLS_SLURM_GPUS": "1",
@@ -215,6 +276,7 @@ def test_sbatch_options_come_from_the_environment(cluster):
         gpu.stderr + cpu.stderr + decode.stderr
 
     gpu_call, cpu_call, decode_call = _records(cluster["state"], "sbatch")
+    # Logs go beside the stage directory that `asrtools --check` names (<work>/stage).
     common = {"--time": "0:30:00", "--mem": "8G", "--cpus-per-task": "3", "--account": "asr",
               "--qos": "high", "--constraint": "a100", "--export": "ALL", "--wait": True,
               "--chdir": str(cluster["work"]), "--output": str(cluster["work"] / "slurm_logs" / "%x-%j.out")}
@@ -231,12 +293,139 @@ def test_sbatch_options_come_from_the_environment(cluster):
     logs = cluster["work"] / "slurm_logs"
     assert (logs / "asrtools-train-1000.out").is_file() and (logs / "asrtools-score-wer-1001.out").is_file()
     assert (logs / "asrtools-decode-1002.out").is_file()
+    # What each job asks for is printed.
+    assert ("each: 1 node(s), 1 task(s) per node, 3 CPU(s) per task, 1 GPU(s) per node, memory 8G, "
+            "time limit 0:30:00, partition gpu, account asr, plus --qos=high --constraint=a100") in gpu.stderr
+    assert "3 CPU(s) per task, no GPU, memory 8G, time limit 0:30:00, partition short" in cpu.stderr
+
+
+@pytest.mark.parametrize("runner, settings, gpus, nproc", [
+    (SUBMIT_GPU, {"ASRTOOLS_SLURM_GPUS": "4"}, None, 1),  # --device cpu: no GPU, one process
+    (SUBMIT_GPU, {"ASRTOOLS_SLURM_GPUS": "4", "ASRTOOLS_SLURM_NPROC": "2"}, None, 2),  # CPU DDP
+    (SUBMIT_DECODE, {}, None, 1),
+])
+def test_cpu_device_asks_for_no_gpu(cluster, runner, settings, gpus, nproc):
+    _fake_asrtools(cluster)
+    env = _env(cluster, settings, fake_torchrun=True)
+    result = _run([runner, "asrtools", "train", "--device", "cpu"], env, cluster["work"])
+    assert result.returncode == 0, result.stderr
+    (job,) = _records(cluster["state"], "sbatch")
+    assert job["options"].get("--gpus-per-node") == gpus
+    assert "no GPU" in result.stderr
+    torchruns = _records(cluster["state"], "torchrun")
+    assert [t["argv"][1] for t in torchruns] == ([f"--nproc_per_node={nproc}"] if nproc > 1 else [])
+    # The check fingerprints training with the world size the job will have.
+    checks = [c for c in _records(cluster["state"], "asrtools") if c["argv"][0] == "--check"]
+    assert checks[-1]["world_size"] == str(nproc)
+
+
+def test_up_to_date_stage_is_not_submitted(cluster):
+    _fake_asrtools(cluster)
+    result = _run([SUBMIT, "asrtools", "data", "features", "-j", "4"],
+                  _env(cluster, {"FAKE_CHECK": json.dumps({"status": 0})}), cluster["work"])
+    assert result.returncode == 0, result.stderr
+    assert "asrtools-data-features: up to date, not submitted" in result.stderr
+    assert _records(cluster["state"], "sbatch") == []
+    assert not (cluster["work"] / "slurm_logs").exists()
+
+
+def test_check_error_stops_before_submitting(cluster):
+    _fake_asrtools(cluster)
+    check = {"status": 1, "error": "asrtools: error: input manifests: m does not exist"}
+    result = _run([SUBMIT, "asrtools", "data", "features"], _env(cluster, {"FAKE_CHECK": json.dumps(check)}),
+                  cluster["work"])
+    assert result.returncode == 1
+    assert result.stderr.strip() == check["error"]
+    assert _records(cluster["state"], "sbatch") == []
+
+
+def test_command_that_is_no_stage_is_submitted_as_it_is(cluster):
+    _fake_asrtools(cluster)
+    result = _run([SUBMIT, "asrtools", "data", "validate", "m"], _env(cluster, {"FAKE_CHECK": json.dumps({"status": 4})}),
+                  cluster["work"])
+    assert result.returncode == 0, result.stderr
+    (job,) = _records(cluster["state"], "sbatch")
+    assert "--array" not in job["options"]
+    assert [c["argv"] for c in _records(cluster["state"], "asrtools")][-1] == ["data", "validate", "m"]
+
+
+def test_sharded_stage_runs_pending_tasks_as_an_array_then_merges(cluster):
+    _fake_asrtools(cluster)
+    env = _env(cluster, {"FAKE_CHECK": json.dumps({"tasks": 3, "pending": "1 3"}), "ASRTOOLS_SLURM_GPUS": "2"})
+    cmd = ["asrtools", "decode", "--device", "cuda", "--out-dir", "a b", "-j", "3"]
+    result = _run([SUBMIT_DECODE, *cmd], env, cluster["work"])
+    assert result.returncode == 0, result.stderr
+    array, merge = _records(cluster["state"], "sbatch")
+    # One GPU and one CPU per array task; the merge job is a one-CPU job without GPU.
+    assert {"--array": "1,3", "--gpus-per-node": "1", "--cpus-per-task": "1", "--job-name": "asrtools-decode",
+            "--output": str(cluster["work"] / "slurm_logs" / "%x-%A_%a.out")}.items() <= array["options"].items()
+    assert "--array" not in merge["options"] and "--gpus-per-node" not in merge["options"]
+    assert {"--cpus-per-task": "1", "--job-name": "asrtools-decode-merge"}.items() <= merge["options"].items()
+    runs = [c["argv"] for c in _records(cluster["state"], "asrtools") if c["argv"][0] != "--check"]
+    assert runs == [["--task", "1", *cmd[1:]], ["--task", "3", *cmd[1:]], cmd[1:]]
+    logs = sorted(p.name for p in (cluster["work"] / "slurm_logs").iterdir())
+    assert logs == ["asrtools-decode-1000.sh", "asrtools-decode-1000_1.out", "asrtools-decode-1000_3.out",
+                    "asrtools-decode-merge-1003.out", "asrtools-decode-merge-1003.sh"]
+    assert "job array (task(s) 1,3 of 3); each: 1 node(s), 1 task(s), 1 CPU(s) per task, 1 GPU(s) per node" \
+        in result.stderr
+
+
+def test_failed_array_task_is_named_and_nothing_is_merged(cluster):
+    _fake_asrtools(cluster)
+    check = {"tasks": 3, "pending": "1 2 3", "later": {"pending": "2"}}
+    env = _env(cluster, {"FAKE_CHECK": json.dumps(check), "FAKE_TASK_STATUS_2": "7"})
+    result = _run([SUBMIT, "asrtools", "data", "features", "-j", "3"], env, cluster["work"])
+    assert result.returncode == 7
+    (array,) = _records(cluster["state"], "sbatch")
+    log = cluster["work"] / "slurm_logs" / "asrtools-data-features-1000_2.out"
+    assert ("SLURM job array 1000 (asrtools-data-features) failed with status 7; unfinished task(s): 2; "
+            f"rerun to run only those; logs: {log}") in result.stderr
+
+
+def _wait_for(predicate, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_runner_cancels_its_job_when_its_parent_is_killed(cluster):
+    _fake_asrtools(cluster)
+    env = _env(cluster, {"FAKE_SBATCH_SLEEP": "60"})
+    parent = subprocess.Popen(["bash", "-c", '"$@"; echo never', "_", str(SUBMIT), "asrtools", "train"],
+                              env=env, cwd=cluster["work"], stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: (cluster["state"] / "sbatch.jsonl").exists())
+        os.kill(parent.pid, 9)  # SIGKILL: nothing can be trapped
+        _wait_for(lambda: _records(cluster["state"], "scancel") == [["1000"]])
+    finally:
+        parent.kill()
+        parent.wait()
+    logs = cluster["work"] / "slurm_logs"
+    _wait_for(lambda: not any(p.name.startswith(".runner-") for p in logs.iterdir()))
+    assert sorted(p.name for p in logs.iterdir()) == ["asrtools-train-1000.sh"]  # no temporary leftovers
+
+
+@pytest.mark.parametrize("signum, status", [(2, 130), (15, 143), (1, 129)])
+def test_interrupted_runner_cancels_its_job(cluster, signum, status):
+    _fake_asrtools(cluster)
+    runner = subprocess.Popen([str(SUBMIT), "asrtools", "train"], env=_env(cluster, {"FAKE_SBATCH_SLEEP": "60"}),
+                              cwd=cluster["work"], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for(lambda: (cluster["work"] / "slurm_logs" / "asrtools-train-1000.sh").exists())
+    os.kill(runner.pid, signum)
+    _, stderr = runner.communicate(timeout=30)
+    assert runner.returncode == status, stderr
+    assert _records(cluster["state"], "scancel") == [["1000"]]
+    assert "cancelling SLURM job(s) 1000" in stderr
 
 
 def test_bad_gpu_count_is_a_one_line_error(cluster):
     result = _run([SUBMIT_GPU, "asrtools", "train"], _env(cluster, {"ASRTOOLS_SLURM_GPUS": "two"}), cluster["work"])
     assert result.returncode == 1
-    assert result.stderr.strip() == "submit_gpu.sh: error: ASRTOOLS_SLURM_GPUS must be a positive integer, got 'two'"
+    assert result.stderr.strip() == \
+        "submit_gpu.sh: error: ASRTOOLS_SLURM_GPUS must be a non-negative integer, got 'two'"
     assert _records(cluster["state"], "sbatch") == []
 
 
@@ -294,19 +483,18 @@ def test_cmd_sh_selects_the_runners(cluster, launcher, cpu_runner, gpu_runner, d
     assert result.stdout.splitlines() == [str(REPO / r) for r in (cpu_runner, gpu_runner, decode_runner)]
 
 
-@pytest.mark.parametrize("device, gpus", [("cuda", "1"), ("cpu", None)])
-def test_run_sh_decodes_on_one_gpu_only_for_a_gpu_device(cluster, device, gpus):
-    # No experiment exists, so the first decode job fails; its sbatch options are what counts.
-    # run.sh works in the recipe directory: keep the job logs out of the checkout.
-    env = _env(cluster, {"ASRTOOLS_LAUNCHER": "slurm", "ASRTOOLS_SLURM_LOG_DIR": str(cluster["work"] / "logs")})
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_run_sh_submits_nothing_for_a_stage_whose_input_is_missing(cluster, device):
+    # No experiment exists: the check on the submit host fails with asrtools' one-line error.
+    env = _env(cluster, {"ASRTOOLS_LAUNCHER": "slurm"})
     run_sh = REPO / "egs" / "synth" / "asr" / "run.sh"
     result = _run([run_sh, "--stage", "5", "--stop-stage", "5", "--models", "lstm", "--device", device,
                    "--data", cluster["work"] / "data", "--exp", cluster["work"] / "exp"], env, cluster["work"],
                   timeout=120)
-    assert result.returncode != 0
-    (job,) = _records(cluster["state"], "sbatch")
-    assert job["options"]["--job-name"] == "asrtools-decode"
-    assert job["options"].get("--gpus-per-node") == gpus
+    assert result.returncode == 1
+    assert f"asrtools: error: input checkpoint: {cluster['work'] / 'exp' / 'lstm' / 'averaged.pt'} does not exist" \
+        in result.stderr
+    assert _records(cluster["state"], "sbatch") == []
 
 
 def test_unknown_launcher_stops_run_sh_with_one_line_error(cluster):
@@ -324,20 +512,22 @@ def _free_port() -> int:
 
 
 def test_slurm_training_end_to_end_with_real_torchrun(cluster, tmp_path):
-    """The recipe's gpu_cmd under ASRTOOLS_LAUNCHER=slurm: 2 GPUs' worth of gloo processes on CPU."""
+    """The recipe's gpu_cmd under ASRTOOLS_LAUNCHER=slurm: 2 gloo processes on CPU, no GPU asked for."""
     corpus = make_corpus(tmp_path / "data", num_train=12)
     config = write_config(tmp_path / "c.yaml", {"num_epochs": 1, "save_every_n_steps": 1,
                                                 "data": {"max_duration": 0.8}})
     exp = tmp_path / "exp"
-    settings = {"ASRTOOLS_ROOT": str(REPO), "ASRTOOLS_LAUNCHER": "slurm", "ASRTOOLS_SLURM_GPUS": "2",
+    settings = {"ASRTOOLS_ROOT": str(REPO), "ASRTOOLS_LAUNCHER": "slurm", "ASRTOOLS_SLURM_NPROC": "2",
                 "FAKE_SLURM_HOSTS": "localhost", "ASRTOOLS_TORCHRUN_PORT": str(_free_port())}
     env = _env(cluster, settings, base=train_env())
     stage = 'set -euo pipefail; . "$1"; shift; $gpu_cmd "$@"'
     cmd = ["nice", "-n", "10", "bash", "-c", stage, "_", CMD_SH, *train_cmd(config, corpus, exp)]
     result = _run(cmd, env, cluster["work"], timeout=240)
-    log = cluster["work"] / "slurm_logs" / "asrtools-train-1000.out"
+    log = tmp_path / "slurm_logs" / "asrtools-train-1000.out"  # beside the experiment directory
     assert result.returncode == 0, result.stderr + (log.read_text()[-3000:] if log.exists() else "")
 
+    (job,) = _records(cluster["state"], "sbatch")
+    assert "--gpus-per-node" not in job["options"]
     (srun,) = _records(cluster["state"], "srun")
     assert f"--rdzv_endpoint=localhost:{settings['ASRTOOLS_TORCHRUN_PORT']}" in srun["argv"]
     assert "--nproc_per_node=2" in srun["argv"]
@@ -345,3 +535,7 @@ def test_slurm_training_end_to_end_with_real_torchrun(cluster, tmp_path):
     assert len(ckpt["rank_states"]) == 2
     assert (exp / "averaged.pt").is_file()
     assert "# ended with status 0" in log.read_text()
+    # A rerun finds the two-process training up to date on the submit host and submits nothing.
+    again = _run(cmd, env, cluster["work"], timeout=240)
+    assert again.returncode == 0 and "asrtools-train: up to date, not submitted" in again.stderr, again.stderr
+    assert len(_records(cluster["state"], "sbatch")) == 1

@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -379,3 +380,15 @@ def test_training_trajectory_is_pinned(tmp_path):
 # Measured on the project machine (x86_64, torch 2.9.1, one thread); float differences across
 # machines are ~1e-6, far inside the tolerance.
 PINNED_LOSSES = [3.917666, 3.302672, 2.760895, 2.822267, 2.751991, 2.513167]
+
+
+def test_spread_subset_is_even_and_handles_zero():
+    from lhotse import CutSet
+
+    from asrtools.training.tasks.transducer import spread_subset
+
+    cuts = load_cuts(make_corpus(Path(tempfile.mkdtemp()), num_train=10)["cuts_train"])
+    assert len(spread_subset(cuts, 0)) == 0
+    assert [c.id for c in spread_subset(cuts, 5)] == [f"train-{i:03d}" for i in (0, 2, 4, 6, 8)]
+    assert len(spread_subset(cuts, 50)) == len(cuts)
+    assert isinstance(spread_subset(cuts, 3), CutSet)

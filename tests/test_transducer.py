@@ -15,12 +15,15 @@ from streaming_helpers import assert_streaming_equals_offline
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("proj_dim", [0, 16])
+@pytest.mark.parametrize("proj_dim,norm", [(0, "layer"), (16, "layer"), (0, "batch")])
 @pytest.mark.parametrize("chunk", [4, 8, 36])
-def test_lstm_streaming_equals_offline(proj_dim, chunk):
+def test_lstm_streaming_equals_offline(proj_dim, norm, chunk):
     torch.manual_seed(0)
     encoder = build_encoder("lstm", 20, hidden_dim=24, num_layers=2, proj_dim=proj_dim, subsampling_dim=16,
-                            subsampling_channels=4, dropout=0.1).eval()
+                            subsampling_channels=4, dropout=0.1, norm=norm)
+    if norm == "batch":  # non-trivial running statistics
+        encoder.train()(torch.randn(4, 40, 20) * 3 + 1, torch.tensor([40, 30, 20, 12]))
+    encoder.eval()
     x = torch.randn(3, 70, 20)
     x_lens = torch.tensor([70, 53, 9])
     offline, offline_lens = encoder(x, x_lens)
@@ -49,6 +52,20 @@ def test_lstm_rejects_bad_sizes():
         build_encoder("lstm", 80, hidden_size=32)
 
 
+def test_lstm_batch_norm_statistics_ignore_padding():
+    def encoder():
+        torch.manual_seed(0)
+        return build_encoder("lstm", 20, hidden_dim=8, num_layers=1, subsampling_dim=8, subsampling_channels=2,
+                             dropout=0.0, norm="batch").train()
+
+    x, x_lens = torch.randn(2, 40, 20), torch.tensor([40, 20])
+    plain, padded = encoder(), encoder()
+    plain(x, x_lens)
+    padded(torch.cat([x, torch.full((2, 40, 20), 50.0)], dim=1), x_lens)
+    assert torch.allclose(plain.norm.norm.running_mean, padded.norm.norm.running_mean, atol=1e-6)
+    assert torch.allclose(plain.norm.norm.running_var, padded.norm.norm.running_var, atol=1e-5)
+
+
 def test_lstm_loads_checkpoints_from_before_causal_lstm():
     """Checkpoints of the recipe's first LSTM runs name the stack `encoder.lstm.weight_ih_l0`, ..."""
     torch.manual_seed(0)
@@ -56,8 +73,10 @@ def test_lstm_loads_checkpoints_from_before_causal_lstm():
                                                          "subsampling_channels": 4},
                          feature_dim=20, decoder_dim=8, context_size=2, joiner_dim=8)
     trained = build_model(config, 10)
-    old_style = {k.replace("encoder.lstm.lstm.", "encoder.lstm."): v for k, v in trained.state_dict().items()}
-    assert "encoder.lstm.weight_ih_l1" in old_style
+    # Old names: the LSTM stack before CausalLstm, and the front-end LayerNorm before `norm:` existed.
+    old_style = {k.replace("encoder.lstm.lstm.", "encoder.lstm.").replace("encoder.norm.norm.", "encoder.norm."): v
+                 for k, v in trained.state_dict().items()}
+    assert "encoder.lstm.weight_ih_l1" in old_style and "encoder.norm.weight" in old_style
     fresh = build_model(config, 10)
     fresh.load_state_dict(old_style)  # strict
     for key, value in trained.state_dict().items():

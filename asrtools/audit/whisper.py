@@ -41,6 +41,7 @@ from asrtools.audit.text_norm import NORMALIZER_VERSION, normalize_hypothesis
 from asrtools.decoding.recognize import PARTS_DIR, recognition_record
 from asrtools.errors import ConfigError, DataError, ToolError, describe
 from asrtools.pipeline import StageContext, atomic_write_json
+from asrtools.utils.provenance import provenance
 from asrtools.scoring.io import RECOGS_NAME, format_trn, write_lines
 
 SETUP_HINT = "install with scripts/setup_audit_env.sh"
@@ -297,6 +298,7 @@ def run_whisper_audit(ctx: StageContext, model: Any, model_info: Dict[str, Any],
         "decode_seconds": round(spent, 3),
         "real_time_factor": round(spent / audio, 5) if audio > 0 else None,
         "utterance_rtf": _rtf_summary(records),
+        "provenance": provenance(threads=options.threads),  # CTranslate2's threads, not torch's
     }
     atomic_write_json(ctx.out_dir / "summary.json", summary)
     shutil.rmtree(ctx.out_dir / PARTS_DIR)

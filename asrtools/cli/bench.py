@@ -116,8 +116,7 @@ def encoder(checkpoints: Tuple[str, ...], reference: Optional[str], cuts_path: P
                                                report=lambda line: ctx.log.info("%s", line))
         doc = timing.speed_document(results, command=command, input_text=input_text,
                                     reference=reference or named[0][0], thread_counts=counts, modes=mode_list,
-                                    batch_sizes=sizes, chunk_frames=chunk_frames, repeats=repeats, device=device,
-                                    repo=Path(__file__).resolve().parents[2])
+                                    batch_sizes=sizes, chunk_frames=chunk_frames, repeats=repeats, device=device)
         atomic_write_json(ctx.out_dir / "encoder_speed.json", doc)
         atomic_write_text(ctx.out_dir / "encoder_speed.md", timing.speed_markdown(doc, "## Encoder speed"))
 

@@ -32,12 +32,17 @@ def train(supervisions: Path, config_path: Optional[Path], overrides: Tuple[str,
 
     cfg = load_config(BpeConfig, config_path, overrides)
 
+    from asrtools.text.bpe import build_bpe, read_transcripts
+
+    loaded = {}
+
+    def load() -> None:
+        loaded["texts"] = read_transcripts(supervisions)
+
     def body(ctx) -> None:
-        from asrtools.text.bpe import build_bpe
+        ctx.log.info("BPE: %s", build_bpe(loaded["texts"], ctx.out_dir, cfg))
 
-        ctx.log.info("BPE: %s", build_bpe(supervisions, ctx.out_dir, cfg))
-
-    run_stage(out_dir, "bpe train", to_dict(cfg), {"supervisions": supervisions}, body, force=force)
+    run_stage(out_dir, "bpe train", to_dict(cfg), {"supervisions": supervisions}, body, force=force, validate=load)
 
 
 @bpe.command()

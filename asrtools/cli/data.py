@@ -18,11 +18,13 @@ def data() -> None:
 
 
 @data.command()
-@click.option("--preset", type=click.Choice(["tiny", "default", "large"]), default="default", show_default=True,
+@click.option("--preset", type=click.Choice(["tiny", "default", "sv", "large"]), default="default", show_default=True,
               help="Corpus size preset; --config and --set override its values.")
 @config_options
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("-j", "--num-jobs", type=int, default=2, show_default=True, help="Parallel synthesis processes.")
+@click.option("-j", "--num-jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Tasks that synthesise the utterances: local processes (or SLURM array tasks, "
+                   "`asrtools --task I`); the corpus does not depend on it.")
 @force_option
 def synth(preset: str, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path, num_jobs: int,
           force: bool) -> None:
@@ -31,11 +33,12 @@ def synth(preset: str, config_path: Optional[Path], overrides: Tuple[str, ...], 
     Example: asrtools data synth --preset default --config conf/synth.yaml --out-dir data/synth -j 2
     """
     from asrtools.data.synth.config import PRESETS, SynthConfig
-    from asrtools.data.synth.corpus import build_corpus
+    from asrtools.data.synth.corpus import CorpusWork
+    from asrtools.pipeline.sharding import run_sharded_stage
 
     cfg = load_config(SynthConfig, config_path, overrides, defaults=PRESETS[preset])
-    run_stage(out_dir, "data synth", to_dict(cfg), {},
-              lambda ctx: build_corpus(cfg, ctx.out_dir, num_jobs), force=force)
+    run_sharded_stage(out_dir, "data synth", to_dict(cfg), {}, lambda ctx: CorpusWork(cfg, ctx.out_dir), num_jobs,
+                      force=force)
 
 
 @data.command()
@@ -49,16 +52,23 @@ def manifests(corpus_dir: Path, out_dir: Path, sample_rate: int, force: bool) ->
 
     Example: asrtools data manifests --corpus-dir data/synth --out-dir data/manifests
     """
+    from asrtools.data.manifests import format_statistics, read_synth_corpus, validate_manifest_dir, write_manifests
+
+    loaded = {}
+
+    def load() -> None:
+        loaded["splits"] = read_synth_corpus(corpus_dir, sample_rate)
+
     def body(ctx) -> None:
-        from asrtools.data.manifests import format_statistics, make_synth_manifests, validate_manifest_dir
         from asrtools.pipeline import atomic_write_json
 
-        make_synth_manifests(corpus_dir, ctx.out_dir, sample_rate)
+        write_manifests(loaded["splits"], ctx.out_dir)
         stats = validate_manifest_dir(ctx.out_dir, sample_rate, check_audio=False)
         atomic_write_json(ctx.out_dir / "stats.json", stats)
         ctx.log.info("manifests:\n%s", format_statistics(stats))
 
-    run_stage(out_dir, "data manifests", {"sample_rate": sample_rate}, {"corpus": corpus_dir}, body, force=force)
+    run_stage(out_dir, "data manifests", {"sample_rate": sample_rate}, {"corpus": corpus_dir}, body, force=force,
+              validate=load)
 
 
 @data.command()
@@ -85,21 +95,50 @@ def validate(manifest_dir: Path, sample_rate: int, no_audio_check: bool, as_json
 @click.option("--manifest-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @config_options
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("-j", "--num-jobs", type=int, default=2, show_default=True)
+@click.option("-j", "--num-jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Tasks that compute the shards: local processes (or SLURM array tasks, `asrtools --task I`); "
+                   "the result does not depend on it.")
 @force_option
 def features(manifest_dir: Path, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path,
              num_jobs: int, force: bool) -> None:
     """Compute Fbank features (lhotse) into cuts_<split>.jsonl.gz, resumable per shard.
 
-    Example: asrtools data features --manifest-dir data/manifests --config conf/fbank.yaml --out-dir data/fbank
+    Example: asrtools data features --manifest-dir data/manifests --config conf/fbank.yaml --out-dir data/fbank -j 4
     """
     from asrtools.data.feature_config import FeatureConfig
+    from asrtools.pipeline.sharding import run_sharded_stage
 
     cfg = load_config(FeatureConfig, config_path, overrides)
 
-    def body(ctx) -> None:
-        from asrtools.data.features import compute_features
+    def plan(ctx):
+        from asrtools.data.features import FeatureWork
 
-        ctx.log.info("cuts per split: %s", compute_features(manifest_dir, ctx.out_dir, cfg, num_jobs))
+        return FeatureWork(manifest_dir, ctx.out_dir, cfg)
 
-    run_stage(out_dir, "data features", to_dict(cfg), {"manifests": manifest_dir}, body, force=force)
+    run_sharded_stage(out_dir, "data features", to_dict(cfg), {"manifests": manifest_dir}, plan, num_jobs,
+                      force=force)
+
+
+@data.command()
+@click.option("--source-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory with source cuts_<split>.jsonl.gz (e.g. from `asrtools data features`).")
+@config_options
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("-j", "--num-jobs", type=int, default=2, show_default=True, help="Feature processes.")
+@force_option
+def mix(source_dir: Path, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path, num_jobs: int,
+        force: bool) -> None:
+    """Simulate multi-talker conversations (2-4 speakers, controlled overlap) and featurise them.
+
+    Writes cuts_<split>.jsonl.gz (one cut per conversation, one supervision per turn),
+    conversations_<split>.jsonl (the plan, target and realised overlap ratio) and stats.json;
+    speakers of different splits are never mixed. Resumable per feature shard.
+
+    Example: asrtools data mix --source-dir ../asr/data/fbank --config conf/mix.yaml --out-dir data/mix
+    """
+    from asrtools.data.conversations import MixConfig, simulate
+
+    cfg = load_config(MixConfig, config_path, overrides)
+    sources = {f"cuts_{s}": source_dir / f"cuts_{s}.jsonl.gz" for s in sorted(cfg.conversations)}
+    run_stage(out_dir, "data mix", to_dict(cfg), sources,
+              lambda ctx: simulate(source_dir, ctx.out_dir, cfg, num_jobs, ctx.log), force=force)

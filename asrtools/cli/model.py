@@ -1,7 +1,6 @@
-"""`asrtools model ...`: inspect models: parameters and FLOPs of a config, streaming real-time factor."""
+"""`asrtools model ...`: inspect models: parameters and FLOPs (a stage writing info.json), streaming real-time factor."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -17,11 +16,14 @@ def model() -> None:
 
 
 @model.command("info")
-@click.argument("config_path", metavar="CONF.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config_path", metavar="[CONF.yaml]", required=False,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Measure a trained model (architecture and vocabulary from the checkpoint) instead of CONF.yaml.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one config value, e.g. --set model.encoder_params.num_layers=2 (repeatable).")
-@click.option("--vocab-size", type=click.IntRange(min=2), default=500, show_default=True,
-              help="Output vocabulary size V (sizes the decoder and joiner).")
+@click.option("--vocab-size", type=click.IntRange(min=2), default=None,
+              help="Output vocabulary size V of a CONF.yaml model (sizes the decoder and joiner)  [default: 500].")
 @click.option("--depth", type=click.IntRange(min=1), default=2, show_default=True,
               help="Deepest module level listed in the table.")
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
@@ -30,52 +32,100 @@ def model() -> None:
               help="Seconds per input feature frame.")
 @click.option("--chunk-frames", type=click.IntRange(min=0), default=0,
               help="Streaming chunk in input frames (0: the smallest valid chunk >= 32 frames).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def info(config_path: Path, overrides: Tuple[str, ...], vocab_size: int, depth: int, seconds: float,
-         frame_shift: float, chunk_frames: int, as_json: bool) -> None:
-    """Parameters per module and encoder GFLOPs per second of audio for a training config.
+@click.option("--json", "as_json", is_flag=True, help="Print the info.json document instead of a table.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run as a resumable stage: write info.json (read by `asrtools report results`) and info.txt here.")
+@force_option
+def info(config_path: Optional[Path], checkpoint: Optional[Path], overrides: Tuple[str, ...],
+         vocab_size: Optional[int], depth: int, seconds: float, frame_shift: float, chunk_frames: int,
+         as_json: bool, out_dir: Optional[Path], force: bool) -> None:
+    """Parameters per module and encoder GFLOPs per second of audio of a config or checkpoint.
 
     FLOPs are 2 x multiply-adds, counted with torch's FlopCounterMode (LSTM layers
-    analytically) on a random utterance; a streaming encoder is measured through
-    `streaming_forward` chunk by chunk, and its whole-utterance cost is printed as well.
+    analytically) on a seeded random utterance; a streaming encoder is measured through
+    `streaming_forward` chunk by chunk, and its whole-utterance cost is given as well.
+    With --out-dir the measurement is a stage whose info.json (with the provenance of the
+    run) the result pages read.
 
     \b
     Example:
       asrtools model info egs/synth/asr/conf/train_convrnnt.yaml --vocab-size 256
       asrtools model info conf/train_conformer.yaml --set model.encoder_params.chunk_size=16
+      asrtools model info --checkpoint exp/lstm/averaged.pt --chunk-frames 32 --out-dir exp/lstm/info
     """
+    from asrtools.errors import ConfigError
+    from asrtools.pipeline import atomic_write_json, atomic_write_text, run_stage
+
+    if (config_path is None) == (checkpoint is None):
+        raise ConfigError("give either a training config CONF.yaml or --checkpoint (not both)")
+    if checkpoint is not None and (overrides or vocab_size is not None):
+        raise ConfigError("--set and --vocab-size apply to a CONF.yaml model; a --checkpoint carries its own")
+    source = checkpoint if checkpoint is not None else config_path
+    params = {"checkpoint": str(checkpoint) if checkpoint else None, "config": str(config_path) if config_path else None,
+              "overrides": list(overrides), "vocab_size": vocab_size or 500, "depth": depth, "seconds": seconds,
+              "frame_shift": frame_shift, "chunk_frames": chunk_frames}
+    loaded = {}
+
+    def load() -> None:
+        loaded["model"], loaded["encoder"], loaded["feature_dim"], loaded["source"] = _info_model(
+            config_path, checkpoint, overrides, vocab_size or 500)
+
+    def measure() -> Tuple[dict, str]:
+        import torch
+
+        from asrtools.models.flops import INFO_SCHEMA, INFO_SCHEMA_VERSION, format_info, model_info
+        from asrtools.utils.provenance import provenance
+
+        torch.manual_seed(0)
+        body, rows = model_info(loaded["model"], loaded["feature_dim"], loaded["encoder"], seconds, frame_shift,
+                                chunk_frames or None, depth)
+        document = {"schema": INFO_SCHEMA, "version": INFO_SCHEMA_VERSION, "source": loaded["source"], **body,
+                    "provenance": provenance()}
+        return document, format_info(body, rows, str(source))
+
+    if out_dir is None:
+        load()
+        document, text = measure()
+        click.echo(json.dumps(document, indent=2) if as_json else text)
+        return
+
+    def stage_body(ctx) -> None:
+        document, text = measure()
+        atomic_write_json(ctx.out_dir / "info.json", document)
+        atomic_write_text(ctx.out_dir / "info.txt", text + "\n")
+        ctx.log.info("%s", text)
+
+    run_stage(out_dir, "model info", params, {"model": source}, stage_body, force=force, validate=load)
+    click.echo((out_dir / "info.json").read_text(encoding="utf-8").rstrip() if as_json else f"wrote {out_dir / 'info.json'}")
+
+
+def _info_model(config_path: Optional[Path], checkpoint: Optional[Path], overrides: Tuple[str, ...],
+                vocab_size: int) -> Tuple[object, str, int, dict]:
+    """(model, encoder name, feature dim, info.json `source`) of a config or a checkpoint."""
+    if checkpoint is not None:
+        from asrtools.decoding.recognize import load_model
+        from asrtools.models.checkpoint import load_checkpoint
+
+        from asrtools.pipeline import read_marker
+
+        model, config = load_model(checkpoint)
+        meta = load_checkpoint(checkpoint, mmap=True)
+        training = {key: meta[key] for key in ("epoch", "step", "averaged_from") if key in meta}
+        marker = read_marker(checkpoint.parent)
+        if marker.get("stage") == "train":  # the run that trained it (None if it predates provenance)
+            training["provenance"] = marker.get("provenance")
+        return model, config.encoder, config.feature_dim, {"checkpoint": str(checkpoint), "weights": "checkpoint",
+                                                           "training": training}
     import torch
 
     from asrtools.models.build import build_model
-    from asrtools.models.flops import cost_table, format_table, measure_encoder_flops
     from asrtools.training.config import load_train_config
 
-    torch.manual_seed(0)
     config = load_train_config(config_path, overrides).model
-    transducer = build_model(config, vocab_size)
-    flops = measure_encoder_flops(
-        transducer.encoder, config.feature_dim, seconds, frame_shift, chunk_frames or None
-    )
-    rows = cost_table(transducer, flops, depth=depth)
-    if as_json:
-        summary = {
-            "config": str(config_path),
-            "encoder": config.encoder,
-            "vocab_size": vocab_size,
-            "mode": flops.mode,
-            "chunk_frames": flops.chunk_frames,
-            "encoder_flops_per_second": flops.total,
-            "offline_flops_per_second": flops.offline_total,
-            "modules": [dataclasses.asdict(row) for row in rows],
-        }
-        click.echo(json.dumps(summary, indent=2))
-        return
-    how = (f"streaming_forward in {flops.chunk_frames}-frame chunks" if flops.mode == "streaming"
-           else "whole-utterance forward")
-    click.echo(f"{config_path}: encoder {config.encoder}, feature_dim {config.feature_dim}, vocab {vocab_size}")
-    click.echo(f"GFLOPs/s: encoder FLOPs (2 x MACs) per second of audio, {how} on a {seconds:g} s input")
-    click.echo(format_table(rows))
-    click.echo(f"encoder whole-utterance forward: {flops.offline_total / 1e9:.3f} GFLOPs/s")
+    torch.manual_seed(0)
+    model = build_model(config, vocab_size)
+    return model, config.encoder, config.feature_dim, {"config": str(config_path), "overrides": list(overrides),
+                                                       "weights": "random"}
 
 
 def _named_paths(option: str, specs: Tuple[str, ...]) -> List[Tuple[str, Path]]:
@@ -103,7 +153,7 @@ def _named_paths(option: str, specs: Tuple[str, ...]) -> List[Tuple[str, Path]]:
               help="Input frames per chunk (0: each encoder's smallest valid chunk >= 32 frames).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the cut sample and random weights.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Stage directory for rtf.json (read by `asrtools score results --rtf-json`) and rtf.md.")
+              help="Stage directory for rtf.json (read by `asrtools report results --input rtf=...`) and rtf.md.")
 @force_option
 def rtf(checkpoints: Tuple[str, ...], configs: Tuple[str, ...], vocab_size: int, cuts_path: Optional[Path],
         num_utts: int, chunk_frames: int, seed: int, out_dir: Path, force: bool) -> None:
@@ -142,11 +192,22 @@ def rtf(checkpoints: Tuple[str, ...], configs: Tuple[str, ...], vocab_size: int,
             + [f"--num-utts {num_utts}", f"--chunk-frames {chunk_frames}", f"--seed {seed}",
                f"--out-dir {shlex.quote(str(out_dir))}"])
 
-    def body(ctx) -> None:
+    loaded = {}
+
+    def load() -> None:
         models = [rtf_lib.checkpoint_model(name, path) for name, path in named_checkpoints]
         models += [rtf_lib.random_model(name, path, vocab_size, seed) for name, path in named_configs]
+        rtf_lib.check_unique_names(models)
+        for entry in models:
+            rtf_lib.chunk_frames_for(entry.model.encoder, chunk_frames)
+            rtf_lib.lookahead_frames(entry.model.encoder)
         feature_dim = rtf_lib.common_feature_dim(models)
-        utterances, frame_shift, input_text = rtf_lib.load_utterances(cuts_path, num_utts, seed, feature_dim)
+        loaded["models"] = models
+        loaded["utterances"] = rtf_lib.load_utterances(cuts_path, num_utts, seed, feature_dim)
+
+    def body(ctx) -> None:
+        models = loaded["models"]
+        utterances, frame_shift, input_text = loaded["utterances"]
         results = rtf_lib.measure_all(models, utterances, chunk_frames, frame_shift,
                                       report=lambda line: ctx.log.info("%s", line))
         facts = rtf_lib.run_facts("asrtools model rtf " + " ".join(args), input_text, models)
@@ -154,5 +215,5 @@ def rtf(checkpoints: Tuple[str, ...], configs: Tuple[str, ...], vocab_size: int,
         atomic_write_text(ctx.out_dir / "rtf.md", rtf_lib.rtf_markdown(results, facts))
         ctx.log.info("%s", rtf_lib.target_line(results))
 
-    run_stage(out_dir, "model rtf", params, inputs, body, force=force)
+    run_stage(out_dir, "model rtf", params, inputs, body, force=force, validate=load)
     click.echo(f"wrote {out_dir / 'rtf.json'}")

@@ -1,10 +1,17 @@
 """Click options shared by stage commands (config file, overrides, force) and `NAME=VALUE` parsing."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 from pathlib import Path
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import click
+
+# Set while `asrtools ...` runs: filled in when the subcommand is a stage command.
+_STAGE_COMMAND: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.ContextVar(
+    "asrtools_stage_command", default=None)
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -27,8 +34,37 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def force_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add `--force`: rerun the stage even if its done-marker is up to date."""
-    return click.option("--force", is_flag=True, help="Rerun even if up to date.")(func)
+    """Add `--force` (rerun the stage even if its done-marker is up to date) to a stage command.
+
+    Every stage command has it, and it marks the command as one: `asrtools --check` and
+    `asrtools --task` accept only such commands, and `--check` reports the command's
+    `--device` (what a job for it must ask for).
+    """
+    @functools.wraps(func)
+    def stage_command(*args: Any, **kwargs: Any) -> Any:
+        seen = _STAGE_COMMAND.get()
+        if seen is not None:
+            seen["device"] = kwargs.get("device")
+        return func(*args, **kwargs)
+
+    stage_command.asrtools_stage_command = True  # type: ignore[attr-defined]
+    return click.option("--force", is_flag=True, help="Rerun even if up to date.")(stage_command)
+
+
+def is_stage_command(command: click.Command) -> bool:
+    """Whether `command` is a stage command (made with `force_option`)."""
+    return bool(getattr(command.callback, "asrtools_stage_command", False))
+
+
+@contextlib.contextmanager
+def stage_command_seen() -> Iterator[Dict[str, Any]]:
+    """A dict that a stage command fills in when it starts (empty if none started)."""
+    seen: Dict[str, Any] = {}
+    token = _STAGE_COMMAND.set(seen)
+    try:
+        yield seen
+    finally:
+        _STAGE_COMMAND.reset(token)
 
 
 def split_named(option: str, spec: str, allow_bare: bool = False) -> Tuple[Optional[str], str]:

@@ -4,7 +4,9 @@ Shared by training, decoding and the audits, so none of them imports the others:
 `load_cuts` reads a lhotse CutSet and says in one line what a manifest of the wrong kind
 is; `AsrDataset` is a lhotse-style map dataset (a sampler yields a `CutSet` mini-batch and
 the dataset returns padded features, transcripts and ids, like lhotse's
-`K2SpeechRecognitionDataset` minus the k2 supervision tensors a transducer does not use).
+`K2SpeechRecognitionDataset` minus the k2 supervision tensors a transducer does not use);
+`ConversationDataset` does the same for multi-talker conversation cuts, returning their
+timed reference turns.
 Augmentation is *not* done here: the trainer applies SpecAugment in the training process,
 where its RNG state is checkpointed, so a resumed run draws the same masks.
 """
@@ -20,7 +22,9 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.dataset.collation import collate_features
 
-from asrtools.errors import DataError
+from asrtools.data.io import malformed_line
+from asrtools.data.turns import turns_of_cut
+from asrtools.errors import DataError, describe
 
 # What the first record of a lhotse manifest looks like, by kind (for "wrong manifest" errors).
 _MANIFEST_KINDS = (
@@ -55,12 +59,11 @@ def manifest_kind(path: Path) -> Optional[str]:
     return None
 
 
-def load_cuts(path: Path, name: str = "cuts") -> CutSet:
-    """Read a lhotse CutSet manifest eagerly.
+def check_cuts_file(path: Path, name: str = "cuts") -> None:
+    """Cheap check (first record only) that `path` exists and is not another kind of manifest.
 
     Raises:
-      DataError: one line naming `name` and the file when it is missing, unreadable,
-        empty, or a manifest of another kind (supervisions, recordings, features).
+      DataError: one line naming `name` and the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,10 +72,24 @@ def load_cuts(path: Path, name: str = "cuts") -> CutSet:
     if kind is not None:
         raise DataError(f"{name}: {path} is {kind}, not a CutSet; give the cuts_<split>.jsonl.gz "
                         f"written by `asrtools data features`")
+
+
+def load_cuts(path: Path, name: str = "cuts") -> CutSet:
+    """Read a lhotse CutSet manifest eagerly.
+
+    Raises:
+      DataError: one line naming `name` and the file (and line) when it is missing,
+        malformed, empty, or a manifest of another kind (supervisions, recordings, features).
+    """
+    path = Path(path)
+    check_cuts_file(path, name)
     try:
         cuts = CutSet.from_file(path).to_eager()
     except Exception as err:  # lhotse raises many kinds for malformed manifests
-        raise DataError(f"{name}: {path} is not a readable lhotse CutSet ({err})") from None
+        bad = malformed_line(path) if ".jsonl" in path.name else None
+        if bad is not None:
+            raise DataError(f"{name}: {path}:{bad[0]}: {bad[1]}") from None
+        raise DataError(f"{name}: {path} is not a readable lhotse CutSet ({describe(err)})") from None
     if len(cuts) == 0:
         raise DataError(f"{name}: {path} holds no cuts")
     return cuts
@@ -138,3 +155,21 @@ class AsrDataset(torch.utils.data.Dataset):
             "cut_ids": [c.id for c in cuts],
             "speakers": [cut_speaker(c) for c in cuts],
         }
+
+
+class ConversationDataset(torch.utils.data.Dataset):
+    """A `CutSet` mini-batch of conversation cuts -> padded features and reference turns.
+
+    Returns a dict with features (B, T, F) float32, feature_lens (B,) int64, cut_ids, and
+    turns (B lists of `Turn`, sorted by start), longest cut first.
+    """
+
+    def __getitem__(self, cuts: CutSet) -> Dict[str, Any]:
+        cuts = cuts.sort_by_duration(ascending=False)
+        try:
+            features, feature_lens = collate_features(cuts)
+        except Exception as err:
+            ids = ", ".join(c.id for c in list(cuts)[:3])
+            raise DataError(f"cannot load features of cuts {ids}...: {err}") from None
+        return {"features": features.to(torch.float32), "feature_lens": feature_lens.to(torch.int64),
+                "cut_ids": [c.id for c in cuts], "turns": [turns_of_cut(c) for c in cuts]}

@@ -7,6 +7,7 @@ is why streaming decoding of a causal encoder reproduces offline decoding exactl
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import List
 
@@ -24,10 +25,15 @@ class GreedyState:
         tokens (the decoder sees the last `context_size` of them).
       decoder_out: (B, J) decoder output for the current context, already passed through
         `joiner.decoder_proj`.
+      frames: per stream, the encoder frame (counted from the stream's start) on which
+        each emitted token was emitted.
+      frames_done: encoder frames consumed so far (the offset of the next chunk).
     """
 
     contexts: List[List[int]]
     decoder_out: torch.Tensor
+    frames: List[List[int]] = dataclasses.field(default_factory=list)
+    frames_done: int = 0
 
     def hyps(self, context_size: int) -> List[List[int]]:
         """The emitted tokens of each stream (the start context removed)."""
@@ -50,7 +56,7 @@ def projected_decoder_out(model: Transducer, contexts: List[List[int]], device: 
 def init_greedy_state(model: Transducer, batch_size: int, device: torch.device) -> GreedyState:
     """The state before the first frame of `batch_size` streams."""
     contexts = [initial_context(model) for _ in range(batch_size)]
-    return GreedyState(contexts, projected_decoder_out(model, contexts, device))
+    return GreedyState(contexts, projected_decoder_out(model, contexts, device), [[] for _ in range(batch_size)])
 
 
 @torch.no_grad()
@@ -89,10 +95,12 @@ def greedy_search_step(
                 break
             for i, token in zip(index.tolist(), tokens[index].tolist()):
                 state.contexts[i].append(token)
+                state.frames[i].append(state.frames_done + t)
             state.decoder_out[index] = projected_decoder_out(
                 model, [state.contexts[i] for i in index.tolist()], encoder_out.device
             )
             may_emit = emitted
+    state.frames_done += encoder_out.size(1)
     return state
 
 

@@ -8,22 +8,26 @@ Outputs in the stage directory:
   summary.json   method, options, utterance count, audio and decode seconds, real-time factor,
                  and for an encoder that skips work per frame (e.g. arbitrated Transformer
                  sub-blocks) the executed compute (`encoder_compute`, asrtools.models.compute;
-                 each recogs.jsonl line then holds its utterance's counts)
+                 each recogs.jsonl line then holds its utterance's counts),
+                 and provenance (commit, torch, CPU/GPU, threads: `asrtools.utils.provenance`)
 
-Cuts are decoded in fixed shards of manifest order; each finished shard is written to
-`.parts/` atomically, so a killed run resumes after the last finished shard. With batching,
-`decode_seconds` is the batch's decoding time shared out by frames; `max_duration=0`
-decodes one cut at a time and measures each exactly.
+Cuts are decoded in fixed shards of `shard_size` cuts in manifest order (`DecodeWork`, the
+units of a sharded stage: `asrtools decode -j N` runs N processes, or N SLURM array tasks);
+each finished shard is written to `.parts/part-<k>.jsonl` atomically and is kept by a rerun
+only if it holds exactly the cut ids expected for shard k. With batching, `decode_seconds`
+is the batch's decoding time shared out by frames; `max_duration=0` decodes one cut at a
+time and measures each exactly.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from lhotse import CutSet
@@ -37,12 +41,20 @@ from asrtools.models.build import ModelConfig, build_model, model_config_from_di
 from asrtools.models.compute import SUMMARY_KEY, summarize_compute
 from asrtools.models.transducer import Transducer
 from asrtools.pipeline import StageContext, atomic_write_json, atomic_write_text
+from asrtools.pipeline.sharding import Progress, ShardedWork, run_work
 from asrtools.text.tokenizer import Tokenizer
 from asrtools.models.checkpoint import load_checkpoint
 from asrtools.data.cuts import AsrDataset, cut_speaker, cut_text
+from asrtools.utils.provenance import provenance
 
 METHODS = ("greedy", "modified_beam", "streaming_greedy")
 PARTS_DIR = ".parts"
+
+logger = logging.getLogger("asrtools")
+
+# What a decoding process needs, made where it runs (a forked process must not inherit CUDA
+# state): the model in eval mode, its tokenizer and its device, given the cuts to decode.
+ModelLoader = Callable[[CutSet], Tuple[Transducer, Tokenizer, torch.device]]
 
 
 @dataclasses.dataclass
@@ -138,6 +150,10 @@ def decode_shard(model: Transducer, tokenizer: Tokenizer, cuts: CutSet, options:
     records: Dict[str, Dict[str, Any]] = {}
     for batch_cuts in sampler:
         batch = dataset[batch_cuts]
+        finite = torch.isfinite(batch["features"]).flatten(1).all(dim=1)  # (B,); padding is 0
+        if not bool(finite.all()):
+            bad = batch["cut_ids"][int((~finite).nonzero()[0])]
+            raise DataError(f"cut {bad}: its features hold NaN or infinite values")
         model.encoder.reset_compute(len(batch["cut_ids"]))
         start = time.perf_counter()
         ids = decode_features(model, batch["features"].to(device), batch["feature_lens"].to(device), options)
@@ -184,12 +200,100 @@ def _shards(cuts: CutSet, size: int) -> Iterable[CutSet]:
         yield CutSet.from_cuts(cut_list[start : start + size])
 
 
-def run_decoding(ctx: StageContext, model: Transducer, tokenizer: Tokenizer, cuts: CutSet,
-                 options: DecodeOptions, device: torch.device) -> Dict[str, Any]:
-    """Stage body: decode every shard not yet finished, then write the final files.
+class DecodeWork(ShardedWork):
+    """Decoding as the units of a sharded stage: shard k = cuts [k * shard_size, (k+1) * shard_size).
 
     Args:
-      ctx: the stage context (`ctx.resumed` keeps finished shards).
+      out_dir: the stage directory (parts go to `<out_dir>/.parts/part-<k>.jsonl`).
+      cuts: the cuts to decode (with features), in manifest order.
+      options: decoding options (`shard_size` fixes the units).
+      load: makes the model, tokenizer and device in the process that decodes (once).
+    """
+
+    label = "decoding"
+
+    def __init__(self, out_dir: Path, cuts: CutSet, options: DecodeOptions, load: ModelLoader) -> None:
+        self.out_dir = Path(out_dir)
+        self.cuts = cuts
+        self.options = options
+        self.shards = list(_shards(cuts, options.shard_size))
+        self._load = load
+        self.summary: Dict[str, Any] = {}
+
+    def num_units(self) -> int:
+        return len(self.shards)
+
+    def unit_size(self, index: int) -> int:
+        return len(self.shards[index])
+
+    def part_path(self, index: int) -> Path:
+        return self.out_dir / PARTS_DIR / f"part-{index:05d}.jsonl"
+
+    def read_part(self, index: int) -> Optional[List[Dict[str, Any]]]:
+        """The records of part `index`, or None unless it holds exactly shard `index`'s cuts, in order."""
+        try:
+            records = [json.loads(line) for line in self.part_path(index).read_text().splitlines()]
+        except (OSError, ValueError):
+            return None
+        expected = [cut.id for cut in self.shards[index]]
+        if [r.get("cut_id") if isinstance(r, dict) else None for r in records] != expected:
+            return None
+        return records
+
+    def unit_done(self, index: int) -> bool:
+        return self.read_part(index) is not None
+
+    def run_units(self, indices: Sequence[int], progress: Progress, processes: int) -> None:
+        if not indices:
+            return
+        model, tokenizer, device = self._load(self.cuts)
+        if processes > 1 and device.type == "cpu":
+            torch.set_num_threads(max(1, torch.get_num_threads() // processes))
+        for index in indices:
+            if self.part_path(index).exists():
+                logger.warning("%s holds other cuts than shard %d; decoding it again", self.part_path(index), index)
+            records = decode_shard(model, tokenizer, self.shards[index], self.options, device)
+            atomic_write_text(self.part_path(index), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            progress(len(records))
+
+    def merge(self) -> None:
+        """Write recogs.jsonl, ref.trn, hyp.trn and summary.json from every part, then drop the parts."""
+        records: List[Dict[str, Any]] = []
+        for index in range(self.num_units()):
+            part = self.read_part(index)
+            if part is None:
+                raise DataError(f"{self.part_path(index)}: missing, or not the cuts of shard {index}")
+            records.extend(part)
+        out = self.out_dir
+        atomic_write_text(out / "recogs.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        atomic_write_text(out / "ref.trn", "".join(f"{r['ref']} ({r['utt_id']})\n" for r in records))
+        atomic_write_text(out / "hyp.trn", "".join(f"{r['hyp']} ({r['utt_id']})\n" for r in records))
+        audio = sum(r["duration"] for r in records)
+        spent = sum(r["decode_seconds"] for r in records)
+        self.summary = {
+            "options": dataclasses.asdict(self.options),
+            "num_utterances": len(records),
+            "audio_seconds": round(audio, 3),
+            "decode_seconds": round(spent, 3),
+            "real_time_factor": round(spent / audio, 5) if audio > 0 else None,
+            "provenance": provenance(),  # of the merging process (array tasks may run elsewhere)
+        }
+        compute = summarize_compute(r.get(SUMMARY_KEY) for r in records)
+        if compute is not None:
+            self.summary[SUMMARY_KEY] = compute
+        atomic_write_json(out / "summary.json", self.summary)
+        shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+        logger.info("decoded %d cuts (%.1f s of audio) in %.1f s, RTF %.4f", len(records), audio, spent,
+                    spent / audio if audio > 0 else float("nan"))
+
+
+def run_decoding(ctx: StageContext, model: Transducer, tokenizer: Tokenizer, cuts: CutSet,
+                 options: DecodeOptions, device: torch.device) -> Dict[str, Any]:
+    """Stage body in one process: decode every shard not yet finished, then write the final files.
+
+    Args:
+      ctx: the stage context (finished shards in `.parts/` are kept when they hold the
+        expected cuts).
       model: the transducer in eval mode.
       tokenizer: the BPE tokenizer the model was trained with.
       cuts: the cuts to decode (with features).
@@ -199,36 +303,6 @@ def run_decoding(ctx: StageContext, model: Transducer, tokenizer: Tokenizer, cut
     Returns:
       The summary written to summary.json.
     """
-    parts = ctx.out_dir / PARTS_DIR
-    parts.mkdir(exist_ok=True)
-    records: List[Dict[str, Any]] = []
-    shards = list(_shards(cuts, options.shard_size))
-    for index, shard in enumerate(shards):
-        part = parts / f"part-{index:05d}.jsonl"
-        if part.is_file():
-            shard_records = [json.loads(line) for line in part.read_text().splitlines()]
-        else:
-            shard_records = decode_shard(model, tokenizer, shard, options, device)
-            atomic_write_text(part, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in shard_records))
-        records.extend(shard_records)
-        ctx.log.info("decoded shard %d/%d (%d cuts)", index + 1, len(shards), len(records))
-    atomic_write_text(ctx.out_dir / "recogs.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    atomic_write_text(ctx.out_dir / "ref.trn", "".join(f"{r['ref']} ({r['utt_id']})\n" for r in records))
-    atomic_write_text(ctx.out_dir / "hyp.trn", "".join(f"{r['hyp']} ({r['utt_id']})\n" for r in records))
-    audio = sum(r["duration"] for r in records)
-    spent = sum(r["decode_seconds"] for r in records)
-    summary = {
-        "options": dataclasses.asdict(options),
-        "num_utterances": len(records),
-        "audio_seconds": round(audio, 3),
-        "decode_seconds": round(spent, 3),
-        "real_time_factor": round(spent / audio, 5) if audio > 0 else None,
-    }
-    compute = summarize_compute(r.get(SUMMARY_KEY) for r in records)
-    if compute is not None:
-        summary[SUMMARY_KEY] = compute
-    atomic_write_json(ctx.out_dir / "summary.json", summary)
-    shutil.rmtree(parts)
-    ctx.log.info("decoded %d cuts (%.1f s of audio) in %.1f s, RTF %.4f", len(records), audio, spent,
-                 spent / audio if audio > 0 else float("nan"))
-    return summary
+    work = DecodeWork(ctx.out_dir, cuts, options, lambda _: (model, tokenizer, device))
+    run_work(work, 1, "decode")
+    return work.summary

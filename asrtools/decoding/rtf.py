@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-import os
-import platform
 import random
 import time
 from pathlib import Path
@@ -38,9 +36,11 @@ from asrtools.errors import ConfigError
 from asrtools.models.encoder import Encoder
 from asrtools.models.flops import streaming_chunk_frames
 from asrtools.models.transducer import Transducer
+from asrtools.utils.provenance import format_provenance, provenance
 
-#: The JSON document `write`s and `asrtools score results --rtf-json` reads.
-RTF_SCHEMA, RTF_SCHEMA_VERSION = "asrtools.streaming_rtf", 1
+#: The JSON document of `asrtools model rtf` (rtf.json), read by `asrtools report results`.
+#: Version 2 replaced the `torch`, `python` and `machine` facts by a `provenance` record.
+RTF_SCHEMA, RTF_SCHEMA_VERSION = "asrtools.streaming_rtf", 2
 #: ConvRNN-T's target (METHODS.md section 1): streaming RTF <= 0.1 on one CPU thread.
 RTF_TARGET = 0.1
 #: Seconds per input frame of synthetic features (cuts carry their own).
@@ -329,30 +329,19 @@ def measure_all(models: Sequence[RtfModel], utterances: List[torch.Tensor], chun
 # ----------------------------------------------------------------------------- reporting
 
 
-def machine_description() -> str:
-    """CPU model and core count, for the tables."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
-
-
 def run_facts(command: str, input_text: str, models: Sequence[RtfModel]) -> Dict[str, Any]:
-    """What a table states about its run: command, input, weights, versions, machine, date."""
+    """What a table states about its run: command, input, weights, date and provenance.
+
+    Call it after `measure_all` (in the measuring process) so the provenance records the
+    one thread the decoding ran on.
+    """
     weights = sorted({m.weights for m in models})
     return {
         "command": command,
         "input": input_text,
         "weights": " and ".join(f"{w} weights" for w in weights),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": machine_description(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "provenance": provenance(),
     }
 
 
@@ -374,11 +363,12 @@ def rtf_markdown(results: Dict[str, Dict[str, Any]], facts: Dict[str, Any]) -> s
         "",
         f"{facts['input']}; {facts['weights']}. One stream at a time (batch 1) through "
         "`streaming_greedy_search` (= `asrtools decode --method streaming_greedy`), "
-        f"`torch.set_num_threads(1)`, torch {facts['torch']}, Python {facts['python']}, {facts['machine']}; "
-        f"{facts['date']}. Latency = chunk + look-ahead (algorithmic; compute is the per-chunk column). "
+        f"`torch.set_num_threads(1)`; {facts['date']}. Latency = chunk + look-ahead (algorithmic; compute is the per-chunk column). "
         "RTF = decode wall time / audio time per utterance; CPU RTF = process CPU time / audio time "
         "(total); per-chunk = wall ms per chunk, encoder's share in brackets. Wall times on a shared "
         "machine carry other jobs' load; the CPU RTF is less affected.",
+        "",
+        f"Provenance: {format_provenance(facts.get('provenance'))}.",
         "",
         "| model | encoder | params | chunk ms | look-ahead ms | latency ms | RTF mean | RTF p90 | CPU RTF "
         "| per-chunk ms mean (enc.) | per-chunk ms p90 | tokens/s |",

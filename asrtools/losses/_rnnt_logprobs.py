@@ -24,8 +24,6 @@ import torch
 from torch import Tensor
 
 RNNT_TYPES = ("regular", "modified", "constrained")
-# Floor added to the unigram LM's probabilities so that a never-predicted symbol has a finite log.
-_UNIGRAM_FLOOR = 1.0e-20
 
 
 def _append_no_symbol_frame(px: Tensor) -> Tensor:
@@ -74,9 +72,27 @@ def add_delay_penalty(px: Tensor, delay_penalty: float, boundary: Optional[Tenso
 
 
 def _shifted_exp(x: Tensor) -> Tuple[Tensor, Tensor]:
-    """`(exp(x - max), max)` over the last dim; the max is detached (it cancels out exactly)."""
-    x_max = x.detach().amax(dim=-1, keepdim=True)
+    """`(exp(x - max), max)` over the last dim.
+
+    The max is not detached, and is `torch.max` (gradient to one arg-max), as in k2: the
+    normaliser adds a tiny constant before its log (`_log_normalizers`), so the max no
+    longer cancels out exactly where the exponentials underflow; there its gradient is
+    what keeps the loss's gradient equal to k2's.
+    """
+    x_max = torch.max(x, dim=-1, keepdim=True)[0]
     return (x - x_max).exp(), x_max
+
+
+def _log_normalizers(lm_probs: Tensor, lm_max: Tensor, am_probs: Tensor, am_max: Tensor) -> Tensor:
+    """`log sum_c exp(lm[s, c] + am[t, c])` for all (s, t): `(B, S+1, T)`, one batched matmul.
+
+    As in k2, the smallest normal number of the dtype is added before the log: when the
+    shifted LM and AM distributions do not overlap (e.g. lm = [0, -110], am = [-110, 0] in
+    float32) every product underflows to 0, and log(0) would make the loss and its
+    gradients NaN instead of large and finite.
+    """
+    products = torch.matmul(lm_probs, am_probs.transpose(1, 2)) + torch.finfo(lm_probs.dtype).tiny
+    return products.log() + lm_max + am_max.transpose(1, 2)
 
 
 def _symbol_and_blank_scores(lm: Tensor, am: Tensor, symbols: Tensor, termination_symbol: int):
@@ -123,8 +139,7 @@ def simple_logprobs(
     _check_simple_inputs(lm, am, symbols)
     lm_probs, lm_max = _shifted_exp(lm)
     am_probs, am_max = _shifted_exp(am)
-    # log sum_c exp(lm[s, c] + am[t, c]) for all (s, t): one batched matmul.
-    normalizers = torch.matmul(lm_probs, am_probs.transpose(1, 2)).log() + lm_max + am_max.transpose(1, 2)
+    normalizers = _log_normalizers(lm_probs, lm_max, am_probs, am_max)
     px_am, px_lm, py_am, py_lm = _symbol_and_blank_scores(lm, am, symbols, termination_symbol)
     S = symbols.shape[1]
     px = px_am + px_lm - normalizers[:, :S, :]
@@ -156,9 +171,10 @@ def smoothed_logprobs(
     S = S1 - 1
     lm_probs, lm_max = _shifted_exp(lm)
     am_probs, am_max = _shifted_exp(am)
-    normalizers = torch.matmul(lm_probs, am_probs.transpose(1, 2)).log() + lm_max + am_max.transpose(1, 2)
+    normalizers = _log_normalizers(lm_probs, lm_max, am_probs, am_max)
     lm_sums = lm_probs.sum(dim=2, keepdim=True)
-    unigram = (lm_probs / lm_sums).mean(dim=(0, 1)) + _UNIGRAM_FLOOR  # (C,)
+    # Floored like k2 so that a symbol the LM never predicts has a finite log-probability.
+    unigram = (lm_probs / lm_sums).mean(dim=(0, 1)) + torch.finfo(lm_probs.dtype).tiny  # (C,)
     am_only_normalizers = (torch.matmul(am_probs, unigram).log().unsqueeze(2) + am_max).transpose(1, 2)  # (B, 1, T)
     lm_only_normalizers = lm_sums.log() + lm_max  # (B, S+1, 1)
     log_unigram = unigram.log()

@@ -29,6 +29,10 @@ Case = Dict[str, Any]
 # to float64 arc scores; 0.25 * half-integers is exact in float32, so parity can be 1e-9 tight.
 PARITY_DELAY_PENALTY = 0.25
 _B, _T, _S, _C = 3, 8, 4, 6
+# float32 cases: scores x40 give arc log-probs of a few hundred, whose float32 rounding
+# (~1e-5) moves occupations (gradients) by up to ~1e-4 of their scale between two correct
+# implementations; measured against k2 1.23.4: at most 6.1e-5.
+RTOL_FLOAT32 = 2e-4
 _S_RANGE = 3
 
 
@@ -102,6 +106,39 @@ def make_cases(seed: int = 0) -> List[Case]:
                 {"logits": pruned_logits, "symbols": simple["symbols"], "ranges": ranges, **extra}, ["logits"],
             ))
     cases.extend(_recursion_cases(generator))
+    return cases
+
+
+def make_float32_cases(seed: int = 0) -> List[Case]:
+    """float32 cases at the edge of the range: the simple and smoothed losses where exp() underflows.
+
+    `lm = [0, -110]`, `am = [-110, 0]` (the LM and AM distributions do not overlap: every
+    term of the normaliser underflows to 0 in float32), and random scores scaled by 40;
+    every rnnt_type, full and ragged lengths. k2 stays finite on all of them.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    apart_lm = torch.tensor([[[0.0, -110.0], [0.0, -110.0]]])
+    apart_am = torch.tensor([[[-110.0, 0.0], [-110.0, 0.0], [-110.0, 0.0]]])
+    apart = {"lm": apart_lm, "am": apart_am, "symbols": torch.tensor([[1]])}
+    cases: List[Case] = []
+    for rnnt_type, ragged in itertools.product(rnnt.RNNT_TYPES, (False, True)):
+        tag = f"{rnnt_type}-{'ragged' if ragged else 'full'}"
+        scaled = {
+            "lm": (_randn(generator, _B, _S + 1, _C) * 40).float(),
+            "am": (_randn(generator, _B, _T, _C) * 40).float(),
+            "symbols": torch.randint(1, _C, (_B, _S), generator=generator),
+        }
+        if ragged:
+            scaled["boundary"] = _ragged_boundary()
+        for name, inputs in (("apart", apart), ("scaled40", scaled)):
+            if ragged and name == "apart":
+                continue
+            common = {"termination_symbol": 0, "rnnt_type": rnnt_type, "reduction": "sum", "return_grad": True}
+            cases.append(_case(f"f32-{name}-simple-{tag}", "rnnt_loss_simple", common, dict(inputs), ["lm", "am"]))
+            for lm_only, am_only in ((0.25, 0.0), (0.1, 0.2)):
+                cases.append(_case(f"f32-{name}-smoothed{lm_only}-{am_only}-{tag}", "rnnt_loss_smoothed",
+                                   {**common, "lm_only_scale": lm_only, "am_only_scale": am_only},
+                                   dict(inputs), ["lm", "am"]))
     return cases
 
 

@@ -2,7 +2,9 @@
 
 Same names and keyword arguments as `k2.rnnt_loss` / `k2.mutual_information`:
 `rnnt_loss_simple`, `rnnt_loss_smoothed`, `get_rnnt_prune_ranges`, `do_rnnt_pruning`,
-`rnnt_loss_pruned`, `rnnt_loss` and `mutual_information_recursion`. Each also takes
+`rnnt_loss_pruned`, `rnnt_loss`, `mutual_information_recursion`, and the arc log-prob builders
+`get_rnnt_logprobs_smoothed` / `get_rnnt_logprobs_pruned` (for losses that change arcs before
+the recursion, e.g. the multi-talker `<eot>` latency penalty). Each also takes
 `backend`: "k2" forwards the call to k2, "native" runs asrtools' own implementation, and
 "auto" (the default) uses k2 when `import k2` works — unless the environment variable
 `ASRTOOLS_RNNT_BACKEND` (k2 | native) says otherwise.
@@ -63,6 +65,8 @@ __all__ = [
     "BACKEND_ENV",
     "RNNT_TYPES",
     "do_rnnt_pruning",
+    "get_rnnt_logprobs_pruned",
+    "get_rnnt_logprobs_smoothed",
     "get_rnnt_prune_ranges",
     "k2_available",
     "mutual_information_recursion",
@@ -371,3 +375,55 @@ def rnnt_loss(
         )
     px, py = joint_logprobs(logits, symbols, termination_symbol, rnnt_type, boundary)
     return _loss_from_arcs(px, py, boundary, rnnt_type, delay_penalty, reduction)
+
+
+def get_rnnt_logprobs_smoothed(
+    lm: Tensor,
+    am: Tensor,
+    symbols: Tensor,
+    termination_symbol: int,
+    lm_only_scale: float = 0.1,
+    am_only_scale: float = 0.1,
+    boundary: Optional[Tensor] = None,
+    rnnt_type: str = "regular",
+    backend: str = "auto",
+) -> Tuple[Tensor, Tensor]:
+    """The arc log-probs `(px, py)` that `rnnt_loss_smoothed` sums (before any delay penalty).
+
+    Args: as `rnnt_loss_smoothed`.
+
+    Returns:
+      `px` `(B, S, T+1)` (regular) or `(B, S, T)`, and `py` `(B, S+1, T)`; differentiable.
+    """
+    _check_options(rnnt_type)
+    if resolve_backend(backend) == "k2":
+        return _k2().get_rnnt_logprobs_smoothed(
+            lm=lm, am=am, symbols=symbols, termination_symbol=termination_symbol, lm_only_scale=lm_only_scale,
+            am_only_scale=am_only_scale, boundary=boundary, rnnt_type=rnnt_type,
+        )
+    return smoothed_logprobs(lm, am, symbols, termination_symbol, lm_only_scale, am_only_scale, rnnt_type, boundary)
+
+
+def get_rnnt_logprobs_pruned(
+    logits: Tensor,
+    symbols: Tensor,
+    ranges: Tensor,
+    termination_symbol: int,
+    boundary: Tensor,
+    rnnt_type: str = "regular",
+    backend: str = "auto",
+) -> Tuple[Tensor, Tensor]:
+    """The arc log-probs `(px, py)` that `rnnt_loss_pruned` sums (-inf outside the windows).
+
+    Args: as `rnnt_loss_pruned`.
+
+    Returns:
+      `(px, py)` shaped as in `get_rnnt_logprobs_smoothed`; differentiable w.r.t. `logits`.
+    """
+    _check_options(rnnt_type)
+    if resolve_backend(backend) == "k2":
+        return _k2().get_rnnt_logprobs_pruned(
+            logits=logits, symbols=symbols, ranges=ranges, termination_symbol=termination_symbol,
+            boundary=boundary, rnnt_type=rnnt_type,
+        )
+    return pruned_logprobs(logits, symbols, ranges, termination_symbol, rnnt_type, boundary)

@@ -10,12 +10,13 @@ used on its own. Training-only parts (discovery, pruning, RNG state) are in
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Sequence
 
 import torch
 
-from asrtools.errors import DataError
+from asrtools.errors import DataError, describe
 from asrtools.pipeline import atomic_path
 
 
@@ -30,10 +31,12 @@ def load_checkpoint(path: Path, map_location: Any = "cpu", mmap: bool = False) -
     path = Path(path)
     if not path.is_file():
         raise DataError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its directory is at the end
+        raise DataError(f"checkpoint {path} is not a PyTorch checkpoint file (truncated, or another format)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:
-        raise DataError(f"checkpoint {path} cannot be loaded ({type(err).__name__}: {err})") from None
+        raise DataError(f"checkpoint {path} cannot be loaded ({describe(err)})") from None
     if not isinstance(state, dict):
         raise DataError(f"checkpoint {path} is not an asrtools checkpoint (holds a {type(state).__name__})")
     return state

@@ -34,6 +34,7 @@ from torch import nn
 from asrtools.errors import ConfigError
 from asrtools.models.encoder import Encoder, State, register_encoder
 from asrtools.nn.causal import CausalLstm, GlobalConvBlock
+from asrtools.nn.norm import SequenceNorm
 from asrtools.nn.subsampling import CausalConv2dStack, FrameStacker
 
 #: Paper-size ConvRNN-T (`encoder_params` for `encoder: convrnnt`).
@@ -123,6 +124,7 @@ class ConvRnntFrontEnd(nn.Module):
         local_freq_strides: Sequence[int],
         global_net: GlobalConvNet,
         dropout: float,
+        norm: str = "layer",
     ) -> None:
         super().__init__()
         self.local = CausalConv2dStack(
@@ -132,9 +134,10 @@ class ConvRnntFrontEnd(nn.Module):
         self.stacker = FrameStacker(self.local.factor)
         self.factor = self.local.factor
         self.out = nn.Linear(self.local.output_dim + self.factor * global_net.channels, output_dim)
-        # Raw log-mel inputs are far from zero mean / unit scale; normalising each frame
-        # keeps the LSTM gates out of saturation early in training.
-        self.norm = nn.LayerNorm(output_dim)
+        # Raw log-mel inputs are far from zero mean / unit scale; normalising keeps the LSTM
+        # gates out of saturation early in training (batch norm also removes the component
+        # shared by all frames, see asrtools.nn.norm).
+        self.norm = SequenceNorm(output_dim, norm)
         self.dropout = nn.Dropout(dropout)
         self.output_dim = output_dim
         self._num_local_states = len(self.local.convs)
@@ -147,7 +150,9 @@ class ConvRnntFrontEnd(nn.Module):
         """(B, T, F), (B,) -> (B, T // factor, D), (B,) int64."""
         local = self.local(x)
         stacked = self.stacker(self.global_net(x, x_lens))
-        return self._combine(local, stacked), self.output_lengths(x_lens)
+        out_lens = self.output_lengths(x_lens)
+        valid = torch.arange(local.size(1), device=x.device)[None, :] < out_lens[:, None]
+        return self._combine(local, stacked, valid), out_lens
 
     def init_states(
         self, batch_size: int, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
@@ -171,8 +176,8 @@ class ConvRnntFrontEnd(nn.Module):
         stacked, stack_cache = self.stacker.streaming_forward(global_out, stack_cache)
         return self._combine(local, stacked), y_lens, local_states + global_states + [stack_cache]
 
-    def _combine(self, local: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.norm(self.out(torch.cat([local, stacked], dim=2))))
+    def _combine(self, local: torch.Tensor, stacked: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.dropout(self.norm(self.out(torch.cat([local, stacked], dim=2)), valid))
 
 
 @register_encoder("convrnnt")
@@ -198,6 +203,7 @@ class ConvRnntEncoder(Encoder):
       proj_dim: LSTM output projection (0 = none); the output size is `proj_dim or hidden_dim`.
       dropout: dropout in the global blocks, after the front end, between LSTM layers
         and on the output.
+      norm: normalisation of the front end's output, "layer" or "batch" (as `LstmEncoder`).
     """
 
     def __init__(
@@ -218,6 +224,7 @@ class ConvRnntEncoder(Encoder):
         num_layers: int = 3,
         proj_dim: int = 0,
         dropout: float = 0.1,
+        norm: str = "layer",
     ) -> None:
         super().__init__()
         if min(global_channels, global_hidden_channels, se_bottleneck, frontend_dim) < 1:
@@ -241,6 +248,7 @@ class ConvRnntEncoder(Encoder):
             local_freq_strides,
             global_net,
             dropout,
+            norm,
         )
         self.lstm = CausalLstm(frontend_dim, hidden_dim, num_layers, proj_dim, dropout)
         # As in LstmEncoder: normalise the tanh-bounded LSTM output for the joiner. Without

@@ -16,6 +16,7 @@ from torch import nn
 
 from asrtools.models.encoder import Encoder, State, register_encoder
 from asrtools.nn.causal import CausalLstm
+from asrtools.nn.norm import SequenceNorm
 from asrtools.nn.subsampling import CausalConv2dSubsampling
 
 
@@ -32,6 +33,8 @@ class LstmEncoder(Encoder):
       subsampling_channels: conv channels of the subsampling front end.
       subsampling_factor: frame-rate reduction (power of two).
       dropout: dropout between LSTM layers and on the subsampling/encoder outputs.
+      norm: normalisation of the front end's output, "layer" (per frame) or "batch"
+        (`MaskedBatchNorm`: removes each channel's mean over the data; see asrtools.nn.norm).
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class LstmEncoder(Encoder):
         subsampling_channels: int = 64,
         subsampling_factor: int = 4,
         dropout: float = 0.1,
+        norm: str = "layer",
     ) -> None:
         super().__init__()
         self.subsampling = CausalConv2dSubsampling(
@@ -51,7 +55,7 @@ class LstmEncoder(Encoder):
         )
         # Per-frame normalisation of the front end's output: raw log-mel features are far
         # from zero-mean/unit-scale, which saturates LSTM gates and stalls early training.
-        self.norm = nn.LayerNorm(subsampling_dim)
+        self.norm = SequenceNorm(subsampling_dim, norm)
         self.lstm = CausalLstm(subsampling_dim, hidden_dim, num_layers, proj_dim, dropout)
         self._register_load_state_dict_pre_hook(_rename_pre_causal_lstm_keys)
         # LSTM outputs are tanh-bounded and small at initialisation; normalising them gives
@@ -77,7 +81,8 @@ class LstmEncoder(Encoder):
           out: (B, T', C) with T' = T // subsampling_factor; out_lens: (B,) int64.
         """
         hidden, out_lens = self.subsampling(x, x_lens)
-        hidden = self.norm(hidden)
+        valid = torch.arange(hidden.size(1), device=hidden.device)[None, :] < out_lens[:, None]
+        hidden = self.norm(hidden, valid)
         out = self.lstm(hidden)
         return self.output_dropout(self.output_norm(out)), out_lens
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -230,3 +230,62 @@ def format_table(rows: List[ModuleCost]) -> str:
         flops = "-" if row.flops_per_second is None else f"{row.flops_per_second / 1e9:.3f}"
         lines.append(f"{name:<{width}}  {row.params:>12,}  {flops:>9}")
     return "\n".join(lines)
+
+
+#: The JSON document of `asrtools model info --out-dir` (info.json), read by `asrtools report`.
+INFO_SCHEMA, INFO_SCHEMA_VERSION = "asrtools.model_info", 1
+
+
+def model_info(
+    model: nn.Module,
+    feature_dim: int,
+    encoder_type: str,
+    seconds: float = 10.0,
+    frame_shift: float = 0.01,
+    chunk_frames: Optional[int] = None,
+    depth: int = 2,
+) -> Tuple[Dict[str, object], List[ModuleCost]]:
+    """Size and compute of a transducer: the body of info.json and the cost table.
+
+    Args:
+      model: the transducer (its `encoder` is measured on a seeded random input).
+      feature_dim: F, input feature size.
+      encoder_type: the registered encoder name.
+      seconds, frame_shift, chunk_frames: as `measure_encoder_flops`.
+      depth: deepest module level of the table.
+
+    Returns:
+      `(document, rows)`: the document holds `encoder`, `feature_dim`, `vocab_size`,
+      `params` (whole model), `encoder_params`, `gflops_per_second` (encoder, streaming for
+      a causal encoder), `offline_gflops_per_second`, `flops` (how it was measured) and
+      `modules` (the rows); callers add `schema`, `source` and `provenance`.
+    """
+    flops = measure_encoder_flops(model.encoder, feature_dim, seconds, frame_shift, chunk_frames)
+    rows = cost_table(model, flops, depth=depth)
+    document: Dict[str, object] = {
+        "encoder": encoder_type,
+        "feature_dim": feature_dim,
+        "vocab_size": int(model.vocab_size),
+        "params": rows[-1].params,
+        "encoder_params": sum(p.numel() for p in model.encoder.parameters()),
+        "gflops_per_second": flops.total / 1e9,
+        "offline_gflops_per_second": flops.offline_total / 1e9,
+        "flops": {"mode": flops.mode, "chunk_frames": flops.chunk_frames, "seconds": seconds,
+                  "frame_shift": frame_shift, "counted": "2 x multiply-adds of the encoder"},
+        "modules": [dataclasses.asdict(row) for row in rows],
+    }
+    return document, rows
+
+
+def format_info(document: Dict[str, object], rows: List[ModuleCost], source: str) -> str:
+    """The text report of `asrtools model info` (header, cost table, whole-utterance cost)."""
+    flops = document["flops"]
+    how = (f"streaming_forward in {flops['chunk_frames']}-frame chunks" if flops["mode"] == "streaming"
+           else "whole-utterance forward")
+    return "\n".join([
+        f"{source}: encoder {document['encoder']}, feature_dim {document['feature_dim']}, "
+        f"vocab {document['vocab_size']}",
+        f"GFLOPs/s: encoder FLOPs (2 x MACs) per second of audio, {how} on a {flops['seconds']:g} s input",
+        format_table(rows),
+        f"encoder whole-utterance forward: {document['offline_gflops_per_second']:.3f} GFLOPs/s",
+    ])

@@ -28,18 +28,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from asrtools.decoding.rtf import machine_description
 from asrtools.errors import ConfigError
 from asrtools.models.compute import summarize_compute
 from asrtools.models.encoder import Encoder
+from asrtools.utils.provenance import provenance
 
 SCHEMA, SCHEMA_VERSION = "asrtools.encoder_speed", 1
 MODES = ("offline", "streaming")
@@ -212,22 +210,12 @@ def measure_encoder_speed(
     return results
 
 
-def git_commit(repo: Path) -> str:
-    """The checkout's commit (with `+dirty` when tracked files differ), or "unknown"."""
-    try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
-
-
 def speed_document(results: Dict[str, Dict[str, Any]], *, command: str, input_text: str, reference: str,
                    thread_counts: Sequence[int], modes: Sequence[str], batch_sizes: Sequence[int], chunk_frames: int,
-                   repeats: int, device: str, repo: Path) -> Dict[str, Any]:
+                   repeats: int, device: str) -> Dict[str, Any]:
     """The JSON document of one run: the results and what they were measured on."""
+    made_by = provenance()
+    commit = (made_by["git_commit"] or "unknown")[:12] + ("+dirty" if made_by["git_dirty"] else "")
     return {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
@@ -241,10 +229,11 @@ def speed_document(results: Dict[str, Dict[str, Any]], *, command: str, input_te
         "chunk_frames": chunk_frames,
         "repeats": repeats,
         "device": device,
-        "commit": git_commit(repo),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": machine_description() if device == "cpu" else torch.cuda.get_device_name(0),
+        "provenance": made_by,
+        "commit": commit,
+        "torch": made_by["torch"],
+        "python": made_by["python"],
+        "machine": f"{made_by['cpu']}, {made_by['cpu_count']} cores" if device == "cpu" else made_by["gpu"],
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "models": results,
     }

@@ -92,9 +92,18 @@ class SequenceNorm(nn.Module):
         if kind not in NORMS:
             raise ConfigError(f"norm {kind!r} is not one of {', '.join(NORMS)}")
         self.norm = nn.LayerNorm(num_channels) if kind == "layer" else MaskedBatchNorm(num_channels)
+        self._register_load_state_dict_pre_hook(_nest_plain_norm_keys)
 
     def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, T, C) -> (B, T, C); `valid` (B, T) bool marks the frames batch norm counts."""
         if isinstance(self.norm, MaskedBatchNorm):
             return self.norm(x, valid)
         return self.norm(x)
+
+
+def _nest_plain_norm_keys(state_dict, prefix, *args) -> None:
+    """Load weights saved when this norm was a plain module (`<prefix>weight` rather than
+    `<prefix>norm.weight`), e.g. the LSTM encoders' checkpoints from before `norm:` existed."""
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        if prefix + name in state_dict and prefix + "norm." + name not in state_dict:
+            state_dict[prefix + "norm." + name] = state_dict.pop(prefix + name)

@@ -9,8 +9,10 @@ Modules (import what you need; nothing heavy is imported here):
   `read_speaker_attributes` (``--cohort-map``).
 - `asrtools.scoring.report`: the files of a WER directory, `read_wer_dir`, `load_report`.
 - `asrtools.scoring.cohorts`: `UtteranceTable`, `cohort_table`, `overall_stats`, `Thresholds`.
-- `asrtools.scoring.compare`: `compare_systems` (paired speaker bootstrap + MAPSSWE).
+- `asrtools.scoring.disparity`: `speaker_disparity` (best-worst gap, permutation test, interval).
+- `asrtools.scoring.compare`: `compare_systems` (paired speaker bootstrap + NIST's paired tests).
 - `asrtools.scoring.bootstrap`, `asrtools.scoring.significance`: the statistics.
+- `asrtools.scoring.simulate`: simulated test sets with a known gap (calibration checks).
 - `asrtools.scoring.tables`, `asrtools.scoring.plots`: JSON/CSV/Markdown and PNG outputs.
 
 The command line is `asrtools score wer|cohorts|compare` (`asrtools.cli.score`).

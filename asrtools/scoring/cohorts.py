@@ -10,11 +10,9 @@ Per cohort: speakers, utterances, reference words, pooled WER (sum of errors / s
 words), substitution/deletion/insertion rates, mean/median/SD of per-speaker WER (speakers
 with reference words), a speaker-level cluster-bootstrap CI of the pooled WER and, for
 comparison, an utterance-level bootstrap CI, and flags for cohorts below the size
-thresholds. The disparity summary compares the worst and best cohort among those that pass
-the thresholds (all cohorts if fewer than two pass): absolute gap, relative gap
-``(WER_worst - WER_best) / WER_best``, ratio, mean and standard deviation (population,
-over cohorts) of cohort WERs, a bootstrap CI of the gaps (independent speaker resampling
-within the two cohorts), and the worst cohort's share of speakers, utterances and errors.
+thresholds. The disparity summary of each grouping (worst vs best cohort, its interval and
+permutation test) comes from `asrtools.scoring.disparity`, which decides eligibility by
+speakers and words only.
 """
 from __future__ import annotations
 
@@ -26,31 +24,13 @@ from typing import Any, Dict, Generic, List, Mapping, Optional, Sequence, Tuple,
 import numpy as np
 
 from asrtools.errors import ConfigError
-from asrtools.scoring.bootstrap import bootstrap_wer, percentile_ci, ratio, rng_for
+from asrtools.scoring.bootstrap import bootstrap_wer, percentile_ci, rng_for
+# Thresholds and Disparity are defined with the disparity rules and used from here too.
+from asrtools.scoring.disparity import Disparity, Thresholds, speaker_disparity  # noqa: F401
 from asrtools.scoring.wer import WerReport
 
 MISSING = "(missing)"
 ALL = "all"
-
-
-@dataclasses.dataclass(frozen=True)
-class Thresholds:
-    """Minimum size of a cohort whose WER is reported without a warning flag."""
-
-    min_speakers: int = 5
-    min_words: int = 200
-    min_errors: int = 20
-
-    def flags(self, n_speakers: int, n_words: int, n_errors: int) -> List[str]:
-        """Which thresholds a cohort of this size misses, e.g. `["speakers<5"]`."""
-        flags = []
-        if n_speakers < self.min_speakers:
-            flags.append(f"speakers<{self.min_speakers}")
-        if n_words < self.min_words:
-            flags.append(f"words<{self.min_words}")
-        if n_errors < self.min_errors:
-            flags.append(f"errors<{self.min_errors}")
-        return flags
 
 
 @dataclasses.dataclass
@@ -63,6 +43,7 @@ class UtteranceTable:
       counts: `(U, 4)` int64 `(corr, sub, del, ins)`.
       attributes: per utterance, its cohort fields (after `--cohort-map` speaker attributes).
       refs: per utterance, the normalised reference text (to check paired inputs).
+      ops: per utterance, the alignment as `C/S/D/I` ops (for the matched-pairs test).
     """
 
     ids: List[str]
@@ -70,6 +51,7 @@ class UtteranceTable:
     counts: np.ndarray
     attributes: List[Mapping[str, Any]]
     refs: List[str]
+    ops: List[str]
 
     @classmethod
     def from_report(
@@ -89,6 +71,7 @@ class UtteranceTable:
             counts=report.counts_array(),
             attributes=attributes,
             refs=[" ".join(u.alignment.ref) for u in report.utterances],
+            ops=[u.alignment.ops for u in report.utterances],
         )
 
     @property
@@ -188,7 +171,6 @@ class CohortStats(CohortSize):
     share_speakers: float = 1.0
     share_utts: float = 1.0
     share_errors: float = 1.0
-    replicates: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)
 
     @property
     def sub_rate(self) -> Optional[float]:
@@ -278,7 +260,6 @@ def cohort_stats(
     spk_wer = spk_sums[spk_sums[:, 1] > 0, 0] / spk_sums[spk_sums[:, 1] > 0, 1]
     mean, median, sd = _mean_median_sd(spk_wer)
     nan_ci = (float("nan"), float("nan"))
-    replicates = np.zeros(0)
     ci_speaker = ci_utterance = nan_ci
     if n_boot > 0 and len(rows):
         replicates = bootstrap_wer(spk_sums[:, 0], spk_sums[:, 1], n_boot, rng_for(seed, "speaker", *rng_names, label))
@@ -302,83 +283,6 @@ def cohort_stats(
         ci_speaker=ci_speaker,
         ci_utterance=ci_utterance,
         flags=thresholds.flags(len(speakers), n_words, n_errors),
-        replicates=replicates,
-    )
-
-
-@dataclasses.dataclass
-class Disparity:
-    """Worst-vs-best cohort comparison of one grouping (fractions, not percentages)."""
-
-    basis: str
-    n_cohorts: int
-    worst: str
-    best: str
-    wer_worst: float
-    wer_best: float
-    abs_gap: float
-    rel_gap: Optional[float]
-    ratio: Optional[float]
-    mean_across: float
-    std_across: float
-    abs_gap_ci: Tuple[float, float]
-    rel_gap_ci: Tuple[float, float]
-    worst_share_speakers: float
-    worst_share_utts: float
-    worst_share_errors: float
-
-    def to_dict(self) -> Dict[str, Any]:
-        """JSON form (NaN/inf become null)."""
-        out = dataclasses.asdict(self)
-        for key in ("abs_gap_ci", "rel_gap_ci"):
-            out[key] = [finite_or_none(x) for x in out[key]]
-        for key in ("rel_gap", "ratio"):
-            out[key] = finite_or_none(out[key])
-        return out
-
-
-def disparity(cohorts: Sequence[CohortStats], level: float) -> Optional[Disparity]:
-    """The disparity summary of a grouping, or None with fewer than two cohorts with WER.
-
-    Args:
-      cohorts: the grouping's cohorts (with bootstrap replicates if CIs are wanted).
-      level: confidence level of the gap intervals.
-    """
-    scored = [c for c in cohorts if c.wer is not None]
-    eligible = [c for c in scored if not c.flags]
-    basis = "cohorts passing the size thresholds"
-    if len(eligible) < 2:
-        eligible = scored
-        basis = "all cohorts (fewer than two pass the size thresholds)"
-    if len(eligible) < 2:
-        return None
-    worst = max(eligible, key=lambda c: (c.wer, c.label))
-    best = min(eligible, key=lambda c: (c.wer, c.label))
-    wers = np.array([c.wer for c in eligible], dtype=np.float64)
-    rel_gap = (worst.wer - best.wer) / best.wer if best.wer > 0 else None
-    nan_ci = (float("nan"), float("nan"))
-    abs_ci = rel_ci = nan_ci
-    if worst.replicates.size and best.replicates.size:
-        gap = worst.replicates - best.replicates
-        abs_ci = percentile_ci(gap, level)
-        rel_ci = percentile_ci(ratio(gap, best.replicates), level)
-    return Disparity(
-        basis=basis,
-        n_cohorts=len(eligible),
-        worst=worst.label,
-        best=best.label,
-        wer_worst=worst.wer,
-        wer_best=best.wer,
-        abs_gap=worst.wer - best.wer,
-        rel_gap=rel_gap,
-        ratio=worst.wer / best.wer if best.wer > 0 else None,
-        mean_across=float(wers.mean()),
-        std_across=float(wers.std()),
-        abs_gap_ci=abs_ci,
-        rel_gap_ci=rel_ci,
-        worst_share_speakers=worst.share_speakers,
-        worst_share_utts=worst.share_utts,
-        worst_share_errors=worst.share_errors,
     )
 
 
@@ -439,17 +343,20 @@ def cohort_table(
     seed: int = 0,
     level: float = 0.95,
     thresholds: Thresholds = Thresholds(),
+    n_permutations: int = 1000,
 ) -> CohortGrouping:
     """Per-cohort WER statistics and the disparity summary for one grouping.
 
     Args:
       table: the scored utterances (see `UtteranceTable.from_report`).
       by: grouping fields, e.g. `("region",)` or `("region", "gender")`.
-      n_boot: bootstrap replicates for the CIs (0: no CIs).
+      n_boot: bootstrap replicates for the per-cohort CIs (0: no CIs).
       seed: base seed (results are a deterministic function of it).
       level: confidence level, e.g. 0.95.
-      thresholds: minimum cohort size; smaller cohorts are flagged and left out of the
-        disparity summary (unless fewer than two cohorts pass).
+      thresholds: cohort sizes; cohorts below the speaker or word minimum are flagged and
+        left out of the disparity summary (unless fewer than two cohorts pass), cohorts
+        below the error minimum are only flagged.
+      n_permutations: label permutations of the disparity test and interval (0: neither).
     """
     by = tuple(by)
     labels, values = cohort_labels(table, by)
@@ -463,7 +370,9 @@ def cohort_table(
         stats.share_errors = stats.n_errors / n_errors_total if n_errors_total else 0.0
         cohorts.append(stats)
     cohorts = sort_worst_first(cohorts)
-    return CohortGrouping(by, cohorts, disparity(cohorts, level))
+    gap = speaker_disparity(table.speakers, labels, table.errors, table.words, thresholds=thresholds, level=level,
+                            n_permutations=n_permutations, seed=seed, rng_names=(",".join(by),))
+    return CohortGrouping(by, cohorts, gap)
 
 
 def overall_stats(

@@ -2,10 +2,14 @@
 
 Per cohort: both pooled WERs, the difference ``WER_B - WER_A`` (and relative to A), a
 paired speaker-level bootstrap (the same resampled speakers for both systems) giving the
-CI of the difference and a two-sided p-value, and MAPSSWE over utterances (see
-`asrtools.scoring.significance`). Holm-adjusted p-values are given across the cohorts of a
-grouping. A cohort "changed significantly" when its bootstrap p-value is below alpha;
-the MAPSSWE verdict is reported beside it.
+CI of the difference and a two-sided p-value, and NIST's four paired tests as sc_stats
+computes them (matched-pairs sentence-segment MAPSSWE, sign and Wilcoxon tests on speaker
+WER, McNemar on utterance errors; `asrtools.scoring.significance`).
+
+Testing every cohort of a grouping is a family of tests: each p-value is also given
+Holm-adjusted over the cohorts of its grouping, and a cohort's verdict ("changed
+significantly", better / worse) uses the Holm-adjusted bootstrap p-value. The overall
+comparison is a single test (its adjusted p equals the raw one).
 """
 from __future__ import annotations
 
@@ -27,7 +31,18 @@ from asrtools.scoring.cohorts import (
     group_rows,
     per_speaker_sums,
 )
-from asrtools.scoring.significance import MapssweResult, holm, mapsswe
+from asrtools.scoring.significance import (
+    McNemarResult,
+    MapssweResult,
+    SignTestResult,
+    WilcoxonResult,
+    holm,
+    mapsswe,
+    mcnemar_test,
+    sign_test,
+    speaker_wer_percent,
+    wilcoxon_test,
+)
 
 BETTER, WORSE, UNCHANGED = "better", "worse", "no significant change"
 
@@ -61,8 +76,47 @@ def pair_tables(
         counts=b.counts[order],
         attributes=[b.attributes[p] for p in order],
         refs=[b.refs[p] for p in order],
+        ops=[b.ops[p] for p in order],
     )
     return a, reordered
+
+
+@dataclasses.dataclass(frozen=True)
+class NistTests:
+    """NIST's paired tests of one cohort (sc_stats `-t std4`)."""
+
+    mapsswe: MapssweResult
+    sign: SignTestResult
+    wilcoxon: WilcoxonResult
+    mcnemar: McNemarResult
+
+    def p_values(self) -> Dict[str, float]:
+        """`{test name: p-value}`."""
+        return {name: getattr(self, name).p_value for name in NIST_TESTS}
+
+
+NIST_TESTS = ("mapsswe", "sign", "wilcoxon", "mcnemar")
+
+
+def nist_tests(a: UtteranceTable, b: UtteranceTable, rows: np.ndarray) -> NistTests:
+    """The four NIST tests of A vs B on the utterances `rows` (paired tables).
+
+    Speakers are taken in order of first appearance (the order sc_stats uses, which
+    decides how the Wilcoxon test splits tied speakers).
+    """
+    speakers = [a.speakers[i] for i in rows]
+    index = {spk: k for k, spk in enumerate(dict.fromkeys(speakers))}
+    spk = np.asarray([index[s] for s in speakers], dtype=np.int64)
+    by_speaker = np.asarray(rows)[np.argsort(spk, kind="stable")]  # sc_stats' utterance order
+    words = np.bincount(spk, weights=a.words[rows], minlength=len(index))
+    wer_a = speaker_wer_percent(np.bincount(spk, weights=a.errors[rows], minlength=len(index)), words)
+    wer_b = speaker_wer_percent(np.bincount(spk, weights=b.errors[rows], minlength=len(index)), words)
+    return NistTests(
+        mapsswe=mapsswe([a.ops[i] for i in by_speaker], [b.ops[i] for i in by_speaker]),
+        sign=sign_test(wer_a, wer_b),
+        wilcoxon=wilcoxon_test(wer_a, wer_b),
+        mcnemar=mcnemar_test(a.errors[rows] > 0, b.errors[rows] > 0),
+    )
 
 
 @dataclasses.dataclass
@@ -77,11 +131,11 @@ class CohortChange(CohortSize):
     ci_b: Tuple[float, float]
     ci_diff: Tuple[float, float]
     p_bootstrap: float
-    mapsswe: MapssweResult
+    tests: NistTests
     flags: List[str]
     alpha: float
     p_bootstrap_holm: float = float("nan")
-    p_mapsswe_holm: float = float("nan")
+    p_tests_holm: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def diff(self) -> Optional[float]:
@@ -97,18 +151,23 @@ class CohortChange(CohortSize):
         return diff / self.wer_a if diff is not None and self.wer_a else None
 
     @property
+    def mapsswe(self) -> MapssweResult:
+        """The matched-pairs test of this cohort."""
+        return self.tests.mapsswe
+
+    @property
     def significant(self) -> bool:
-        """Bootstrap p-value below alpha."""
-        return bool(np.isfinite(self.p_bootstrap) and self.p_bootstrap < self.alpha)
+        """Holm-adjusted bootstrap p-value below alpha (over the cohorts of the grouping)."""
+        return bool(np.isfinite(self.p_bootstrap_holm) and self.p_bootstrap_holm < self.alpha)
 
     @property
     def significant_mapsswe(self) -> bool:
-        """MAPSSWE p-value below alpha."""
-        return bool(self.mapsswe.p_value < self.alpha)
+        """Holm-adjusted MAPSSWE p-value below alpha."""
+        return bool(self.p_tests_holm.get("mapsswe", float("nan")) < self.alpha)
 
     @property
     def verdict(self) -> str:
-        """`better` / `worse` (B relative to A, significant by bootstrap) or no change."""
+        """`better` / `worse` (B relative to A, significant by Holm-adjusted bootstrap) or no change."""
         if not self.significant or self.diff is None or self.diff == 0:
             return UNCHANGED
         return BETTER if self.diff < 0 else WORSE
@@ -128,8 +187,9 @@ class CohortChange(CohortSize):
             "ci_diff": [finite_or_none(x) for x in self.ci_diff],
             "p_bootstrap": finite_or_none(self.p_bootstrap),
             "p_bootstrap_holm": finite_or_none(self.p_bootstrap_holm),
-            "mapsswe": self.mapsswe.to_dict(),
-            "p_mapsswe_holm": finite_or_none(self.p_mapsswe_holm),
+            "tests": {name: {**getattr(self.tests, name).to_dict(),
+                             "p_value_holm": finite_or_none(self.p_tests_holm.get(name, float("nan")))}
+                      for name in NIST_TESTS},
             "significant": self.significant,
             "significant_mapsswe": self.significant_mapsswe,
             "verdict": self.verdict,
@@ -192,7 +252,7 @@ def cohort_change(
         ci_b=ci_b,
         ci_diff=ci_diff,
         p_bootstrap=p_boot,
-        mapsswe=mapsswe(err_a, err_b),
+        tests=nist_tests(a, b, rows),
         flags=thresholds.flags(len(speakers), n_words, int(max(err_a.sum(), err_b.sum()))),
         alpha=alpha,
     )
@@ -248,6 +308,8 @@ def compare_systems(
     a, b = pair_tables(a, b, *names)
     everything = np.arange(len(a.ids), dtype=np.int64)
     overall = cohort_change(a, b, everything, ALL, {}, n_boot, seed, level, alpha, thresholds, ("overall",))
+    overall.p_bootstrap_holm = overall.p_bootstrap  # one test: nothing to adjust
+    overall.p_tests_holm = overall.tests.p_values()
     results = []
     for by in groupings:
         by = tuple(by)
@@ -256,11 +318,10 @@ def compare_systems(
             cohort_change(a, b, rows, label, values[label], n_boot, seed, level, alpha, thresholds, (",".join(by),))
             for label, rows in sorted(group_rows(labels).items())
         ]
-        for key, adjusted in (
-            ("p_bootstrap_holm", holm([c.p_bootstrap for c in cohorts])),
-            ("p_mapsswe_holm", holm([c.mapsswe.p_value for c in cohorts])),
-        ):
-            for cohort, value in zip(cohorts, adjusted):
-                setattr(cohort, key, value)
+        for cohort, value in zip(cohorts, holm([c.p_bootstrap for c in cohorts])):
+            cohort.p_bootstrap_holm = value
+        for name in NIST_TESTS:
+            for cohort, value in zip(cohorts, holm([c.tests.p_values()[name] for c in cohorts])):
+                cohort.p_tests_holm[name] = value
         results.append(ComparisonGrouping(by, cohorts))
     return Comparison(names[0], names[1], overall, results)

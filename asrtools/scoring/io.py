@@ -321,3 +321,46 @@ def _supervision_attributes(path: Path) -> Dict[str, Dict[str, Any]]:
             path, ", ".join(dropped_any),
         )
     return attrs
+
+
+MIN_MAPPED_SHARE = 0.5  # below this share of scored speakers found in a cohort map, the map is refused
+
+
+def _id_key(speaker: str) -> str:
+    """A speaker id with case, `-`, `_` and `.` folded, to spot maps written with another convention."""
+    return speaker.lower().replace("-", "").replace("_", "").replace(".", "")
+
+
+def check_cohort_map(attributes: Dict[str, Dict[str, Any]], speakers: Sequence[str], path: Path,
+                     examples: int = 3) -> List[str]:
+    """Check that a `--cohort-map` covers the scored speakers.
+
+    Args:
+      attributes: the map, `{speaker: {attribute: value}}` (`read_speaker_attributes`).
+      speakers: the scored speakers (repeats allowed).
+      path: the map file, for messages.
+      examples: how many ids of each side to name in the error.
+
+    Returns:
+      The scored speakers missing from the map (sorted); they form the cohort `(missing)`.
+
+    Raises:
+      DataError: fewer than `MIN_MAPPED_SHARE` of the scored speakers are in the map (for
+        instance ids written with `_` instead of `-`); the message lists a few unmatched ids
+        of each side and says when the ids would match with case, `-`, `_`, `.` ignored.
+    """
+    scored = sorted(set(speakers))
+    missing = [spk for spk in scored if spk not in attributes]
+    if not scored or len(scored) - len(missing) >= MIN_MAPPED_SHARE * len(scored):
+        return missing
+    unused = sorted(spk for spk in attributes if spk not in set(scored))
+    folded = {_id_key(spk) for spk in unused}
+    hint = ""
+    if missing and sum(_id_key(spk) in folded for spk in missing) >= MIN_MAPPED_SHARE * len(missing):
+        hint = "; the ids match when case, '-', '_' and '.' are ignored: write the map with the scored ids"
+    raise DataError(
+        f"{path}: cohort map covers {len(scored) - len(missing)} of {len(scored)} scored speakers "
+        f"(scored but not in the map: {', '.join(missing[:examples])}{' ...' if len(missing) > examples else ''}; "
+        f"in the map but not scored: {', '.join(unused[:examples]) or 'none'}{' ...' if len(unused) > examples else ''})"
+        f"{hint}"
+    )

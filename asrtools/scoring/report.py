@@ -4,7 +4,8 @@ A WER directory holds:
 
 - ``wer.json``: schema ``asrtools.wer`` version 1: mode, normalisation, inputs, ``total`` and
   per-``speakers`` counts (sents, words, hyp_words, corr, sub, del, ins, err, sent_err, wer),
-  ``missing_hyp`` ids, and the most frequent substitutions / deletions / insertions;
+  ``missing_hyp`` ids, the most frequent substitutions / deletions / insertions, and the
+  ``provenance`` of the scoring run (`asrtools.utils.provenance`);
 - ``utts.jsonl``: one line per utterance: id, speaker, normalised ref and hyp text, ``ops``
   (the alignment as a string over C/S/D/I), its counts, and the cohort fields (``custom``);
 - ``errs.txt``: sclite-style per-utterance alignments (REF/HYP/Eval lines) followed by the
@@ -21,12 +22,13 @@ import re
 import statistics
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from asrtools.errors import DataError
 from asrtools.pipeline import atomic_write_json
 from asrtools.scoring.io import format_trn, load_pairs, write_lines
 from asrtools.scoring.wer import Alignment, ErrorCounts, UtteranceScore, WerReport, score_pairs
+from asrtools.utils.provenance import format_provenance, provenance
 
 WER_SCHEMA = "asrtools.wer"
 WER_SCHEMA_VERSION = 1
@@ -82,6 +84,7 @@ def wer_json(report: WerReport, inputs: Dict[str, Optional[str]], stats: Dict[st
             "insertions": [[w, n] for w, n in _most_common(stats["insertions"], TOP_ERRORS)],
         },
         "files": {"utts": UTTS_JSONL, "errs": ERRS_TXT, "sys": SYS_TXT, "ref_trn": "ref.trn", "hyp_trn": "hyp.trn"},
+        "provenance": provenance(),
     }
 
 
@@ -345,3 +348,56 @@ def load_report(
     if is_wer_dir(source):
         return read_wer_dir(source)
     return score_pairs(load_pairs(Path(source), allow_missing=allow_missing), mode, normalizer)
+
+
+DECODE_SUMMARY = "summary.json"
+
+
+def decode_summary_path(source: Path) -> Optional[Path]:
+    """The `summary.json` of the decode behind a scored source, if it can be found.
+
+    Args:
+      source: what was scored: a decode directory, a recogs.jsonl or trn file in one, a WER
+        directory or its `wer.json` (then the decode it recorded as `--ref` / `--hyp`, or the
+        WER directory's parent, the `decode_*/wer` layout).
+    """
+    source = Path(source)
+    wer_file = source / WER_JSON if source.is_dir() else source
+    candidates = [source] if source.is_dir() else [source.parent]
+    if wer_file.name == WER_JSON and wer_file.is_file():
+        try:
+            inputs = json.loads(wer_file.read_text(encoding="utf-8")).get("inputs") or {}
+        except (OSError, ValueError, AttributeError):
+            inputs = {}
+        for key in ("ref", "hyp"):
+            if inputs.get(key):
+                recorded = Path(inputs[key])
+                candidates.append(recorded if recorded.is_dir() else recorded.parent)
+        candidates.append(wer_file.parent.parent)
+    for directory in candidates:
+        if (directory / DECODE_SUMMARY).is_file():
+            return directory / DECODE_SUMMARY
+    return None
+
+
+def decode_provenance(sources: Mapping[str, Path]) -> Dict[str, Optional[Dict[str, Any]]]:
+    """name -> the provenance recorded in the summary.json of each source's decode (None if none)."""
+    found: Dict[str, Optional[Dict[str, Any]]] = {}
+    for name, source in sources.items():
+        summary = decode_summary_path(source)
+        record = read_json(summary) if summary is not None else None
+        found[name] = record.get("provenance") if isinstance(record, dict) else None
+    return found
+
+
+def provenance_section(run: Mapping[str, Any], decodes: Mapping[str, Optional[Mapping[str, Any]]]) -> str:
+    """The "## Provenance" Markdown section of a scoring page.
+
+    Args:
+      run: the provenance of the scoring run (`provenance()`).
+      decodes: name -> provenance of the decode that made each scored input (None: not found
+        or written before provenance was recorded).
+    """
+    lines = ["## Provenance", "", f"- scoring: {format_provenance(run)}"]
+    lines += [f"- decode of {name}: {format_provenance(record)}" for name, record in decodes.items()]
+    return "\n".join(lines) + "\n"

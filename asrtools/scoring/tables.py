@@ -1,7 +1,7 @@
 """JSON, CSV and Markdown renderings of cohort tables and system comparisons.
 
 JSON documents carry a schema name and version (``asrtools.cohorts`` / ``asrtools.compare``,
-version 1) and WERs as fractions; CSV and Markdown show the same numbers (Markdown in
+version 2) and WERs as fractions; CSV and Markdown show the same numbers (Markdown in
 percent). Rows are in a fixed order, so outputs are byte-identical for the same inputs
 and seed.
 """
@@ -13,11 +13,12 @@ import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from asrtools.scoring.cohorts import CohortGrouping, CohortStats
-from asrtools.scoring.compare import CohortChange, Comparison
+from asrtools.scoring.disparity import Disparity
+from asrtools.scoring.compare import NIST_TESTS, CohortChange, Comparison
 
 COHORTS_SCHEMA = "asrtools.cohorts"
 COMPARE_SCHEMA = "asrtools.compare"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def cohorts_json(overall: CohortStats, groupings: Sequence[CohortGrouping], params: Dict[str, Any]) -> Dict[str, Any]:
@@ -111,6 +112,39 @@ def _cohort_md_row(c: CohortStats) -> List[str]:
     ]
 
 
+def _p_value(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.3f}" if value >= 0.001 else "< 0.001"
+
+
+def disparity_markdown(d: Disparity) -> List[str]:
+    """The disparity summary of one grouping: the numbers, then one line on what they mean."""
+    level_pct = f"{100 * d.level:g}%"
+    rel = f"{_pct(d.rel_gap, 1)}% {_ci(d.rel_gap_ci, 1)}" if d.rel_gap is not None else "n/a (best WER is 0)"
+    ratio = f"{d.ratio:.2f}" if d.ratio is not None else "n/a"
+    if math.isfinite(d.p_value):
+        verdict = "significant" if d.p_value < 1.0 - d.level else "not significant"
+        test = (f"permutation p = {_p_value(d.p_value)} ({verdict} at {1.0 - d.level:g}; studentised max-t "
+                f"p = {_p_value(d.p_value_max_t)}; {d.n_permutations} permutations)")
+    else:
+        test = "no permutation test (--permutations 0)"
+    low_errors = (f" Few errors (flagged, still compared): {', '.join(d.low_error_cohorts)}."
+                  if d.low_error_cohorts else "")
+    return [
+        f"Disparity over {d.n_cohorts} {d.basis}: worst **{d.worst}** ({_pct(d.wer_worst)}%), "
+        f"best **{d.best}** ({_pct(d.wer_best)}%); absolute gap {_pct(d.abs_gap)} points "
+        f"{_ci(d.abs_gap_ci)}, relative gap {rel}, ratio {ratio}; {test}; cohort WER mean "
+        f"{_pct(d.mean_across)}%, SD {_pct(d.std_across)} points. Worst cohort's share: "
+        f"{_pct(d.worst_share_speakers, 1)}% of speakers, {_pct(d.worst_share_utts, 1)}% of utterances, "
+        f"{_pct(d.worst_share_errors, 1)}% of errors.{low_errors}",
+        "",
+        f"*The {level_pct} interval is for the gap between the best and worst cohort of the population these "
+        "speakers come from (best and worst re-chosen, not these two labels; simultaneous over all pairs, so "
+        "it is 0 at the low end unless some pair differs); the p-value is the share of random relabellings of "
+        "whole speakers that give a gap at least this large (small = the cohorts really differ). "
+        "Details: docs/statistics.md.*",
+    ]
+
+
 def cohorts_markdown(overall: CohortStats, groupings: Sequence[CohortGrouping], level: float) -> str:
     """Markdown: one table per grouping (worst WER first) plus its disparity summary."""
     level_pct = f"{100 * level:g}%"
@@ -128,33 +162,26 @@ def cohorts_markdown(overall: CohortStats, groupings: Sequence[CohortGrouping], 
         if d is None:
             lines += ["Disparity: fewer than two cohorts with reference words.", ""]
             continue
-        rel = f"{_pct(d.rel_gap, 1)}% {_ci(d.rel_gap_ci, 1)}" if d.rel_gap is not None else "n/a (best WER is 0)"
-        ratio = f"{d.ratio:.2f}" if d.ratio is not None else "n/a"
-        lines += [
-            f"Disparity over {d.n_cohorts} {d.basis}: worst **{d.worst}** ({_pct(d.wer_worst)}%), "
-            f"best **{d.best}** ({_pct(d.wer_best)}%); absolute gap {_pct(d.abs_gap)} points "
-            f"{_ci(d.abs_gap_ci)}, relative gap {rel}, ratio {ratio}; cohort WER mean {_pct(d.mean_across)}%, "
-            f"SD {_pct(d.std_across)} points. Worst cohort's share: {_pct(d.worst_share_speakers, 1)}% of "
-            f"speakers, {_pct(d.worst_share_utts, 1)}% of utterances, {_pct(d.worst_share_errors, 1)}% of errors.",
-            "",
-        ]
+        lines += disparity_markdown(d) + [""]
     return "\n".join(lines)
 
 
 COMPARE_CSV_HEADER = (
     "by", "cohort", "n_speakers", "n_utts", "n_words", "wer_a", "wer_b", "diff", "rel_diff", "ci_diff_low",
     "ci_diff_high", "ci_a_low", "ci_a_high", "ci_b_low", "ci_b_high", "p_bootstrap", "p_bootstrap_holm",
-    "mapsswe_segments", "mapsswe_z", "p_mapsswe", "p_mapsswe_holm", "significant", "significant_mapsswe",
-    "verdict", "flags",
+    "mapsswe_segments", "mapsswe_z", *(f"p_{name}{suffix}" for name in NIST_TESTS for suffix in ("", "_holm")),
+    "significant", "significant_mapsswe", "verdict", "flags",
 )
 
 
 def _change_csv_row(by: str, c: CohortChange) -> List[Any]:
+    p_values = c.tests.p_values()
     return [
         by, c.label, c.n_speakers, c.n_utts, c.n_words, _num(c.wer_a), _num(c.wer_b), _num(c.diff),
         _num(c.rel_diff), _num(c.ci_diff[0]), _num(c.ci_diff[1]), _num(c.ci_a[0]), _num(c.ci_a[1]),
         _num(c.ci_b[0]), _num(c.ci_b[1]), _num(c.p_bootstrap), _num(c.p_bootstrap_holm),
-        c.mapsswe.n_segments, _num(c.mapsswe.z), _num(c.mapsswe.p_value), _num(c.p_mapsswe_holm),
+        c.mapsswe.n_segments, _num(c.mapsswe.z),
+        *(_num(v) for name in NIST_TESTS for v in (p_values[name], c.p_tests_holm.get(name, float("nan")))),
         int(c.significant), int(c.significant_mapsswe), c.verdict, ";".join(c.flags),
     ]
 
@@ -177,9 +204,11 @@ def _change_md_row(c: CohortChange) -> List[str]:
     diff = f"{100 * c.diff:+.2f} {_ci(c.ci_diff)}" if c.diff is not None else "n/a"
     rel = f"{100 * c.rel_diff:+.1f}" if c.rel_diff is not None else "n/a"
     mark = " *" if c.significant else ""
+    p = c.tests.p_values()
     return [
         c.label + mark, str(c.n_speakers), str(c.n_words), _pct(c.wer_a), _pct(c.wer_b), diff, rel,
-        _p(c.p_bootstrap), _p(c.p_bootstrap_holm), _p(c.mapsswe.p_value), c.verdict, ", ".join(c.flags),
+        _p(c.p_bootstrap), _p(c.p_bootstrap_holm), f"{_p(p['mapsswe'])} / {_p(c.p_tests_holm.get('mapsswe', float('nan')))}",
+        " / ".join(_p(p[name]) for name in ("sign", "wilcoxon", "mcnemar")), c.verdict, ", ".join(c.flags),
     ]
 
 
@@ -188,13 +217,15 @@ def compare_markdown(comparison: Comparison, level: float, alpha: float) -> str:
     level_pct = f"{100 * level:g}%"
     header = [
         "cohort", "speakers", "words", "WER A %", "WER B %", f"B-A points {level_pct} CI", "rel. %",
-        "p boot", "p boot (Holm)", "p MAPSSWE", "verdict", "flags",
+        "p boot", "p boot (Holm)", "p MAPSSWE / Holm", "p sign / Wilcoxon / McNemar", "verdict", "flags",
     ]
     lines = [
         "# System comparison",
         "",
         f"A = `{comparison.name_a}`, B = `{comparison.name_b}`; differences are WER_B - WER_A "
-        f"(negative = B better). `*`: paired speaker-bootstrap p < {alpha:g}.",
+        f"(negative = B better). `*` and the verdict: paired speaker-bootstrap p < {alpha:g} after Holm's "
+        "adjustment over the cohorts of the grouping (raw p beside it). MAPSSWE, sign, Wilcoxon and McNemar "
+        "are NIST sc_stats' tests (matched-pairs segments, speaker WER, utterance errors).",
         "",
     ]
     lines += _md_table(header, [_change_md_row(comparison.overall)])

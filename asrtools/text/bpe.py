@@ -5,14 +5,14 @@ Output directory: `bpe.model`, `tokens.txt` (`piece id` per line, icefall's layo
 """
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Dict, List
 
-from lhotse import SupervisionSet, load_manifest
+from lhotse import SupervisionSet
 
-from asrtools.errors import DataError, describe
+from asrtools.data.io import read_manifest
+from asrtools.errors import DataError
 from asrtools.pipeline.atomic import atomic_path, atomic_write_json, atomic_write_text
 from asrtools.text.bpe_config import BpeConfig
 from asrtools.text.tokenizer import Tokenizer, train_bpe
@@ -20,12 +20,7 @@ from asrtools.text.tokenizer import Tokenizer, train_bpe
 
 def read_transcripts(supervisions_path: Path) -> List[str]:
     """The transcripts of a SupervisionSet manifest; empty ones are an error."""
-    try:
-        supervisions = load_manifest(supervisions_path)
-    except Exception as err:
-        raise DataError(f"{supervisions_path}: malformed manifest ({describe(err)})") from None
-    if not isinstance(supervisions, SupervisionSet):
-        raise DataError(f"{supervisions_path}: expected a SupervisionSet manifest")
+    supervisions = read_manifest(supervisions_path, SupervisionSet, "--supervisions")
     texts = []
     for sup in supervisions:
         if not (sup.text or "").strip():
@@ -34,9 +29,8 @@ def read_transcripts(supervisions_path: Path) -> List[str]:
     return texts
 
 
-def build_bpe(supervisions_path: Path, out_dir: Path, cfg: BpeConfig) -> Dict[str, float]:
-    """Train `out_dir/bpe.model` on the transcripts and write tokens.txt and stats.json."""
-    texts = read_transcripts(supervisions_path)
+def build_bpe(texts: List[str], out_dir: Path, cfg: BpeConfig) -> Dict[str, float]:
+    """Train `out_dir/bpe.model` on the transcripts (`read_transcripts`) and write tokens.txt and stats.json."""
     with atomic_path(Path(out_dir) / "bpe.model") as tmp:
         train_bpe(texts, tmp, cfg.vocab_size, cfg.model_type, cfg.character_coverage)
     tokenizer = Tokenizer(Path(out_dir) / "bpe.model")

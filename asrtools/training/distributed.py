@@ -41,9 +41,18 @@ class DistInfo:
 def setup_distributed(device: str) -> DistInfo:
     """Initialise the process group when launched by torchrun; pick this process's device.
 
+    In check mode (`asrtools --check`, run by a job runner on its submit host before it
+    submits the job) nothing is initialised and the device is the CPU: the training stage is
+    only fingerprinted, with the world size the job will have, `ASRTOOLS_CHECK_WORLD_SIZE`
+    (set by the runner; default 1).
+
     Args:
       device: "cpu" or "cuda".
     """
+    from asrtools.pipeline import current_stage_mode
+
+    if current_stage_mode().check:
+        return DistInfo(int(os.environ.get("ASRTOOLS_CHECK_WORLD_SIZE", "1")), 0, 0, torch.device("cpu"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -64,8 +73,8 @@ def cleanup_distributed() -> None:
 
 
 def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    """Rank 0's `obj` on every rank."""
-    if not info.distributed:
+    """Rank 0's `obj` on every rank (no-op without a process group, e.g. in check mode)."""
+    if not info.distributed or not dist.is_initialized():
         return obj
     holder = [obj]
     dist.broadcast_object_list(holder, src=0)

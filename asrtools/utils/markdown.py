@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from asrtools.pipeline import atomic_write_text
+from asrtools.pipeline.atomic import atomic_write_text
 
 NEW_PAGE = "# Benchmarks\n"
 

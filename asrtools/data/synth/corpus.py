@@ -10,13 +10,14 @@ Layout of the output directory:
   wav/<speaker>/<utt id>.wav      16 kHz 16-bit mono audio
   babble/bed-<i>.wav              babble noise beds (background talkers, not corpus speakers)
 
-The build is planned entirely from the config and seed, synthesised in parallel with
+The build is planned entirely from the config and seed (`CorpusWork`, a sharded stage whose
+units are the utterances: `-j N` synthesises them in N processes or N SLURM array tasks),
 every wav written atomically (a rerun after a kill skips the finished ones), and checked:
-voices exist, every speaker sounds different, no TTS warnings, durations sane.
+voices exist, every speaker sounds different, no TTS warnings, durations sane. The set-up
+(voices, speaker check, tables, babble beds) runs once before any utterance.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import csv
 import dataclasses
 import json
@@ -24,11 +25,10 @@ import logging
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
 from asrtools.data.synth import acoustics, tts
 from asrtools.data.synth.config import SPLITS, SynthConfig
@@ -36,6 +36,7 @@ from asrtools.data.synth.speakers import Speaker, make_speakers, make_zip_table
 from asrtools.data.synth.text import sentence_pools
 from asrtools.errors import DataError
 from asrtools.pipeline.atomic import atomic_path, atomic_write_text
+from asrtools.pipeline.sharding import Progress, ShardedWork, run_work
 
 logger = logging.getLogger("asrtools")
 
@@ -150,80 +151,94 @@ def _check_durations(cfg: SynthConfig, plan: Sequence[PlannedUtterance], duratio
                             f"({per_word:.2f} s/word outside [{cfg.min_seconds_per_word}, {cfg.max_seconds_per_word}])")
 
 
-def build_corpus(cfg: SynthConfig, out_dir: Path, num_jobs: int = 1) -> Dict[str, Any]:
-    """Synthesise the corpus described by `cfg` into `out_dir` (resumable); return statistics.
+class CorpusWork(ShardedWork):
+    """The corpus as the units of a sharded stage: one unit per planned utterance.
 
     Args:
       cfg: the corpus configuration (see `SynthConfig` and `PRESETS`).
-      out_dir: output directory (the stage directory); finished wavs are kept and skipped.
+      out_dir: the stage directory; finished wavs are kept and skipped.
+    """
+
+    label = "synthesising"
+
+    def __init__(self, cfg: SynthConfig, out_dir: Path) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.pools = sentence_pools(cfg.vocab_size, cfg.min_words, cfg.max_words, cfg.sentence_split, cfg.seed)
+        self.zips = make_zip_table(cfg.zips_per_region, cfg.seed)
+        self.speakers = make_speakers(cfg.speaker_counts(), cfg.flite_speakers, cfg.female_fraction,
+                                      cfg.channel_probs, self.zips, cfg.seed)
+        if not self.speakers:
+            raise DataError("the corpus config has no speakers")
+        self.plan = plan_utterances(cfg, self.speakers, self.pools)
+        self.voices_dir = self.out_dir / VOICES_DIR
+        self.babble_paths = [self.out_dir / "babble" / f"bed-{i}.wav" for i in range(4)]
+        self.stats: Dict[str, Any] = {}
+
+    def wav_path(self, utt: PlannedUtterance) -> Path:
+        return self.out_dir / "wav" / utt.speaker / f"{utt.id}.wav"
+
+    def setup(self) -> None:
+        """Check the voices, make the speakers' espeak-ng voices, prove they differ, write the
+        speaker/zip/sentence tables and the babble beds."""
+        tts.check_voices_exist(self.speakers)
+        logger.info("corpus plan: %d speakers, %d utterances, sentence pools %s", len(self.speakers),
+                    len(self.plan), {k: len(v) for k, v in self.pools.items()})
+        data_dir = tts.espeak_data_dir()
+        for speaker in self.speakers:
+            if speaker.engine == "espeak-ng":
+                tts.prepare_espeak_voice(speaker, self.voices_dir, data_dir)
+        tts.check_speakers_distinct(self.speakers, self.voices_dir, self.out_dir / ".probes")
+        _write_tables(self.out_dir, self.speakers, self.zips, self.pools)
+        for i, path in enumerate(self.babble_paths):
+            if not path.exists():
+                _babble_bed(i, self.cfg, self.pools["train"], path)
+
+    def num_units(self) -> int:
+        return len(self.plan)
+
+    def unit_done(self, index: int) -> bool:
+        return self.wav_path(self.plan[index]).is_file()  # written atomically: present means complete
+
+    def run_units(self, indices: Sequence[int], progress: Progress, processes: int) -> None:
+        if not indices:
+            return
+        _init_worker({s.id: s for s in self.speakers}, self.voices_dir, [str(p) for p in self.babble_paths],
+                     self.cfg.sample_rate)
+        for index in indices:
+            utt = self.plan[index]
+            synthesize_utterance(utt, self.wav_path(utt))
+            progress(1)
+
+    def merge(self) -> None:
+        """Check every utterance's duration, write utterances.jsonl, keep the statistics in `stats`."""
+        plan = self.plan
+        durations = {u.id: sf.info(str(self.wav_path(u))).duration for u in plan}
+        _check_durations(self.cfg, plan, durations)
+        lines = []
+        for utt in plan:
+            row = dataclasses.asdict(utt)
+            row.update(wav=f"wav/{utt.speaker}/{utt.id}.wav", duration=round(durations[utt.id], 4))
+            del row["seed"], row["rate_factor"]
+            lines.append(json.dumps(row, sort_keys=True) + "\n")
+        atomic_write_text(self.out_dir / "utterances.jsonl", "".join(lines))
+        hours = {split: round(sum(durations[u.id] for u in plan if u.split == split) / 3600, 3) for split in SPLITS}
+        self.stats = {"speakers": len(self.speakers), "utterances": len(plan), "hours": hours}
+        logger.info("corpus built: %s", self.stats)
+
+
+def build_corpus(cfg: SynthConfig, out_dir: Path, num_jobs: int = 1) -> Dict[str, Any]:
+    """Synthesise the corpus described by `cfg` into `out_dir` (resumable); return statistics.
+
+    Outside the stage machinery (`asrtools data synth` is the stage): set up, then run the
+    unfinished utterances in `num_jobs` processes and merge.
+
+    Args:
+      cfg: the corpus configuration (see `SynthConfig` and `PRESETS`).
+      out_dir: output directory; finished wavs are kept and skipped.
       num_jobs: parallel synthesis processes.
     """
-    pools = sentence_pools(cfg.vocab_size, cfg.min_words, cfg.max_words, cfg.sentence_split, cfg.seed)
-    zips = make_zip_table(cfg.zips_per_region, cfg.seed)
-    speakers = make_speakers(cfg.speaker_counts(), cfg.flite_speakers, cfg.female_fraction,
-                             cfg.channel_probs, zips, cfg.seed)
-    if not speakers:
-        raise DataError("the corpus config has no speakers")
-    tts.check_voices_exist(speakers)
-    plan = plan_utterances(cfg, speakers, pools)
-    logger.info("corpus plan: %d speakers, %d utterances, sentence pools %s", len(speakers), len(plan),
-                {k: len(v) for k, v in pools.items()})
-
-    voices_dir = out_dir / VOICES_DIR
-    data_dir = tts.espeak_data_dir()
-    for speaker in speakers:
-        if speaker.engine == "espeak-ng":
-            tts.prepare_espeak_voice(speaker, voices_dir, data_dir)
-    tts.check_speakers_distinct(speakers, voices_dir, out_dir / ".probes")
-    _write_tables(out_dir, speakers, zips, pools)
-
-    babble_paths = [out_dir / "babble" / f"bed-{i}.wav" for i in range(4)]
-    for i, path in enumerate(babble_paths):
-        if not path.exists():
-            _babble_bed(i, cfg, pools["train"], path)
-
-    todo = [u for u in plan if not (out_dir / "wav" / u.speaker / f"{u.id}.wav").exists()]
-    if len(todo) < len(plan):
-        logger.info("resuming: %d of %d utterances already synthesised", len(plan) - len(todo), len(plan))
-    _synthesize_all(todo, {s.id: s for s in speakers}, out_dir, voices_dir, babble_paths, cfg.sample_rate, num_jobs)
-
-    durations = {u.id: sf.info(str(out_dir / "wav" / u.speaker / f"{u.id}.wav")).duration for u in plan}
-    _check_durations(cfg, plan, durations)
-    lines = []
-    for utt in plan:
-        row = dataclasses.asdict(utt)
-        row.update(wav=f"wav/{utt.speaker}/{utt.id}.wav", duration=round(durations[utt.id], 4))
-        del row["seed"], row["rate_factor"]
-        lines.append(json.dumps(row, sort_keys=True) + "\n")
-    atomic_write_text(out_dir / "utterances.jsonl", "".join(lines))
-    hours = {split: round(sum(durations[u.id] for u in plan if u.split == split) / 3600, 3) for split in SPLITS}
-    stats = {"speakers": len(speakers), "utterances": len(plan), "hours": hours}
-    logger.info("corpus built: %s", stats)
-    return stats
-
-
-def _synthesize_all(todo: List[PlannedUtterance], speakers: Dict[str, Speaker], out_dir: Path, voices_dir: Path,
-                    babble_paths: List[Path], sample_rate: int, num_jobs: int) -> None:
-    if not todo:
-        return
-    init_args = (speakers, voices_dir, [str(p) for p in babble_paths], sample_rate)
-    progress = tqdm(total=len(todo), desc="synthesising", unit="utt", dynamic_ncols=True)
-    if num_jobs <= 1:
-        _init_worker(*init_args)
-        for utt in todo:
-            synthesize_utterance(utt, out_dir / "wav" / utt.speaker / f"{utt.id}.wav")
-            progress.update()
-        progress.close()
-        return
-    with concurrent.futures.ProcessPoolExecutor(num_jobs, initializer=_init_worker, initargs=init_args) as pool:
-        futures = [pool.submit(synthesize_utterance, u, out_dir / "wav" / u.speaker / f"{u.id}.wav") for u in todo]
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                future.result()
-                progress.update()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-        finally:
-            progress.close()
+    work = CorpusWork(cfg, out_dir)
+    work.setup()
+    run_work(work, num_jobs, "data synth")
+    return work.stats

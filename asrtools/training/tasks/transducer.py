@@ -178,7 +178,7 @@ class TransducerTask(TrainingTask):
 
     def _dev_word_errors(self, model: nn.Module) -> Tuple[float, float]:
         """(errors, words) of greedy search on this rank's share of the dev WER subset."""
-        if not self._wer_cuts:
+        if self._wer_cuts is None or len(self._wer_cuts) == 0:
             return 0.0, 0.0
         sampler = SimpleCutSampler(self._wer_cuts.sort_by_duration(ascending=False),
                                    max_duration=self.config.valid.max_duration)

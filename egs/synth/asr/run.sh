@@ -9,13 +9,13 @@
 #
 # Stages: 0 synthesise corpus | 1 Lhotse manifests + validation | 2 Fbank features | 3 BPE
 #         4 train each transducer of --models | 5 decode dev/test (greedy, streaming) | 6 score: WER, WER by cohort
-#         7 compare the models: streaming RTF on one CPU thread, then the table in $results_md
+#         7 compare the models: size/FLOPs (model info), streaming RTF on one CPU thread, then the page $results_md
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
 stop_stage=100
-nj=2                    # parallel jobs for synthesis and features
+nj=2                    # jobs for synthesis, features and decoding: local processes, or SLURM array tasks
 corpus_preset=default   # tiny | default | large
 data=data               # where corpus, manifests, features and BPE go
 bpe_config=conf/bpe.yaml
@@ -27,7 +27,8 @@ device=cpu              # cpu | cuda
 chunk_frames=32         # streaming decoding chunk (10 ms input frames)
 rtf_utts=50             # test utterances decoded per model for the streaming RTF (stage 7)
 results_md=RESULTS.md   # the comparison page of stage 7
-po_options="stage stop_stage nj corpus_preset data bpe_config models model train_config exp device chunk_frames rtf_utts results_md"
+report_config=conf/report.yaml  # its tables and comparisons (asrtools report results)
+po_options="stage stop_stage nj corpus_preset data bpe_config models model train_config exp device chunk_frames rtf_utts results_md report_config"
 help_message="Usage: $0 [options]
   stages: 0 synth, 1 manifests, 2 features, 3 bpe, 4 train, 5 decode, 6 score, 7 compare models"
 . ../../../scripts/parse_options.sh
@@ -81,12 +82,12 @@ for m in "${model_list[@]}"; do
       log "stage 5: $m: decode $split (greedy)"
       $run_decode asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
         --cuts "$data/fbank/cuts_$split.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
-        --method greedy --out-dir "$exp_dir/decode_${split}_greedy"
+        --method greedy --out-dir "$exp_dir/decode_${split}_greedy" -j "$nj"
     done
     log "stage 5: $m: decode test (streaming greedy, $chunk_frames-frame chunks)"
     $run_decode asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
       --cuts "$data/fbank/cuts_test.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
-      --method streaming_greedy --chunk-frames "$chunk_frames" --out-dir "$exp_dir/decode_test_streaming"
+      --method streaming_greedy --chunk-frames "$chunk_frames" --out-dir "$exp_dir/decode_test_streaming" -j "$nj"
   fi
 
   if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
@@ -105,14 +106,16 @@ done
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   checkpoints=(); systems=()
   for m in "${model_list[@]}"; do
-    checkpoints+=(--checkpoint "$m=$exp/$m/averaged.pt"); systems+=(--exp "$m=$exp/$m")
+    log "stage 7: $m: parameters and GFLOPs/s ($chunk_frames-frame streaming chunks)"
+    $cpu_cmd asrtools model info --checkpoint "$exp/$m/averaged.pt" --chunk-frames "$chunk_frames" \
+      --out-dir "$exp/$m/info"
+    checkpoints+=(--checkpoint "$m=$exp/$m/averaged.pt"); systems+=(--system "$m=$exp/$m")
   done
   log "stage 7: streaming RTF of ${model_list[*]} (one CPU thread, $rtf_utts test utterances)"
   $cpu_cmd asrtools model rtf "${checkpoints[@]}" --cuts "$data/fbank/cuts_test.jsonl.gz" \
     --num-utts "$rtf_utts" --chunk-frames "$chunk_frames" --out-dir "$exp/rtf_streaming"
-  log "stage 7: comparison table -> $results_md"
-  $cpu_cmd asrtools score results "${systems[@]}" --rtf-json "$exp/rtf_streaming/rtf.json" \
-    --title "egs/synth/asr: streaming transducers on the synthetic corpus" \
-    --out "$results_md" --out-dir "$exp/results"
+  log "stage 7: result page ($report_config) -> $results_md"
+  $cpu_cmd asrtools report results --config "$report_config" "${systems[@]}" \
+    --input rtf="$exp/rtf_streaming/rtf.json" --out "$results_md" --out-dir "$exp/results"
 fi
 log "done"

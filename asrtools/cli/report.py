@@ -1,0 +1,97 @@
+"""`asrtools report ...`: result pages built from stage artifacts (JSON) only."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+import click
+
+from asrtools.cli.options import force_option
+
+
+@click.group()
+def report() -> None:
+    """Build result pages from stage artifacts (JSON files)."""
+
+
+@report.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Report config (YAML): the artifacts of a run and the page's sections, e.g. conf/report.yaml.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one config value, e.g. --set title='My page' (repeatable).")
+@click.option("--system", "systems", multiple=True, required=True, metavar="NAME=RUN_DIR[,RUN_DIR...]",
+              help="A system and its run directories (several: e.g. seeds, summarised by mean and spread); "
+                   "repeatable, page order.")
+@click.option("--input", "inputs", multiple=True, metavar="NAME=PATH",
+              help="The file of a shared artifact of the config (e.g. rtf=exp/rtf_streaming/rtf.json).")
+@click.option("--allow-missing", is_flag=True, help="Show n/a for missing artifacts instead of failing.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The Markdown page to publish (e.g. egs/synth/asr/RESULTS.md), a copy of results.md.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Stage directory for results.md and results.json.")
+@force_option
+def results(config_path: Path, overrides: Tuple[str, ...], systems: Tuple[str, ...], inputs: Tuple[str, ...],
+            allow_missing: bool, out: Path, out_dir: Path, force: bool) -> None:
+    """A result page: the configured sections over the systems' artifacts, with sources and provenance.
+
+    Reads only JSON artifacts written by stages (wer.json of `asrtools score wer`, info.json
+    of `asrtools model info --out-dir`, rtf.json of `asrtools model rtf`, ...); writes
+    results.md and results.json into the stage directory and copies results.md to --out.
+
+    \b
+    Example:
+      asrtools report results --config conf/report.yaml \\
+        --system lstm=exp/lstm --system convrnnt=exp/convrnnt_s1,exp/convrnnt_s2 \\
+        --input rtf=exp/rtf_streaming/rtf.json --out RESULTS.md --out-dir exp/results
+    """
+    import datetime
+
+    from asrtools.config import to_dict
+    from asrtools.pipeline import atomic_write_json, atomic_write_text, run_stage
+    from asrtools.report.config import load_report_config, parse_inputs, parse_systems
+    from asrtools.report.data import load_report_data
+    from asrtools.report.page import build_page
+    from asrtools.report.sections import make_sections
+    from asrtools.utils.provenance import provenance
+
+    config = load_report_config(config_path, overrides)
+    sections = make_sections(config, str(config_path))
+    system_specs = parse_systems(systems)
+    shared = parse_inputs(inputs, config)
+    data = load_report_data(config, system_specs, shared, allow_missing)
+    files = {"config": config_path, **data.files}
+    for index, section in enumerate(sections):
+        files.update({f"section{index}.{k}": v for k, v in section.inputs(data).items()})
+    command = _command(config_path, overrides, systems, inputs, allow_missing, out, out_dir)
+    params = {"config": to_dict(config), "systems": [[s.name, [str(r) for r in s.runs]] for s in system_specs],
+              "inputs": {k: str(v) for k, v in shared.items()}, "allow_missing": allow_missing,
+              "missing": data.missing}
+
+    def body(ctx: Any) -> None:
+        generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        outputs = [section.build(data) for section in sections]
+        page, document = build_page(data, sections, outputs, command, generated, provenance())
+        atomic_write_text(ctx.out_dir / "results.md", page)
+        atomic_write_json(ctx.out_dir / "results.json", document)
+        for output in outputs:
+            ctx.log.info("%s", output.summary)
+        for line in data.missing:
+            ctx.log.warning("missing (n/a): %s", line)
+
+    run_stage(out_dir, "report results", params, files, body, force=force)
+    page = (out_dir / "results.md").read_text(encoding="utf-8")
+    if not out.is_file() or out.read_text(encoding="utf-8") != page:
+        atomic_write_text(out, page)
+    click.echo(f"wrote {out}")
+
+
+def _command(config_path: Path, overrides: Tuple[str, ...], systems: Tuple[str, ...], inputs: Tuple[str, ...],
+             allow_missing: bool, out: Path, out_dir: Optional[Path]) -> str:
+    """The command line that builds the page (for its header)."""
+    args = ["asrtools", "report", "results", "--config", str(config_path)]
+    for flag, values in (("--set", overrides), ("--system", systems), ("--input", inputs)):
+        for value in values:
+            args += [flag, value]
+    args += (["--allow-missing"] if allow_missing else []) + ["--out", str(out), "--out-dir", str(out_dir)]
+    return " ".join(shlex.quote(a) for a in args)
