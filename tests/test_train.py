@@ -1,6 +1,7 @@
 """The trainer: config strictness, filtering, NaN guard, overfitting, exact resume, DDP."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -329,6 +330,28 @@ def test_init_from_starts_from_the_given_weights(tmp_path):
     base = load_checkpoint(run["exp_dir"] / "averaged.pt")["model"]
     assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in base.items())
     assert trainer.validate()["pruned"] < 0.2 * run["initial_pruned"]
+
+
+def test_init_from_renames_keys_of_an_older_layout_and_refuses_unknown_ones(tmp_path):
+    from asrtools.models.checkpoint import save_checkpoint
+
+    run = overfit_run()
+    base = load_checkpoint(run["exp_dir"] / "averaged.pt")
+    nested = [k for k in base["model"] if ".norm.norm." in k]
+    assert nested, "the overfit model should have a config-chosen norm (SequenceNorm)"
+    # before `norm:` existed the norm's weights were saved as `<prefix>norm.weight`
+    old = {k.replace(".norm.norm.", ".norm."): v for k, v in base["model"].items()}
+    save_checkpoint(tmp_path / "old.pt", {**base, "model": old})
+    config = load_train_config(write_config(tmp_path / "c.yaml", {"num_epochs": 1, "max_steps": 1}))
+    corpus = run["corpus"]
+    paths = TrainPaths(corpus["cuts_train"], corpus["cuts_dev"], corpus["bpe_model"], tmp_path / "exp",
+                       init_from=tmp_path / "old.pt")
+    trainer = Trainer(config, paths, setup_distributed("cpu"))
+    assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in base["model"].items())
+    save_checkpoint(tmp_path / "bad.pt", {**base, "model": {**base["model"], "encoder.extra.weight": torch.zeros(1)}})
+    with pytest.raises(ConfigError, match="1 unknown, 0 of another shape, e.g. encoder.extra.weight"):
+        Trainer(config, dataclasses.replace(paths, exp_dir=tmp_path / "exp2", init_from=tmp_path / "bad.pt"),
+                setup_distributed("cpu"))
 
 
 def test_regularizer_is_added_and_fingerprinted(tmp_path):

@@ -9,9 +9,6 @@ itself is rendered by `asrtools.scoring.multitalker_page`.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -34,28 +31,14 @@ def _read_rows(path: Path) -> List[Dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def environment() -> Dict[str, Any]:
-    """Commit of the asrtools checkout, torch version, CPU model and count."""
-    import torch
+    """The provenance of this process (`asrtools.utils.provenance`) plus the short commit the page prints."""
+    from asrtools.utils.provenance import provenance
 
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"commit": commit, "torch": torch.__version__, "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version()}
+    record = provenance()
+    commit = record["git_commit"]
+    short = commit[:12] + ("+dirty" if record["git_dirty"] else "") if commit else None
+    return {**record, "commit": short}
 
 
 def train_info(exp_dir: Path) -> Dict[str, Any]:

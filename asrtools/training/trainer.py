@@ -144,14 +144,15 @@ class Trainer:
         if "model" not in ckpt:
             raise ConfigError(f"--init-from {path}: the checkpoint holds no model weights")
         own = self.model.state_dict()
-        unexpected = sorted(set(ckpt["model"]) - set(own))
         mismatched = sorted(k for k, v in ckpt["model"].items() if k in own and v.shape != own[k].shape)
+        # load_state_dict runs the modules' load hooks, which rename keys of older layouts
+        result = None if mismatched else self.model.load_state_dict(ckpt["model"], strict=False)
+        unexpected = sorted(result.unexpected_keys) if result is not None else []
         if unexpected or mismatched:
             bad = (unexpected + mismatched)[:3]
             raise ConfigError(f"--init-from {path}: weights do not fit this model "
                               f"({len(unexpected)} unknown, {len(mismatched)} of another shape, e.g. {', '.join(bad)})")
-        missing = sorted(set(own) - set(ckpt["model"]))
-        self.model.load_state_dict(ckpt["model"], strict=False)
+        missing = sorted(result.missing_keys)
         if self.info.is_main:
             self.log.info("initialised from %s%s", path,
                           f" ({len(missing)} new parameters keep their initial values, e.g. {missing[0]})"

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The tuning sweep of the LSTM recipe: each probe is `asrtools train` with conf/train_lstm_base.yaml
+# (the untuned recipe) plus a few --set overrides, in exp/tune/<name> (a stage: finished probes are
+# skipped, killed ones resume). Dev WER is the trainer's greedy WER on a fixed 300-utterance dev
+# subset after every epoch; test is not touched by the sweep. docs/tuning.md is rebuilt from the
+# probes' train_summary.json and stage markers (scripts/tuning_table.py). The --final probes (the
+# chosen setting, one run per seed) are then decoded once on dev and test (greedy, and modified
+# beam search with beam 4) and scored by speaker cohort: the numbers README quotes.
+#
+#   egs/synth/asr/local/tune.sh                 # every probe below, one after another
+#   egs/synth/asr/local/tune.sh --probes "p6_base p6_bn" --final ""
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+data=data
+exp=exp/tune
+probes="p6_base p6_bn p6_lr4 p6_nospec f24_bn_nospec f24_bn_nospec_s7"
+final="f24_bn_nospec f24_bn_nospec_s7"  # decoded on dev/test and scored by cohort after the sweep
+threads=1               # torch threads per probe (the probes run one after another)
+nj=2                    # decoding processes
+table=../../../docs/tuning.md
+po_options="data exp probes final threads nj table"
+help_message="Usage: $0 [--probes 'NAME ...'] [--final 'NAME ...'] [--exp DIR] [--table FILE]"
+. ../../../scripts/parse_options.sh
+. ./path.sh
+
+# name -> overrides of conf/train_lstm_base.yaml (a probe of 6 epochs screens; f24 is a full schedule)
+declare -A sweep=(
+  [p6_base]="num_epochs=6"
+  [p6_bn]="num_epochs=6 model.encoder_params.norm=batch"
+  [p6_lr4]="num_epochs=6 optim.lr=4e-3"
+  [p6_nospec]="num_epochs=6 data.spec_augment.enabled=false"
+  [f24_bn_nospec]="num_epochs=24 model.encoder_params.norm=batch data.spec_augment.enabled=false average=best_k_by_dev_wer"
+  [f24_bn_nospec_s7]="num_epochs=24 model.encoder_params.norm=batch data.spec_augment.enabled=false average=best_k_by_dev_wer seed=7"
+)
+
+for name in $probes; do
+  [ -n "${sweep[$name]+x}" ] || { echo "tune.sh: unknown probe '$name' (known: ${!sweep[*]})" >&2; exit 1; }
+  sets=()
+  for kv in ${sweep[$name]} num_threads=$threads save_every_n_steps=0; do sets+=(--set "$kv"); done
+  echo "$(date '+%H:%M:%S') [tune.sh] $name: ${sweep[$name]}"
+  asrtools train --config conf/train_lstm_base.yaml --cuts-train "$data/fbank/cuts_train.jsonl.gz" \
+    --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
+    --exp-dir "$exp/$name" "${sets[@]}"
+done
+
+python3 ../../../scripts/tuning_table.py --exp "$exp" --baseline p6_base --out "$table"
+
+for name in $final; do
+  for decode in dev:greedy test:greedy test:modified_beam; do
+    split=${decode%%:*} method=${decode#*:}
+    out=$exp/$name/decode_${split}_$method
+    asrtools decode --exp-dir "$exp/$name" --checkpoint averaged.pt --cuts "$data/fbank/cuts_$split.jsonl.gz" \
+      --bpe-model "$data/lang_bpe/bpe.model" --method "$method" --beam 4 --out-dir "$out" -j "$nj"
+    asrtools score wer --ref "$out/recogs.jsonl" --out-dir "$out/wer"
+    if [ "$split" = test ]; then
+      asrtools score cohorts --recogs "$out/recogs.jsonl" --by accent --by region --by gender --by engine \
+        --out-dir "$out/cohorts"
+    fi
+  done
+done
