@@ -70,7 +70,7 @@ def test_wer_cohorts_compare_end_to_end(tmp_path: Path) -> None:
         assert (wer_dir / name).stat().st_size > 0
     marker = (wer_dir / ".done.json").stat().st_mtime_ns
     again = _run(["wer", "--ref", str(rec_a), "--mode", "sclite", "--out-dir", str(wer_dir)])
-    assert again.output.startswith("%WER ") and (wer_dir / ".done.json").stat().st_mtime_ns == marker  # up to date
+    assert again.stdout.startswith("%WER ") and (wer_dir / ".done.json").stat().st_mtime_ns == marker  # up to date
 
     common = ["--by", "region", "--by", "gender", "--by", "region,gender", "--bootstrap", "200", "--seed", "3"]
     c1, c2 = tmp_path / "exp" / "cohorts1", tmp_path / "exp" / "cohorts2"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import shutil
 import socket
 import stat
@@ -411,8 +412,11 @@ def test_runner_cancels_its_job_when_its_parent_is_killed(cluster):
 @pytest.mark.parametrize("signum, status", [(2, 130), (15, 143), (1, 129)])
 def test_interrupted_runner_cancels_its_job(cluster, signum, status):
     _fake_asrtools(cluster)
+    # A shell cannot trap a signal ignored when it starts (e.g. SIGHUP under nohup, SIGINT in a
+    # background job): give the runner default handlers, as a terminal's foreground job has.
     runner = subprocess.Popen([str(SUBMIT), "asrtools", "train"], env=_env(cluster, {"FAKE_SBATCH_SLEEP": "60"}),
-                              cwd=cluster["work"], stderr=subprocess.PIPE, text=True, start_new_session=True)
+                              cwd=cluster["work"], stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     _wait_for(lambda: (cluster["work"] / "slurm_logs" / "asrtools-train-1000.sh").exists())
     os.kill(runner.pid, signum)
     _, stderr = runner.communicate(timeout=30)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tuning sweep of the LSTM recipe: each probe is `asrtools train` with conf/train_lstm_base.yaml
+# The tuning sweep of the LSTM recipe: each probe is `asrtools train` with conf/train_lstm.yaml
 # (the untuned recipe) plus a few --set overrides, in exp/tune/<name> (a stage: finished probes are
 # skipped, killed ones resume). Dev WER is the trainer's greedy WER on a fixed 300-utterance dev
 # subset after every epoch; test is not touched by the sweep. docs/tuning.md is rebuilt from the
@@ -24,7 +24,7 @@ help_message="Usage: $0 [--probes 'NAME ...'] [--final 'NAME ...'] [--exp DIR] [
 . ../../../scripts/parse_options.sh
 . ./path.sh
 
-# name -> overrides of conf/train_lstm_base.yaml (a probe of 6 epochs screens; f24 is a full schedule)
+# name -> overrides of conf/train_lstm.yaml (a probe of 6 epochs screens; f24 is a full schedule)
 declare -A sweep=(
   [p6_base]="num_epochs=6"
   [p6_bn]="num_epochs=6 model.encoder_params.norm=batch"
@@ -39,7 +39,7 @@ for name in $probes; do
   sets=()
   for kv in ${sweep[$name]} num_threads=$threads save_every_n_steps=0; do sets+=(--set "$kv"); done
   echo "$(date '+%H:%M:%S') [tune.sh] $name: ${sweep[$name]}"
-  asrtools train --config conf/train_lstm_base.yaml --cuts-train "$data/fbank/cuts_train.jsonl.gz" \
+  asrtools train --config conf/train_lstm.yaml --cuts-train "$data/fbank/cuts_train.jsonl.gz" \
     --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
     --exp-dir "$exp/$name" "${sets[@]}"
 done
