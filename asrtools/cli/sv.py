@@ -69,42 +69,54 @@ def trials(supervisions: Path, groupings: Tuple[str, ...], targets_per_speaker: 
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--shard-size", type=click.IntRange(min=1), default=500, show_default=True,
               help="Cuts per resumable shard.")
-@click.option("--num-threads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="torch CPU threads (0: torch's default).")
+@click.option("--num-threads", type=click.IntRange(min=0), default=1, show_default=True,
+              help="torch CPU threads of each process that embeds (0: torch's default). The embeddings "
+                   "are byte-identical for any -j at the same value (oneDNN rounds differently with "
+                   "other thread counts).")
+@click.option("-j", "--num-jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Tasks that embed the shards: local processes (or SLURM array tasks, "
+                   "`asrtools --task I`); the result does not depend on it.")
 @click.option("--out-dir", type=_DIR, required=True)
 @force_option
 def embed(checkpoint: Optional[Path], external: Optional[str], cuts: Path, device: str, shard_size: int,
-          num_threads: int, out_dir: Path, force: bool) -> None:
+          num_threads: int, num_jobs: int, out_dir: Path, force: bool) -> None:
     """Utterance and speaker-averaged embeddings (utterances.npz, speakers.npz, embed.json); resumable per shard.
 
-    Example: asrtools sv embed --checkpoint exp/baseline/averaged.pt --cuts data/fbank/cuts_test.jsonl.gz --out-dir exp/baseline/embed_test
+    Example: asrtools sv embed --checkpoint exp/baseline/averaged.pt --cuts data/fbank/cuts_test.jsonl.gz --out-dir exp/baseline/embed_test -j 4
     """
     if (checkpoint is None) == (external is None):
         raise ConfigError("give exactly one of --checkpoint and --external")
+    import torch
+
+    from asrtools.data.cuts import load_cuts
+    from asrtools.pipeline.sharding import run_sharded_stage
+    from asrtools.sv.embeddings import EmbedFn, EmbedWork
+    from asrtools.sv.extract import checkpoint_embedder, load_speaker_checkpoint, resemblyzer_embedder
+
     inputs: Dict[str, Path] = {"cuts": cuts}
     if checkpoint is not None:
         inputs["checkpoint"] = checkpoint
     params = {"external": external, "shard_size": shard_size}
 
-    def body(ctx: Any) -> None:
-        import torch
-        from tqdm import tqdm
-
-        from asrtools.data.cuts import load_cuts
-        from asrtools.sv.embeddings import embed_in_shards, write_embed_json
-        from asrtools.sv.extract import checkpoint_embedder, resemblyzer_embedder
-
+    def load() -> EmbedFn:  # in each process that embeds (a merge-only run loads nothing)
         if num_threads:
             torch.set_num_threads(num_threads)
-        cut_list = sorted(load_cuts(cuts, "cuts"), key=lambda c: c.id)
-        fn, info = checkpoint_embedder(checkpoint, device) if checkpoint else resemblyzer_embedder()
-        with tqdm(total=len(cut_list), desc="embedding", unit="utt", dynamic_ncols=True) as bar:
-            counts = embed_in_shards(cut_list, fn, ctx.out_dir, shard_size, bar.update)
-        write_embed_json(ctx.out_dir, {**info, **counts, "cuts": str(cuts)})
-        ctx.log.info("embedded %d utterances of %d speakers (%d-dim)", counts["utterances"], counts["speakers"],
-                     counts["dim"])
+        return (checkpoint_embedder(checkpoint, device) if checkpoint else resemblyzer_embedder())[0]
 
-    run_stage(out_dir, "sv embed", params, inputs, body, force=force)
+    def describe() -> Dict[str, Any]:
+        return load_speaker_checkpoint(checkpoint)[2] if checkpoint else resemblyzer_embedder()[1]
+
+    def validate() -> None:  # at the door, before the stage directory is touched
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is available")
+        load_cuts(cuts, "cuts")
+        if checkpoint is not None:
+            load_speaker_checkpoint(checkpoint)
+
+    def plan(ctx: Any) -> EmbedWork:
+        return EmbedWork(ctx.out_dir, load_cuts(cuts, "cuts"), shard_size, load, describe, cuts)
+
+    run_sharded_stage(out_dir, "sv embed", params, inputs, plan, num_jobs, force=force, validate=validate)
 
 
 @sv.command()

@@ -6,7 +6,8 @@
   speakers.npz     ids (S,) str, vectors (S, E) float32 (mean of the speaker's normalised
                    utterance embeddings, normalised again), counts (S,) int64
   embed.json       what made them: model (checkpoint or external encoder), dimension, counts
-  parts/           per-shard utterance embeddings (resume)
+  .parts/          per-shard utterance embeddings while the stage runs (`EmbedWork`;
+                   resume, `-j N` processes or SLURM array tasks), removed by the merge
 
 Both `.npz` files are plain arrays (read with `allow_pickle=False`); `read_embeddings`
 returns `{id: vector}` from either, so other tools (e.g. cohort discovery's `--embeddings`)
@@ -15,6 +16,8 @@ take a speaker -> vector map without knowing how it was made.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -22,11 +25,14 @@ import numpy as np
 
 from asrtools.errors import DataError
 from asrtools.pipeline import atomic_path, atomic_write_json
+from asrtools.pipeline.sharding import Progress, ShardedWork
 
 UTTERANCES_NPZ = "utterances.npz"
 SPEAKERS_NPZ = "speakers.npz"
 EMBED_JSON = "embed.json"
-PARTS_DIR = "parts"
+PARTS_DIR = ".parts"
+
+logger = logging.getLogger("asrtools")
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -96,55 +102,96 @@ def speaker_means(ids: Sequence[str], speakers: Sequence[str], vectors: np.ndarr
 
 
 EmbedFn = Callable[[List[Any]], np.ndarray]
+EmbedLoader = Callable[[], EmbedFn]
 
 
-def embed_in_shards(cuts: Sequence[Any], embed: EmbedFn, out_dir: Path, shard_size: int,
-                    progress: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
-    """Embed `cuts` shard by shard (finished shards are kept and skipped), then write the artifacts.
+class EmbedWork(ShardedWork):
+    """Embedding extraction as the units of a sharded stage (`asrtools sv embed`).
+
+    The cuts are sorted by id; unit k is shard k, the cuts [k * shard_size, (k+1) * shard_size)
+    of that order. Each unit writes `<out_dir>/.parts/part-<k>.npz` (ids (n,) str, vectors
+    (n, E) float32, L2-normalised); `merge` writes utterances.npz, speakers.npz and embed.json.
 
     Args:
-      cuts: lhotse cuts (with a speaker in their first supervision), in a fixed order.
-      embed: a list of cuts -> (N, E) vectors (any scale; normalised here).
       out_dir: the stage directory.
-      shard_size: cuts per resumable shard.
-      progress: called with the number of cuts finished in each shard.
-
-    Returns:
-      Counts for `embed.json`: utterances, speakers, dim.
+      cuts: lhotse cuts (speaker in the first supervision), in any order.
+      shard_size: cuts per unit.
+      load: makes the embedding function (a list of n cuts -> (n, E) vectors of any scale);
+        called once in each process that runs units, so the model is loaded only there. It
+        fixes the process's CPU threads: the vectors may differ in the last bits between
+        thread counts, never between numbers of processes or tasks.
+      describe: the model's part of embed.json (what made the embeddings).
+      cuts_path: the cuts manifest, recorded in embed.json.
     """
-    from asrtools.data.cuts import cut_speaker
 
-    parts = Path(out_dir) / PARTS_DIR
-    ids: List[str] = []
-    speakers: List[str] = []
-    chunks: List[np.ndarray] = []
-    for start in range(0, len(cuts), shard_size):
-        shard = list(cuts[start:start + shard_size])
-        path = parts / f"part-{start // shard_size:05d}.npz"
-        if path.is_file():
-            vectors = load_npz(path, ("ids", "vectors"))["vectors"]
-        else:
+    label = "embedding"
+
+    def __init__(self, out_dir: Path, cuts: Sequence[Any], shard_size: int, load: EmbedLoader,
+                 describe: Callable[[], Dict[str, Any]], cuts_path: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.cuts = sorted(cuts, key=lambda c: c.id)
+        self.shards = [self.cuts[start:start + shard_size] for start in range(0, len(self.cuts), shard_size)]
+        self._load = load
+        self._describe = describe
+        self.cuts_path = Path(cuts_path)
+
+    def num_units(self) -> int:
+        return len(self.shards)
+
+    def unit_size(self, index: int) -> int:
+        return len(self.shards[index])
+
+    def part_path(self, index: int) -> Path:
+        return self.out_dir / PARTS_DIR / f"part-{index:05d}.npz"
+
+    def read_part(self, index: int) -> Optional[np.ndarray]:
+        """The (n, E) vectors of part `index`, or None unless it holds exactly shard `index`'s cuts, in order."""
+        try:
+            arrays = load_npz(self.part_path(index), ("ids", "vectors"))
+        except DataError:
+            return None
+        if arrays["vectors"].ndim != 2 or [str(i) for i in arrays["ids"]] != [c.id for c in self.shards[index]]:
+            return None
+        return arrays["vectors"]
+
+    def unit_done(self, index: int) -> bool:
+        return self.read_part(index) is not None
+
+    def run_units(self, indices: Sequence[int], progress: Progress, processes: int) -> None:
+        if not indices:
+            return
+        embed = self._load()
+        for index in indices:
+            shard = self.shards[index]
+            if self.part_path(index).exists():
+                logger.warning("%s holds other cuts than shard %d; embedding it again", self.part_path(index), index)
             vectors = normalize_rows(np.asarray(embed(shard), dtype=np.float64)).astype(np.float32)
             if not np.all(np.isfinite(vectors)):
                 raise DataError(f"non-finite embedding among cuts {shard[0].id} ... {shard[-1].id}")
-            save_npz(path, ids=np.array([c.id for c in shard]), vectors=vectors)
-        ids += [c.id for c in shard]
-        speakers += [cut_speaker(c) for c in shard]
-        chunks.append(vectors)
-        if progress is not None:
+            save_npz(self.part_path(index), ids=np.array([c.id for c in shard]), vectors=vectors)
             progress(len(shard))
-    vectors = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
-    order = np.argsort(np.array(ids), kind="stable")
-    ids_arr, spk_arr, vectors = np.array(ids)[order], np.array(speakers)[order], vectors[order]
-    save_npz(Path(out_dir) / UTTERANCES_NPZ, ids=ids_arr, speakers=spk_arr, vectors=vectors)
-    names, means, counts = speaker_means(list(ids_arr), list(spk_arr), vectors)
-    save_npz(Path(out_dir) / SPEAKERS_NPZ, ids=np.array(names), vectors=means, counts=counts)
-    return {"utterances": len(ids_arr), "speakers": len(names), "dim": int(vectors.shape[1]) if len(vectors) else 0}
 
+    def merge(self) -> None:
+        """Write utterances.npz, speakers.npz and embed.json from every part, then drop the parts."""
+        from asrtools.data.cuts import cut_speaker
 
-def write_embed_json(out_dir: Path, info: Dict[str, Any]) -> None:
-    """Write `embed.json`."""
-    atomic_write_json(Path(out_dir) / EMBED_JSON, info)
+        chunks = []
+        for index in range(self.num_units()):
+            part = self.read_part(index)
+            if part is None:
+                raise DataError(f"{self.part_path(index)}: missing, or not the cuts of shard {index}")
+            chunks.append(part)
+        vectors = np.concatenate(chunks)
+        ids = np.array([c.id for c in self.cuts])
+        speakers = np.array([cut_speaker(c) for c in self.cuts])
+        save_npz(self.out_dir / UTTERANCES_NPZ, ids=ids, speakers=speakers, vectors=vectors)
+        names, means, counts = speaker_means(list(ids), list(speakers), vectors)
+        save_npz(self.out_dir / SPEAKERS_NPZ, ids=np.array(names), vectors=means, counts=counts)
+        atomic_write_json(self.out_dir / EMBED_JSON, {**self._describe(), "utterances": len(ids),
+                                                      "speakers": len(names), "dim": int(vectors.shape[1]),
+                                                      "cuts": str(self.cuts_path)})
+        shutil.rmtree(self.out_dir / PARTS_DIR, ignore_errors=True)
+        logger.info("embedded %d utterances of %d speakers (%d-dim)", len(ids), len(names), vectors.shape[1])
 
 
 def read_embed_json(path: Path) -> Dict[str, Any]:

@@ -1,6 +1,7 @@
 # Sourced by run.sh after path.sh (which sets ASRTOOLS_ROOT): how stage commands are launched.
-# run.sh runs training as `$gpu_cmd asrtools train ...`, decoding on a GPU (--device cuda) as
-# `$decode_cmd asrtools decode ...` and every other stage as `$cpu_cmd asrtools ...`; a runner
+# run.sh runs training as `$gpu_cmd asrtools train ...`, decoding (and speaker embedding) on a
+# GPU (--device cuda) as `$decode_cmd asrtools decode|sv embed ...` and every other stage as
+# `$cpu_cmd asrtools ...`; a runner
 # takes the command as its arguments, waits for it and returns its exit status, so stages stay
 # sequential and resumable however they are launched.
 #

@@ -20,7 +20,7 @@ cd "$(dirname "$0")"
 
 stage=0
 stop_stage=100
-nj=2                         # parallel jobs for synthesis and features
+nj=2                         # jobs for synthesis, features and embedding: local processes, or SLURM array tasks
 corpus_preset=sv             # tiny | default | sv | large
 data=data                    # corpus, manifests, features
 exp=exp
@@ -91,11 +91,13 @@ for s in "${system_list[@]}"; do
   fi
   if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     log "stage 5: $s: embed the test (and, for AS-norm, training) utterances, score the trials ($norm)"
-    $cpu_cmd asrtools sv embed --checkpoint "$exp/$s/averaged.pt" --cuts "$data/fbank/cuts_test.jsonl.gz" \
-      --device "$device" --out-dir "$exp/$s/embed_test"
+    run_embed=$decode_cmd  # one GPU per job under SLURM; no GPU is asked for a CPU run
+    [ "$device" != cpu ] || run_embed=$cpu_cmd
+    $run_embed asrtools sv embed --checkpoint "$exp/$s/averaged.pt" --cuts "$data/fbank/cuts_test.jsonl.gz" \
+      --device "$device" --out-dir "$exp/$s/embed_test" -j "$nj"
     if [ "$norm" = asnorm ]; then
-      $cpu_cmd asrtools sv embed --checkpoint "$exp/$s/averaged.pt" --cuts "$data/fbank/cuts_train.jsonl.gz" \
-        --device "$device" --out-dir "$exp/$s/embed_train"
+      $run_embed asrtools sv embed --checkpoint "$exp/$s/averaged.pt" --cuts "$data/fbank/cuts_train.jsonl.gz" \
+        --device "$device" --out-dir "$exp/$s/embed_train" -j "$nj"
     fi
   fi
   score_system 5 6 "$s"
@@ -107,10 +109,10 @@ if [ "$reference" = resemblyzer ]; then
     log "stage 7: external reference: Resemblyzer (pretrained GE2E encoder) on the same trials"
     "$ASRTOOLS_ROOT/scripts/setup_sv_ref_env.sh"
     $cpu_cmd asrtools sv embed --external resemblyzer --cuts "$data/fbank/cuts_test.jsonl.gz" \
-      --out-dir "$exp/resemblyzer/embed_test"
+      --out-dir "$exp/resemblyzer/embed_test" -j "$nj"
     if [ "$norm" = asnorm ]; then
       $cpu_cmd asrtools sv embed --external resemblyzer --cuts "$data/fbank/cuts_train.jsonl.gz" \
-        --out-dir "$exp/resemblyzer/embed_train"
+        --out-dir "$exp/resemblyzer/embed_train" -j "$nj"
     fi
   fi
   score_system 7 7 resemblyzer
