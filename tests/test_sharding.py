@@ -218,3 +218,23 @@ def test_feature_tasks_in_separate_processes_equal_one_process(tiny_corpus, tmp_
             assert ours == gzip.decompress((tmp_path / "one" / rel).read_bytes()), rel
         else:
             assert three["outputs"][rel]["sha256"] == entry["sha256"], rel
+
+
+def test_input_checks_run_in_a_forked_child_and_raise_the_same_error_here():
+    from asrtools.errors import ConfigError
+    from asrtools.pipeline.sharding import call_in_forked_child
+
+    parent = os.getpid()
+    seen = []
+
+    def check() -> None:
+        seen.append(os.getpid())
+        if os.getpid() != parent:
+            raise ConfigError("--chunk-frames 30 must be a positive multiple of 4")
+
+    with pytest.raises(ConfigError, match="^--chunk-frames 30 must be a positive multiple of 4$"):
+        call_in_forked_child(check)
+    assert seen == []  # it ran in the child: nothing it did (e.g. torch's thread pool) is in this process
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        call_in_forked_child(lambda: 1 / 0)
+    call_in_forked_child(lambda: None)

@@ -165,7 +165,45 @@ def run_sharded_stage(
     def check_sharding(ctx: StageContext) -> Dict[str, Any]:
         return {"num_tasks": num_tasks, "pending_tasks": pending_tasks(plan(ctx), num_tasks, ctx.resumed)}
 
-    return run_whole_stage(Path(out_dir), name, params, inputs, body, force, check_sharding, validate)
+    checked = None if validate is None else (lambda: call_in_forked_child(validate))
+    return run_whole_stage(Path(out_dir), name, params, inputs, body, force, check_sharding, checked)
+
+
+def call_in_forked_child(fn: Callable[[], None]) -> None:
+    """Run `fn` in a forked child process; its `AsrtoolsError` is raised here as the same error.
+
+    A sharded stage forks its task processes after checking its inputs. A check that builds a
+    model runs torch ops, which start torch's OpenMP thread pool, and a pool inherited through
+    fork deadlocks the children; checking in a throw-away child keeps this process fork-safe.
+    """
+    context = multiprocessing.get_context("fork")
+    reader, writer = context.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            fn()
+            writer.send(None)
+        except errors.AsrtoolsError as err:
+            writer.send((type(err).__name__, str(err)))
+        except BaseException:  # a bug: keep its traceback
+            writer.send(("", traceback.format_exc()))
+
+    process = context.Process(target=child, name="check-inputs")
+    process.start()
+    writer.close()
+    try:
+        outcome = reader.recv()
+    except EOFError:
+        outcome = ("", "the input check died")
+    finally:
+        reader.close()
+        process.join()
+    if outcome is not None:
+        kind, message = outcome
+        error_class = getattr(errors, kind, None)
+        if isinstance(error_class, type) and issubclass(error_class, errors.AsrtoolsError):
+            raise error_class(message)
+        raise RuntimeError(f"checking the inputs failed: {message}")
 
 
 def run_work(work: ShardedWork, num_tasks: int, name: str = "") -> None:
