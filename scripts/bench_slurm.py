@@ -172,7 +172,7 @@ def _table(local_log: str, slurm_log: str, rerun_log: str) -> str:
     local, slurm, rerun = _stage_times(local_log), _stage_times(slurm_log), _stage_times(rerun_log)
     jobs, rerun_jobs = _jobs(slurm_log), _jobs(rerun_log)
     names = {"stage 0": "0 synthesise", "stage 1": "1 manifests", "stage 2": "2 features", "stage 3": "3 BPE",
-             "stage 4": "4 train", "stage 5": "5 decode x3", "stage 6": "6 score", "stage 7": "7 RTF + table"}
+             "stage 4": "4 train", "stage 5": "5 decode (dev, test x3)", "stage 6": "6 score", "stage 7": "7 RTF + table"}
     rows = ["| stage | local (s) | SLURM (s) | SLURM jobs | rerun (s) | rerun jobs |", "|---|---:|---:|---:|---:|---:|"]
     for key, name in names.items():
         rows.append(f"| {name} | {local.get(key, 0):.0f} | {slurm.get(key, 0):.0f} | {jobs.get(key, 0)} | "

@@ -4,11 +4,13 @@
 #
 #   egs/synth/asr/run.sh                       # all stages: corpus, LSTM/ConvRNN-T/Conformer, RESULTS.md
 #   egs/synth/asr/run.sh --models lstm --results-md exp/RESULTS_lstm.md   # one model only
+#   egs/synth/asr/run.sh --seeds "42 7"          # two trainings per model: mean, SD, seed-averaged comparison
 #   egs/synth/asr/run.sh --stage 2 --stop-stage 3
 #   egs/synth/asr/run.sh --corpus-preset tiny --data /tmp/d --stop-stage 3  # a seconds-long smoke run
 #
 # Stages: 0 synthesise corpus | 1 Lhotse manifests + validation | 2 Fbank features | 3 BPE
-#         4 train each transducer of --models | 5 decode dev/test (greedy, streaming) | 6 score: WER, WER by cohort
+#         4 train each transducer of --models, once per --seeds | 5 decode dev/test (greedy; test also
+#         modified beam search and streaming) | 6 score: WER, WER by cohort
 #         7 compare the models: size/FLOPs (model info), streaming RTF on one CPU thread, then the page $results_md
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,10 +27,12 @@ train_config=           # a single model's training config (default: conf/train_
 exp=exp                 # where experiments go: $exp/<model>
 device=cpu              # cpu | cuda
 chunk_frames=32         # streaming decoding chunk (10 ms input frames)
+beam=4                  # modified beam search (stage 5 decodes test greedy, with it, and streaming)
+seeds=42                # training seeds per model, e.g. "42 7": RESULTS.md then gives mean and SD per model
 rtf_utts=50             # test utterances decoded per model for the streaming RTF (stage 7)
 results_md=RESULTS.md   # the comparison page of stage 7
 report_config=conf/report.yaml  # its tables and comparisons (asrtools report results)
-po_options="stage stop_stage nj corpus_preset data bpe_config models model train_config exp device chunk_frames rtf_utts results_md report_config"
+po_options="stage stop_stage nj corpus_preset data bpe_config models model train_config exp device chunk_frames beam seeds rtf_utts results_md report_config"
 help_message="Usage: $0 [options]
   stages: 0 synth, 1 manifests, 2 features, 3 bpe, 4 train, 5 decode, 6 score, 7 compare models"
 . ../../../scripts/parse_options.sh
@@ -39,6 +43,8 @@ log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
 
 models=${model:-$models}
 read -r -a model_list <<< "$models"
+read -r -a seed_list <<< "$seeds"
+if [ ${#seed_list[@]} -eq 0 ]; then echo "$0: --seeds is empty" >&2; exit 1; fi
 if [ ${#model_list[@]} -eq 0 ]; then echo "$0: --models is empty" >&2; exit 1; fi
 if [ -n "$train_config" ] && [ ${#model_list[@]} -ne 1 ]; then
   echo "$0: --train-config needs a single model (--models NAME), got: $models" >&2; exit 1
@@ -64,52 +70,63 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   $cpu_cmd asrtools bpe train --supervisions "$data/manifests/supervisions_train.jsonl.gz" --config "$bpe_config" --out-dir "$data/lang_bpe"
 fi
 
+# run_dir MODEL SEED: the first seed of --seeds trains in $exp/MODEL, every other one in $exp/MODEL_s<seed>
+run_dir() { if [ "$2" = "${seed_list[0]}" ]; then echo "$exp/$1"; else echo "$exp/$1_s$2"; fi; }
+
 for m in "${model_list[@]}"; do
-  exp_dir=$exp/$m
   config=${train_config:-conf/train_$m.yaml}
+  for seed in "${seed_list[@]}"; do
+    exp_dir=$(run_dir "$m" "$seed")
 
-  if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-    log "stage 4: train the $m transducer ($config)"
-    $gpu_cmd asrtools train --config "$config" --device "$device" \
-      --cuts-train "$data/fbank/cuts_train.jsonl.gz" --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" \
-      --bpe-model "$data/lang_bpe/bpe.model" --exp-dir "$exp_dir"
-  fi
+    if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+      log "stage 4: train the $m transducer ($config, seed $seed)"
+      $gpu_cmd asrtools train --config "$config" --device "$device" --set seed="$seed" \
+        --cuts-train "$data/fbank/cuts_train.jsonl.gz" --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" \
+        --bpe-model "$data/lang_bpe/bpe.model" --exp-dir "$exp_dir"
+    fi
 
-  if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-    run_decode=$decode_cmd  # a one-GPU job under SLURM; no GPU is asked for a CPU decode
-    [ "$device" != cpu ] || run_decode=$cpu_cmd
-    for split in dev test; do
-      log "stage 5: $m: decode $split (greedy)"
-      $run_decode asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
-        --cuts "$data/fbank/cuts_$split.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
-        --method greedy --out-dir "$exp_dir/decode_${split}_greedy" -j "$nj"
-    done
-    log "stage 5: $m: decode test (streaming greedy, $chunk_frames-frame chunks)"
-    $run_decode asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
-      --cuts "$data/fbank/cuts_test.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
-      --method streaming_greedy --chunk-frames "$chunk_frames" --out-dir "$exp_dir/decode_test_streaming" -j "$nj"
-  fi
+    if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+      run_decode=$decode_cmd  # a one-GPU job under SLURM; no GPU is asked for a CPU decode
+      [ "$device" != cpu ] || run_decode=$cpu_cmd
+      for decode in dev:greedy test:greedy test:modified_beam test:streaming; do
+        split=${decode%%:*} method=${decode#*:} extra=()
+        case $method in
+          modified_beam) extra=(--beam "$beam") ;;
+          streaming) method=streaming_greedy extra=(--chunk-frames "$chunk_frames") ;;
+        esac
+        log "stage 5: $exp_dir: decode $split ($method)"
+        $run_decode asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
+          --cuts "$data/fbank/cuts_$split.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
+          --method "$method" "${extra[@]}" --out-dir "$exp_dir/decode_${split}_${decode#*:}" -j "$nj"
+      done
+    fi
 
-  if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-    for decode_dir in "$exp_dir"/decode_dev_greedy "$exp_dir"/decode_test_greedy "$exp_dir"/decode_test_streaming; do
-      log "stage 6: WER of $decode_dir"
-      $cpu_cmd asrtools score wer --ref "$decode_dir/recogs.jsonl" --out-dir "$decode_dir/wer"
-    done
-    log "stage 6: $m: WER by cohort on test (accent, region, gender, region x gender, engine, channel)"
-    $cpu_cmd asrtools score cohorts --recogs "$exp_dir/decode_test_greedy/recogs.jsonl" \
-      --by accent --by region --by gender --by region,gender --by engine --by channel \
-      --out-dir "$exp_dir/decode_test_greedy/cohorts"
-    log "results: $exp_dir/decode_test_greedy/wer/wer.json, $exp_dir/decode_test_greedy/cohorts/"
-  fi
+    if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+      for decode_dir in "$exp_dir"/decode_{dev_greedy,test_greedy,test_modified_beam,test_streaming}; do
+        log "stage 6: WER of $decode_dir"
+        $cpu_cmd asrtools score wer --ref "$decode_dir/recogs.jsonl" --out-dir "$decode_dir/wer"
+      done
+      log "stage 6: $exp_dir: WER by cohort on test (accent, region, gender, region x gender, engine, channel)"
+      $cpu_cmd asrtools score cohorts --recogs "$exp_dir/decode_test_greedy/recogs.jsonl" \
+        --by accent --by region --by gender --by region,gender --by engine --by channel \
+        --out-dir "$exp_dir/decode_test_greedy/cohorts"
+      log "results: $exp_dir/decode_test_greedy/wer/wer.json, $exp_dir/decode_test_greedy/cohorts/"
+    fi
+  done
 done
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   checkpoints=(); systems=()
   for m in "${model_list[@]}"; do
-    log "stage 7: $m: parameters and GFLOPs/s ($chunk_frames-frame streaming chunks)"
-    $cpu_cmd asrtools model info --checkpoint "$exp/$m/averaged.pt" --chunk-frames "$chunk_frames" \
-      --out-dir "$exp/$m/info"
-    checkpoints+=(--checkpoint "$m=$exp/$m/averaged.pt"); systems+=(--system "$m=$exp/$m")
+    runs=()
+    for seed in "${seed_list[@]}"; do
+      run=$(run_dir "$m" "$seed"); runs+=("$run")
+      log "stage 7: $run: parameters and GFLOPs/s ($chunk_frames-frame streaming chunks)"
+      $cpu_cmd asrtools model info --checkpoint "$run/averaged.pt" --chunk-frames "$chunk_frames" \
+        --out-dir "$run/info"
+    done
+    checkpoints+=(--checkpoint "$m=$exp/$m/averaged.pt")
+    systems+=(--system "$m=$(IFS=,; echo "${runs[*]}")")
   done
   log "stage 7: streaming RTF of ${model_list[*]} (one CPU thread, $rtf_utts test utterances)"
   $cpu_cmd asrtools model rtf "${checkpoints[@]}" --cuts "$data/fbank/cuts_test.jsonl.gz" \
