@@ -53,7 +53,7 @@ MODELS: Dict[str, ModelConfig] = {
 #: Word error rate of each system's hypotheses (ConvRNN-T clearly better).
 ERROR_RATES = {"lstm": 0.30, "convrnnt": 0.05}
 STREAMING_CHUNK = 16
-SPLITS = [("dev", "greedy"), ("test", "greedy"), ("test", "streaming_greedy")]
+SPLITS = [("dev", "greedy"), ("test", "greedy"), ("test", "modified_beam"), ("test", "streaming_greedy")]
 
 
 def _load_bench():
@@ -235,16 +235,17 @@ def test_report_page_end_to_end(experiments: Path, tmp_path: Path, monkeypatch) 
     assert doc["schema"] == "asrtools.report"
     metrics = {row["system"]: row for row in _section(doc, "metrics")["rows"]}
     header = [c.strip() for c in next(l for l in page.splitlines() if l.startswith("| system |")).strip("|").split("|")]
-    assert header == ["system", "encoder", "params", "GFLOPs/s", "dev WER %", "test WER %", "streaming test WER %",
-                      "latency ms", "RTF (1 thread)"]
+    assert header == ["system", "encoder", "params", "GFLOPs/s", "dev WER %", "test WER %", "test WER % (beam 4)",
+                      "streaming test WER %", "latency ms", "RTF (1 thread)"]
     for name in MODELS:
         info = json.loads((experiments / "exp" / name / "info" / "info.json").read_text())
         cells = _row(page, name)
         assert cells[1:4] == [name, f"{info['params'] / 1e6:.2f} M", f"{info['gflops_per_second']:.3f}"]
-        for cell, decode in zip(cells[4:7], ("decode_dev_greedy", "decode_test_greedy", "decode_test_streaming")):
+        decodes = ("decode_dev_greedy", "decode_test_greedy", "decode_test_modified_beam", "decode_test_streaming")
+        for cell, decode in zip(cells[4:8], decodes):
             total = json.loads((experiments / "exp" / name / decode / "wer" / "wer.json").read_text())["total"]
             assert cell == f"{100 * total['err'] / total['words']:.2f}"
-        assert cells[7] == "160" and cells[8] == f"{bench['models'][name]['rtf_mean']:.4f}"
+        assert cells[8] == "160" and cells[9] == f"{bench['models'][name]['rtf_mean']:.4f}"
         assert metrics[name]["cells"]["info.params"]["values"] == [info["params"]]
     pairwise = _section(doc, "pairwise")
     assert (pairwise["a"], pairwise["b"], pairwise["answer"]) == ("lstm", "convrnnt", "yes")
@@ -253,7 +254,7 @@ def test_report_page_end_to_end(experiments: Path, tmp_path: Path, monkeypatch) 
         assert comparison["verdict"] == "better" and comparison["p_holm"] < 0.05
         low, high = comparison["ci_diff"]
         assert low <= comparison["diff"] <= high < 0
-    assert "**Answer: yes**" in page and "B − A (95% CI)" in page and "p (Holm, 2 tests)" in page
+    assert "**Answer: yes**" in page and "B − A (95% CI)" in page and "p (Holm, 3 tests)" in page
     # Sources and provenance: the decodes' recorded provenance (a fake GPU machine), the scoring's and model info's.
     assert "## Sources" in page and str(experiments / "exp/lstm/info/info.json") in page
     assert "Fake GPU 80GB" in page and "| Fake CPU (8 cores) |" in page
@@ -274,7 +275,9 @@ def test_report_page_end_to_end(experiments: Path, tmp_path: Path, monkeypatch) 
 def test_pairwise_of_single_runs_equals_score_compare(experiments: Path, tmp_path: Path) -> None:
     _cli(_report_args(experiments, "--out", str(tmp_path / "R.md"), "--out-dir", str(tmp_path / "stage")))
     pairwise = _section(json.loads((tmp_path / "stage" / "results.json").read_text()), "pairwise")
-    for comparison, decode in zip(pairwise["comparisons"], ("decode_test_greedy", "decode_test_streaming")):
+    decodes = ("decode_test_greedy", "decode_test_modified_beam", "decode_test_streaming")
+    assert len(pairwise["comparisons"]) == len(decodes)
+    for comparison, decode in zip(pairwise["comparisons"], decodes):
         _cli(["score", "compare", "--a", str(experiments / "exp/lstm" / decode / "wer"),
               "--b", str(experiments / "exp/convrnnt" / decode / "wer"), "--out-dir", str(tmp_path / decode)])
         overall = json.loads((tmp_path / decode / "compare.json").read_text())["overall"]
@@ -316,9 +319,9 @@ def test_missing_artifacts_name_the_file_or_show_na(experiments: Path, tmp_path:
 
     _cli(args + ["--allow-missing"])
     page = (tmp_path / "R.md").read_text()
-    assert _row(page, "convrnnt")[6] == "n/a" and "## Missing inputs" in page and str(missing) in page
+    assert _row(page, "convrnnt")[7] == "n/a" and "## Missing inputs" in page and str(missing) in page
     pairwise = _section(json.loads((tmp_path / "stage" / "results.json").read_text()), "pairwise")
-    assert [c["verdict"] for c in pairwise["comparisons"]] == ["better", "not tested"]
+    assert [c["verdict"] for c in pairwise["comparisons"]] == ["better", "better", "not tested"]
     assert pairwise["answer"] == "not shown"
 
     no_rtf = _cli(args[:6] + args[10:], ok=False)  # lstm only, no --input
