@@ -15,7 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from lhotse import CutSet
@@ -142,19 +142,32 @@ class AsrDataset(torch.utils.data.Dataset):
         self.require_text = require_text
 
     def __getitem__(self, cuts: CutSet) -> Dict[str, Any]:
-        cuts = cuts.sort_by_duration(ascending=False)
-        try:
-            features, feature_lens = collate_features(cuts)
-        except Exception as err:
-            ids = ", ".join(c.id for c in list(cuts)[:3])
-            raise DataError(f"cannot load features of cuts {ids}...: {err}") from None
+        cuts, features, feature_lens = collate_longest_first(cuts)
         return {
-            "features": features.to(torch.float32),
-            "feature_lens": feature_lens.to(torch.int64),
+            "features": features,
+            "feature_lens": feature_lens,
             "texts": [cut_text(c, self.require_text) for c in cuts],
             "cut_ids": [c.id for c in cuts],
             "speakers": [cut_speaker(c) for c in cuts],
         }
+
+
+def collate_longest_first(cuts: CutSet) -> Tuple[CutSet, torch.Tensor, torch.Tensor]:
+    """Sort a mini-batch longest first and pad its features.
+
+    Returns:
+      The sorted cuts, features (B, T, F) float32 and feature_lens (B,) int64.
+
+    Raises:
+      DataError: naming the first cuts when their features cannot be loaded.
+    """
+    cuts = cuts.sort_by_duration(ascending=False)
+    try:
+        features, feature_lens = collate_features(cuts)
+    except Exception as err:
+        ids = ", ".join(c.id for c in list(cuts)[:3])
+        raise DataError(f"cannot load features of cuts {ids}...: {err}") from None
+    return cuts, features.to(torch.float32), feature_lens.to(torch.int64)
 
 
 class ConversationDataset(torch.utils.data.Dataset):
@@ -165,11 +178,6 @@ class ConversationDataset(torch.utils.data.Dataset):
     """
 
     def __getitem__(self, cuts: CutSet) -> Dict[str, Any]:
-        cuts = cuts.sort_by_duration(ascending=False)
-        try:
-            features, feature_lens = collate_features(cuts)
-        except Exception as err:
-            ids = ", ".join(c.id for c in list(cuts)[:3])
-            raise DataError(f"cannot load features of cuts {ids}...: {err}") from None
-        return {"features": features.to(torch.float32), "feature_lens": feature_lens.to(torch.int64),
+        cuts, features, feature_lens = collate_longest_first(cuts)
+        return {"features": features, "feature_lens": feature_lens,
                 "cut_ids": [c.id for c in cuts], "turns": [turns_of_cut(c) for c in cuts]}

@@ -199,11 +199,16 @@ def call_in_forked_child(fn: Callable[[], None]) -> None:
         reader.close()
         process.join()
     if outcome is not None:
-        kind, message = outcome
-        error_class = getattr(errors, kind, None)
-        if isinstance(error_class, type) and issubclass(error_class, errors.AsrtoolsError):
-            raise error_class(message)
-        raise RuntimeError(f"checking the inputs failed: {message}")
+        _raise_relayed(*outcome, "checking the inputs failed")
+
+
+def _raise_relayed(kind: str, message: str, what: str) -> None:
+    """Raise here the error a child process reported: an `AsrtoolsError` (named by `kind`) as
+    the same one-line error, anything else as a RuntimeError "`what`: `message`"."""
+    error_class = getattr(errors, kind, None)
+    if isinstance(error_class, type) and issubclass(error_class, errors.AsrtoolsError):
+        raise error_class(message)
+    raise RuntimeError(f"{what}: {message}")
 
 
 def run_work(work: ShardedWork, num_tasks: int, name: str = "") -> None:
@@ -330,10 +335,7 @@ def run_tasks_locally(work: ShardedWork, todo: Dict[int, List[int]]) -> None:
             reader.close()
     if failure is not None:
         task, kind, message = failure
-        error_class = getattr(errors, kind, None)
-        if isinstance(error_class, type) and issubclass(error_class, errors.AsrtoolsError):
-            raise error_class(message)
-        raise RuntimeError(f"task {task} failed: {message}")
+        _raise_relayed(kind, message, f"task {task} failed")
 
 
 def _die_with_parent(parent: int) -> None:
