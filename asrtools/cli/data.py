@@ -8,6 +8,7 @@ import click
 
 from asrtools.cli.options import config_options, force_option
 from asrtools.config import load_config, to_dict
+from asrtools.data.synth.config import PRESETS
 from asrtools.errors import ConfigError
 from asrtools.pipeline import run_stage
 
@@ -18,7 +19,7 @@ def data() -> None:
 
 
 @data.command()
-@click.option("--preset", type=click.Choice(["tiny", "default", "sv", "large"]), default="default", show_default=True,
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default", show_default=True,
               help="Corpus size preset; --config and --set override its values.")
 @config_options
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
@@ -32,7 +33,7 @@ def synth(preset: str, config_path: Optional[Path], overrides: Tuple[str, ...], 
 
     Example: asrtools data synth --preset default --config conf/synth.yaml --out-dir data/synth -j 2
     """
-    from asrtools.data.synth.config import PRESETS, SynthConfig
+    from asrtools.data.synth.config import SynthConfig
     from asrtools.data.synth.corpus import CorpusWork
     from asrtools.pipeline.sharding import run_sharded_stage
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Dict, List
 
 from asrtools.data.synth.speakers import ESPEAK_ACCENTS
@@ -19,6 +20,7 @@ class SynthConfig:
     """
 
     seed: int = 0
+    speaker_id_prefix: str = "s"  # ids are <prefix>0001...; a distinct prefix keeps two corpora's ids apart
     utts_per_speaker: int = 40
     train_speakers: Dict[str, int] = dataclasses.field(default_factory=dict)  # accent -> count
     dev_speakers_per_accent: int = 4
@@ -59,6 +61,8 @@ class SynthConfig:
             raise ValueError("noise_probs: keys must be among none, white, pink, brown, babble")
         if len(self.snr_db) != 2 or len(self.level_db) != 2:
             raise ValueError("snr_db and level_db take [low, high]")
+        if not re.fullmatch(r"[a-z]+", self.speaker_id_prefix):
+            raise ValueError(f"speaker_id_prefix: lower-case letters only, got {self.speaker_id_prefix!r}")
         if self.utts_per_speaker < 1 or not 0 <= self.female_fraction <= 1:
             raise ValueError("utts_per_speaker must be >= 1 and female_fraction in [0, 1]")
 
@@ -110,6 +114,20 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         dev_speakers_per_accent=4,
         test_speakers_per_accent=14,
         flite_speakers={"train": 4, "dev": 2, "test": 8},
+    ),
+    # Cohort discovery and fairness (egs/synth/fairness): evaluation speakers only, many per
+    # accent, so that discovery and measurement can use disjoint speakers (K-fold
+    # cross-fitting) with >= 150 test speakers: test 18 per accent + 10 flite = 154, dev 6 per
+    # accent + 4 flite = 52. The same seed and sentence split as the default corpus, so no
+    # evaluation sentence occurs in the default corpus's training split; ids start with "f" so
+    # they never collide with the default corpus's speakers. Cost: see egs/synth/fairness/README.
+    "fairness": dict(
+        speaker_id_prefix="f",
+        utts_per_speaker=32,
+        train_speakers={},
+        dev_speakers_per_accent=6,
+        test_speakers_per_accent=18,
+        flite_speakers={"dev": 4, "test": 10},
     ),
     # ~34 h for GPU-scale runs.
     "large": dict(

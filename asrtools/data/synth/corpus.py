@@ -167,7 +167,8 @@ class CorpusWork(ShardedWork):
         self.pools = sentence_pools(cfg.vocab_size, cfg.min_words, cfg.max_words, cfg.sentence_split, cfg.seed)
         self.zips = make_zip_table(cfg.zips_per_region, cfg.seed)
         self.speakers = make_speakers(cfg.speaker_counts(), cfg.flite_speakers, cfg.female_fraction,
-                                      cfg.channel_probs, self.zips, cfg.seed)
+                                      cfg.channel_probs, self.zips, cfg.seed,
+                                      cfg.speaker_id_prefix)
         if not self.speakers:
             raise DataError("the corpus config has no speakers")
         self.plan = plan_utterances(cfg, self.speakers, self.pools)

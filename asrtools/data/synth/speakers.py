@@ -157,6 +157,7 @@ def make_speakers(
     channel_probs: Dict[str, float],
     zip_table: List[ZipCode],
     seed: int,
+    id_prefix: str = "s",
 ) -> List[Speaker]:
     """Draw every speaker of every split.
 
@@ -167,6 +168,7 @@ def make_speakers(
       channel_probs: probability of each recording channel (close | far | telephone).
       zip_table: the zip codes (see `make_zip_table`).
       seed: random seed.
+      id_prefix: speaker ids are `<id_prefix>0001`, `<id_prefix>0002`, ...
     """
     rng = random.Random(seed)
     speakers: List[Speaker] = []
@@ -178,7 +180,7 @@ def make_speakers(
         zipcode = nearest_zip(zip_table, region.name, lat, lon)
         channel = _draw_channel(rng, channel_probs)
         speakers.append(Speaker(
-            id=f"s{len(speakers) + 1:04d}", split=split, engine=engine, voice=voice,
+            id=f"{id_prefix}{len(speakers) + 1:04d}", split=split, engine=engine, voice=voice,
             accent=accent, region=region.name, gender=gender,
             lat=round(lat, 4), lon=round(lon, 4), zip=zipcode.zip,
             channel=channel, reverberance=rng.randint(20, 70), **_draw_voice(rng, gender),
