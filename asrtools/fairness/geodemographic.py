@@ -47,6 +47,11 @@ class Rule:
             return float(row[self.attribute]) <= float(self.value)
         return str(row.get(self.attribute, "")) == str(self.value)
 
+    def describe(self) -> str:
+        """`urbanicity = rural` / `median_age <= 40.5`."""
+        value = f"{self.value:.6g}" if self.op == "<=" else str(self.value)
+        return f"{self.attribute} {'<=' if self.op == '<=' else '='} {value}"
+
     def keys(self) -> Tuple[str, str]:
         """Cohort keys of the in and out sides, e.g. `("urbanicity=rural", "urbanicity!=rural")`."""
         if self.op == "<=":

@@ -97,8 +97,7 @@ def plot_zip_partition(discovery: GeodemographicDiscovery, table: SpeakerTable, 
     ax.legend(fontsize=7, title=_LEGEND_TITLE, title_fontsize=7, loc="best")
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
-    rule = discovery.rule
-    ax.set_title(f"Zip codes by {rule.attribute} {rule.op} {rule.value} (marker size: speakers)", fontsize=10)
+    ax.set_title(f"Zip codes by {discovery.rule.describe()} (marker size: discovery speakers)", fontsize=10)
     fig.tight_layout()
     _save(fig, Path(path))
 

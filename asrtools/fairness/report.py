@@ -136,13 +136,15 @@ def method_markdown(discovery: Discovery) -> List[str]:
             ["node", "parent", "speakers", "WER %", "best split", "gain (points)", "p (selection-aware)",
              "split / stop rule"], rows)
     if discovery.method == "geodemographic":
-        rows = [[a["attribute"], a["kind"], f"{a['rule']['op']} {a['rule']['value']}" if a["rule"] else "-",
+        from asrtools.fairness.geodemographic import Rule
+
+        rows = [[a["attribute"], a["kind"], Rule(**a["rule"]).describe() if a["rule"] else "-",
                  _pct(a["gap"]), _pct(a["wer_in"]), _pct(a["wer_out"]), str(a["n_speakers_in"] or "-")]
                 for a in model["attributes"]]
         p = model["p_value"]
         return ["## Partitions by attribute (discovery speakers)", ""] + _md_table(
             ["attribute", "kind", "best partition (in side)", "gap (points)", "WER in %", "WER out %",
-             "speakers in"], rows) + ["", f"Chosen: {model['rule']}; selection-aware permutation p (in-sample) = "
+             "speakers in"], rows) + ["", f"Chosen: {Rule(**model['rule']).describe()}; selection-aware permutation p (in-sample) = "
                                           f"{'n/a' if p is None else f'{p:.3g}'}."]
     tried = ", ".join(f"k={k}: {v}" for k, v in sorted(model["k_tried"].items(), key=lambda kv: -int(kv[0])))
     return ["## k-means (discovery speakers)", "", f"k = {len(model['centroids'])}; smallest cluster per k tried: "
