@@ -345,3 +345,7 @@ def test_cli_bad_inputs_fail_with_one_line_and_no_artifacts(tmp_path):
     result = CliRunner().invoke(cli, ["cohorts", "geo", "--recogs", str(decode), "--speakers", str(speakers),
                                       "--set", "geo.max_leafs=3", "--out-dir", str(out)])
     assert result.exit_code == 1 and "unknown key 'max_leafs'" in result.output
+    result = CliRunner().invoke(cli, ["cohorts", "geo", "--recogs", str(decode), "--speakers", str(speakers),
+                                      "--set", "measure.folds=1", "--out-dir", str(out)])
+    assert result.exit_code == 1 and "folds must be >= 2" in result.output
+    assert not out.exists() or not [p for p in out.iterdir() if not p.name.startswith(".")]
