@@ -153,3 +153,9 @@ def test_cli_writes_the_page_as_a_stage(tmp_path):
     proc = run_asrtools(["report", "fairness", "--run", f"auto:lstm={tmp_path / 'missing'}", "--out", str(out),
                          "--out-dir", str(tmp_path / "r2")], check=False)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("asrtools: error:")
+
+
+def test_paper_comparison_of_a_reversed_gap_says_so(tmp_path):
+    page, _ = _page(tmp_path, geodemographic_lstm={"rel_gap": -0.1, "ci": (0.05, 0.3), "worst": "top"})
+    assert ("the paper's 41.7% is not comparable: on held-out speakers the designated bottom cohort was not the "
+            "worse one") in page

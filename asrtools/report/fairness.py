@@ -220,7 +220,8 @@ def paper_comparison(runs: Sequence[Run], system: str) -> List[str]:
                      f"{_pct(side.share.get('speakers'))} / {_pct(side.share.get('utterances'))}"])
         inside = _ci_contains(side, paper["rel_gap"])
         verdict = ("significant" if side.significant else "not significant") + f" at {ALPHA:g}"
-        paper_note = ("n/a (no interval)" if inside is None else
+        paper_note = ("not comparable: on held-out speakers the designated bottom cohort was not the worse one"
+                      if side.reversed else "n/a (no interval)" if inside is None else
                       "inside our 95% CI: consistent with it" if inside else
                       "outside our 95% CI: our gap differs from it significantly")
         notes.append(f"- {paper['label']}: our held-out gap is {_pct(side.rel_gap)}% ({verdict}); the paper's "
