@@ -160,3 +160,9 @@ def assign(discovery_path: Path, speakers_csv: Path, split: Optional[str], embed
     document = apply_discovery(discovery_path, speakers_csv, split, vectors)
     atomic_write_json(out_path, document)
     click.echo(f"{len(document['cohorts'])} speakers labelled with {document['method']} cohorts -> {out_path}")
+
+
+# `cohorts embed` lives in its own module (speaker embeddings, asrtools.fairness.embeddings).
+from asrtools.cli.cohorts_embed import embed  # noqa: E402
+
+cohorts.add_command(embed)
