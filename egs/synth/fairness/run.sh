@@ -5,7 +5,7 @@
 # `asrtools` command, resumable and skipped when up to date (see docs/ARCHITECTURE.md).
 #
 #   egs/synth/fairness/run.sh                                   # everything -> RESULTS.md
-#   egs/synth/fairness/run.sh --asr-exp ../asr/exp/lstm_tuned   # another baseline of egs/synth/asr
+#   egs/synth/fairness/run.sh --asr-exp ../asr/exp/tune/f24_bn_nospec --system lstm_tuned   # another baseline
 #   egs/synth/fairness/run.sh --encoder sv:../sv/exp/baseline/averaged.pt   # the toolkit's speaker model
 #   egs/synth/fairness/run.sh --encoder file:my_embeddings.json # any speaker -> vector file
 #   egs/synth/fairness/run.sh --whisper false                   # without the Whisper audit
@@ -30,14 +30,16 @@ data=data                     # evaluation corpus, manifests, features
 exp=exp
 asr_exp=../asr/exp/lstm       # the baseline: an `asrtools train` directory of egs/synth/asr (averaged.pt)
 asr_lang=../asr/data/lang_bpe # its BPE model
+system=                       # the baseline's name on the page (default: the last part of --asr-exp)
 device=cpu                    # decoding device (cpu | cuda)
 encoder=resemblyzer           # resemblyzer | sv:<checkpoint> | file:<path> (asrtools cohorts embed)
 utts_per_speaker=16           # utterances averaged into each speaker's embedding (0: all)
 cohorts_config=conf/cohorts.yaml  # discovery + measurement settings of asrtools cohorts
 methods="geo geodemographic auto"
 whisper=true                  # true | false: the Whisper tiny.en audit (stage 7)
+whisper_per_speaker=8         # utterances per speaker Whisper transcribes (CPU: ~0.2 s per audio second)
 results_md=RESULTS.md
-po_options="stage stop_stage nj corpus_preset data exp asr_exp asr_lang device encoder utts_per_speaker cohorts_config methods whisper results_md"
+po_options="stage stop_stage nj corpus_preset data exp asr_exp asr_lang system device encoder utts_per_speaker cohorts_config methods whisper whisper_per_speaker results_md"
 help_message="Usage: $0 [options]
   stages: 0 synth, 1 manifests, 2 features, 3 baseline, 4 decode, 5 embeddings, 6 discovery, 7 whisper, 8 results"
 . ../../../scripts/parse_options.sh
@@ -46,7 +48,7 @@ help_message="Usage: $0 [options]
 
 log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
 
-system=$(basename "$asr_exp")   # the baseline's name on the page, e.g. lstm
+system=${system:-$(basename "$asr_exp")}   # the baseline's name on the page, e.g. lstm
 read -r -a method_list <<< "$methods"
 case $encoder in
   resemblyzer) embed_dir=$exp/embed_resemblyzer ;;
@@ -72,10 +74,10 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   if [ -f "$asr_exp/averaged.pt" ] && [ -f "$asr_lang/bpe.model" ]; then
     log "stage 3: baseline $asr_exp/averaged.pt (BPE $asr_lang/bpe.model)"
-  elif [ "$asr_exp" = "../asr/exp/$system" ] && [ "$asr_lang" = ../asr/data/lang_bpe ]; then
-    log "stage 3: no baseline at $asr_exp: building it with ../asr/run.sh --models $system --stop-stage 4" \
+  elif [ "$asr_exp" = "../asr/exp/$(basename "$asr_exp")" ] && [ "$asr_lang" = ../asr/data/lang_bpe ]; then
+    log "stage 3: no baseline at $asr_exp: building it with ../asr/run.sh --models $(basename "$asr_exp") --stop-stage 4" \
         "(the ASR training corpus, features, BPE and the training: hours on a CPU)"
-    ../asr/run.sh --models "$system" --stop-stage 4 --nj "$nj" --device "$device"
+    ../asr/run.sh --models "$(basename "$asr_exp")" --stop-stage 4 --nj "$nj" --device "$device"
   else
     echo "$0: no $asr_exp/averaged.pt or $asr_lang/bpe.model (build them with ../asr/run.sh)" >&2; exit 1
   fi
@@ -126,9 +128,9 @@ whisper_dir=$exp/whisper_tiny_en
 if [ "$whisper" = true ] && [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   "$ASRTOOLS_ROOT/scripts/setup_audit_env.sh"
   for split in dev test; do
-    log "stage 7: Whisper tiny.en transcribes $split (greedy, one thread)"
-    $cpu_cmd asrtools audit whisper --cuts "$data/fbank/cuts_$split.jsonl.gz" --beam-size 1 --threads 1 \
-      --out-dir "$whisper_dir/decode_$split"
+    log "stage 7: Whisper tiny.en transcribes $split (greedy, $whisper_per_speaker utterances per speaker)"
+    $cpu_cmd asrtools audit whisper --cuts "$data/fbank/cuts_$split.jsonl.gz" --beam-size 1 --threads "$nj" \
+      --per-speaker "$whisper_per_speaker" --out-dir "$whisper_dir/decode_$split"
   done
   discover whisper_tiny_en "$whisper_dir/decode_test" "$whisper_dir/decode_dev"
 fi
