@@ -39,6 +39,7 @@ help_message="Usage: $0 [options]
 . ../../../scripts/parse_options.sh
 . ./path.sh
 . ./cmd.sh
+. ../../../scripts/corpus_stages.sh
 
 log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
 
@@ -49,20 +50,7 @@ set_args=(); for kv in $train_set; do set_args+=(--set "$kv"); done
 by_args=(); for g in $groupings; do by_args+=(--by "$g"); done
 sup_test=$data/manifests/supervisions_test.jsonl.gz
 
-if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  log "stage 0: synthesise the corpus ($corpus_preset)"
-  $cpu_cmd asrtools data synth --preset "$corpus_preset" --config conf/synth.yaml --out-dir "$data/synth" -j "$nj"
-fi
-
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  log "stage 1: Lhotse manifests + validation"
-  $cpu_cmd asrtools data manifests --corpus-dir "$data/synth" --out-dir "$data/manifests"
-fi
-
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "stage 2: Fbank features"
-  $cpu_cmd asrtools data features --manifest-dir "$data/manifests" --config conf/fbank.yaml --out-dir "$data/fbank" -j "$nj"
-fi
+corpus_stages "$data"
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: trials on the test speakers (balanced within/across: $groupings)"
