@@ -34,7 +34,7 @@ from asrtools.training.config import TransducerTrainConfig
 from asrtools.training.data import make_sampler, oversampled_cuts
 from asrtools.training.distributed import DistInfo
 from asrtools.training.task import TrainPaths, register_task
-from asrtools.training.tasks.transducer import TransducerTask
+from asrtools.training.tasks.transducer import TransducerTask, spread_subset
 
 DATA_CHOICES = ("general", "cohorts", "pooled")
 ASSIGNMENTS_INPUT = "assignments"
@@ -51,6 +51,9 @@ class MitigationConfig:
       oversample_factor: expected copies per epoch of each bottom-cohort cut (1 = off).
       fisher_utts: utterances of general training data the Fisher is estimated on
         (`asrtools mitigate fisher`).
+      dev_utts: validate on this many dev cuts spread over the dev set in id order
+        (0 = all): a short run validates at every end of an epoch of its (smaller) data, and
+        the validations should not dominate its cost.
     """
 
     data: str = "general"
@@ -58,12 +61,15 @@ class MitigationConfig:
     pooled_ratio: float = 1.0
     oversample_factor: float = 1.0
     fisher_utts: int = 500
+    dev_utts: int = 0
 
     def validate(self) -> None:
         if self.data not in DATA_CHOICES:
             raise ValueError(f"data {self.data!r} is unknown (known: {', '.join(DATA_CHOICES)})")
         if self.worst_k < 1 or self.pooled_ratio <= 0 or self.oversample_factor < 1 or self.fisher_utts < 1:
             raise ValueError("worst_k and fisher_utts must be >= 1, pooled_ratio > 0, oversample_factor >= 1")
+        if self.dev_utts < 0:
+            raise ValueError("dev_utts must be >= 0")
 
     @property
     def needs_cohorts(self) -> bool:
@@ -102,6 +108,8 @@ class MitigationTask(TransducerTask):
 
     def load_cuts(self, split: str) -> CutSet:
         cuts = super().load_cuts(split)
+        if split == "dev" and self.config.mitigation.dev_utts > 0:
+            return spread_subset(cuts, self.config.mitigation.dev_utts)
         if split != "train" or self.config.mitigation.data == "general":
             return cuts
         bottom = self.bottom_speakers()

@@ -1,0 +1,1 @@
+../asr/path.sh
