@@ -354,3 +354,49 @@ def test_held_out_speakers_without_cohort_are_an_error(corpus, baseline, tmp_pat
     partial = read_assignments(_write_assignments(tmp_path / "a.json", {"spk0": "rank1"}, ["rank1"]))
     with pytest.raises(DataError, match="has no cohort in"):
         evaluation("x", load_report(tmp_path / "d"), None, partial, {}, EvalOptions(0, 0), {"decode": "d"})
+
+
+@pytest.mark.parametrize("data", ["general", "cohorts", "pooled"])
+def test_mitigation_task_chooses_the_worst_cohorts_cuts(corpus, tmp_path, data):
+    import logging
+
+    from asrtools.training.distributed import setup_distributed
+    from asrtools.training.task import TrainPaths
+    from asrtools.config import from_dict
+    from asrtools.training.tasks.mitigation import MitigationTask, MitigationTrainConfig
+    from test_train_helpers import TINY_CONFIG
+
+    assignments = _write_assignments(tmp_path / "a.json", {"spk0": "rank1", "spk1": "rank2", "spk2": "rank3",
+                                                           "spk3": "rank3"}, ["rank2", "rank1", "rank3"])
+    config = from_dict(MitigationTrainConfig, {**TINY_CONFIG, "task": "mitigation",
+                                               "mitigation": {"data": data, "worst_k": 2, "dev_utts": 3}})
+    paths = TrainPaths(corpus["cuts_train"], corpus["cuts_dev"], corpus["bpe_model"], tmp_path,
+                       extra_inputs={"assignments": assignments})
+    task = MitigationTask(config, paths, setup_distributed("cpu"), logging.getLogger("test"))
+    train = Counter(cut_speaker(c) for c in task.load_cuts("train"))
+    everything = Counter(cut_speaker(c) for c in load_cuts(corpus["cuts_train"]))
+    bottom = everything["spk0"] + everything["spk1"]
+    if data == "general":
+        assert train == everything
+    elif data == "cohorts":
+        assert train == Counter({"spk0": everything["spk0"], "spk1": everything["spk1"]})
+    else:
+        assert train["spk0"] + train["spk1"] == bottom and train["spk2"] + train["spk3"] == bottom
+    assert len(task.load_cuts("dev")) == 3
+    no_cohorts = TrainPaths(corpus["cuts_train"], corpus["cuts_dev"], corpus["bpe_model"], tmp_path)
+    if data == "general":  # the continue-training control needs no cohorts
+        MitigationTask(config, no_cohorts, setup_distributed("cpu"), logging.getLogger("test"))
+    else:
+        with pytest.raises(ConfigError, match="assignments"):
+            MitigationTask(config, no_cohorts, setup_distributed("cpu"), logging.getLogger("test"))
+
+
+def test_the_recipe_config_loads_and_a_model_section_is_refused(tmp_path):
+    from asrtools.fairness.mitigation.finetune import mitigation_config
+
+    model = model_config_to_dict(ModelConfig())
+    repo = Path(__file__).resolve().parents[1]
+    config = mitigation_config(repo / "egs/synth/fairness/conf/mitigate.yaml", [], model, {"mitigation": {"data": "pooled"}})
+    assert config.max_steps > 0 and config.mitigation.data == "pooled" and config.loss.warm_steps == 0
+    with pytest.raises(ConfigError, match="the model comes from --baseline"):
+        mitigation_config(None, ["model.decoder_dim=8"], model, {})
