@@ -31,7 +31,7 @@ from asrtools.errors import ConfigError, DataError
 from asrtools.fairness.mitigation.assignments import Assignments, read_assignments
 from asrtools.models.enc_cohort_input import attach_cohort_map, has_cohort_input
 from asrtools.training.config import TransducerTrainConfig
-from asrtools.training.data import make_sampler, oversampled_cuts
+from asrtools.training.data import oversampled_cuts
 from asrtools.training.distributed import DistInfo
 from asrtools.training.task import TrainPaths, register_task
 from asrtools.training.tasks.transducer import TransducerTask, spread_subset
@@ -131,7 +131,7 @@ class MitigationTask(TransducerTask):
         if not train or factor == 1.0:
             return super().make_sampler(cuts, train)
         bottom = self.bottom_speakers()
-        cuts = oversampled_cuts(cuts, lambda c: factor if cut_speaker(c) in bottom else 1.0, self.config.seed)
-        data = self.config.data
-        return make_sampler(cuts, data.max_duration, data.num_buckets, data.shuffle, self.config.seed,
-                            self.info.world_size, self.info.rank)
+        weighted = oversampled_cuts(cuts, lambda c: factor if cut_speaker(c) in bottom else 1.0, self.config.seed)
+        if self.info.is_main:
+            self.log.info("oversampling: %d cuts per epoch (%d distinct)", len(weighted), len(cuts))
+        return super().make_sampler(weighted, train)
