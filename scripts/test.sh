@@ -8,8 +8,9 @@
 # CI mode (ASRTOOLS_CI=1, set by .ci/run): nothing may be missing. A test skipped for a
 # missing tool fails (unless its reason starts with "optional:", see tests/ci_skip_policy.py),
 # the k2 parity environment must build (a missing python3.9 is an error), ASRTOOLS_SKIP_K2 is
-# refused, and the audit packages (scripts/setup_audit_env.sh) are installed so that the
-# real-Whisper tests run.
+# refused, and the audit packages (scripts/setup_audit_env.sh) and Resemblyzer
+# (scripts/setup_sv_ref_env.sh: the external speaker encoder of `asrtools sv embed` and
+# `asrtools cohorts embed`) are installed so that the real-Whisper and Resemblyzer tests run.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -23,6 +24,7 @@ fi
 "$repo/scripts/setup_env.sh"
 if [ "$ci" = 1 ]; then
   "$repo/scripts/setup_audit_env.sh"
+  "$repo/scripts/setup_sv_ref_env.sh"
 fi
 
 # tests/test_slurm_cluster.py starts a private one-node SLURM cluster in this directory;

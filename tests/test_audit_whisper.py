@@ -171,6 +171,18 @@ def small_cuts(tmp_path: Path) -> CutSet:
     return CutSet.from_cuts(cuts)
 
 
+def test_per_speaker_selection_is_speaker_balanced_and_fingerprinted(small_cuts: CutSet) -> None:
+    from asrtools.audit.whisper import WhisperOptions, select_cuts
+
+    assert [c.id for c in select_cuts(small_cuts, WhisperOptions(per_speaker=2))] == ["utt0", "utt1", "utt2", "utt3"]
+    assert [c.id for c in select_cuts(small_cuts, WhisperOptions(per_speaker=1, limit=1))] == ["utt0"]
+    assert len(select_cuts(small_cuts, WhisperOptions())) == 5
+    assert "per_speaker" not in WhisperOptions().decoding_params()
+    assert WhisperOptions(per_speaker=2).decoding_params()["per_speaker"] == 2
+    with pytest.raises(ConfigError, match="per_speaker must be >= 1"):
+        WhisperOptions(per_speaker=0).validate()
+
+
 def _context(out_dir: Path) -> StageContext:
     out_dir.mkdir(parents=True, exist_ok=True)
     return StageContext(out_dir, {}, "test", False, logging.getLogger("asrtools"))

@@ -82,6 +82,26 @@ def test_default_preset_is_imbalanced_by_cohort():
     assert 230 <= total <= 280
 
 
+def test_fairness_preset_has_many_evaluation_speakers_with_their_own_ids():
+    from asrtools.data.synth.speakers import make_speakers, make_zip_table
+
+    cfg = SynthConfig(**PRESETS["fairness"])
+    cfg.validate()
+    default = SynthConfig(**PRESETS["default"])
+    assert cfg.speaker_counts()["train"] == {} and "train" not in cfg.flite_speakers
+    n_test = sum(cfg.speaker_counts()["test"].values()) + cfg.flite_speakers["test"]
+    assert n_test >= 150
+    # same sentence split as the default corpus: no evaluation sentence is a training sentence there
+    assert (cfg.seed, cfg.vocab_size, cfg.sentence_split) == (default.seed, default.vocab_size, default.sentence_split)
+    zips = make_zip_table(cfg.zips_per_region, cfg.seed)
+    ids = [s.id for s in make_speakers(cfg.speaker_counts(), cfg.flite_speakers, cfg.female_fraction,
+                                       cfg.channel_probs, zips, cfg.seed, cfg.speaker_id_prefix)]
+    assert len(ids) == len(set(ids)) == n_test + sum(cfg.speaker_counts()["dev"].values()) + cfg.flite_speakers["dev"]
+    assert all(i.startswith("f") and i[1:].isdigit() for i in ids)
+    with pytest.raises(ValueError, match="speaker_id_prefix"):
+        SynthConfig(**{**PRESETS["fairness"], "speaker_id_prefix": "F-1"}).validate()
+
+
 def test_deterministic_by_seed(tiny_corpus, tmp_path):
     run_asrtools(["data", "synth", "--preset", "tiny", "--out-dir", str(tmp_path / "again"), "-j", "1"])
     first, again = tiny_corpus / "synth", tmp_path / "again"

@@ -72,6 +72,8 @@ class WhisperOptions:
       threads: CTranslate2 intra-op CPU threads.
       compute_type: "float32" (the published weights, upcast from float16) or "int8" (quantised).
       limit: transcribe only the first `limit` cuts of the manifest (None = all).
+      per_speaker: transcribe only the first `per_speaker` cuts of every speaker, in manifest
+        order (None = all); a speaker-balanced subset for audits by cohort on a CPU budget.
       shard_size: cuts per resumable shard.
     """
 
@@ -80,6 +82,7 @@ class WhisperOptions:
     threads: int = 1
     compute_type: str = "float32"
     limit: Optional[int] = None
+    per_speaker: Optional[int] = None
     shard_size: int = 50
 
     def validate(self) -> None:
@@ -87,13 +90,18 @@ class WhisperOptions:
             raise ConfigError("beam_size, threads and shard_size must be >= 1")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.per_speaker is not None and self.per_speaker < 1:
+            raise ConfigError(f"per_speaker must be >= 1, got {self.per_speaker}")
         if self.compute_type not in COMPUTE_TYPES:
             raise ConfigError(f"compute type {self.compute_type!r} is unknown (known: {', '.join(COMPUTE_TYPES)})")
 
     def decoding_params(self) -> Dict[str, Any]:
         """Every setting that changes the transcripts (for the stage fingerprint)."""
-        return {"beam_size": self.beam_size, "threads": self.threads, "compute_type": self.compute_type,
-                "limit": self.limit, "normalizer_version": NORMALIZER_VERSION, **FIXED_DECODING}
+        params = {"beam_size": self.beam_size, "threads": self.threads, "compute_type": self.compute_type,
+                  "limit": self.limit, "normalizer_version": NORMALIZER_VERSION, **FIXED_DECODING}
+        if self.per_speaker is not None:  # only when set, so earlier audits keep their fingerprints
+            params["per_speaker"] = self.per_speaker
+        return params
 
 
 def resolve_model_dir(model_dir: str = "auto") -> Path:
@@ -267,6 +275,24 @@ def write_recognitions(out_dir: Path, records: Sequence[Dict[str, Any]]) -> None
     write_lines(out_dir / RECOGS_NAME, _jsonl_lines(records))
     write_lines(out_dir / "ref.trn", [format_trn(r["ref"].split(), r["utt_id"]) for r in records])
     write_lines(out_dir / "hyp.trn", [format_trn(r["hyp"].split(), r["utt_id"]) for r in records])
+
+
+def select_cuts(cuts: CutSet, options: WhisperOptions) -> CutSet:
+    """The cuts `options` asks for: the first `per_speaker` of every speaker, then the first `limit`."""
+    if options.per_speaker is not None:
+        taken: Dict[str, int] = {}
+        kept = []
+        for cut in cuts:
+            speaker = cut.supervisions[0].speaker if cut.supervisions else None
+            if speaker is None:
+                raise DataError(f"cut {cut.id}: no supervision with a speaker (needed for per_speaker)")
+            if taken.get(speaker, 0) < options.per_speaker:
+                taken[speaker] = taken.get(speaker, 0) + 1
+                kept.append(cut)
+        cuts = CutSet.from_cuts(kept)
+    if options.limit is not None:
+        cuts = cuts.subset(first=options.limit)
+    return cuts
 
 
 def run_whisper_audit(ctx: StageContext, model: Any, model_info: Dict[str, Any], cuts: CutSet,

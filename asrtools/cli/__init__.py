@@ -41,6 +41,7 @@ FAMILIES: Dict[str, str] = {
     "sv": "Speaker verification: trials, embeddings, cosine / AS-norm scoring, results page.",
     "bench": "Timing measurements as stages: encoder wall-clock speed of several models.",
     "amortized": "Compute-amortized Transformer recipe: the results page (WER vs executed compute).",
+    "cohorts": "Cohort discovery (geographic tree, geodemographic partition, embedding k-means), measured held out.",
     "mitigate": "Fairness mitigations (EWC fine-tuning, oversampling, cohort input) and their before/after evaluation.",
 }
 

@@ -27,9 +27,11 @@ def audit() -> None:
 @click.option("--compute-type", type=click.Choice(["float32", "int8"]), default="float32", show_default=True,
               help="float32 = the published weights; int8 = quantised, faster on CPU.")
 @click.option("--limit", type=int, default=None, help="Transcribe only the first N cuts of the manifest.")
+@click.option("--per-speaker", type=int, default=None,
+              help="Transcribe only the first N cuts of every speaker (a speaker-balanced subset).")
 @force_option
 def whisper(cuts_path: Path, out_dir: Path, model_dir: str, beam_size: int, threads: int, compute_type: str,
-            limit: Optional[int], force: bool) -> None:
+            limit: Optional[int], per_speaker: Optional[int], force: bool) -> None:
     """Transcribe --cuts with Whisper (faster-whisper) and write decode-stage outputs.
 
     The hypotheses are normalised to the corpus convention (upper case, letters and
@@ -49,19 +51,18 @@ def whisper(cuts_path: Path, out_dir: Path, model_dir: str, beam_size: int, thre
         load_whisper,
         resolve_model_dir,
         run_whisper_audit,
+        select_cuts,
     )
     from asrtools.pipeline import run_stage
     from asrtools.data.cuts import load_cuts
 
     options = WhisperOptions(model_dir=model_dir, beam_size=beam_size, threads=threads,
-                             compute_type=compute_type, limit=limit)
+                             compute_type=compute_type, limit=limit, per_speaker=per_speaker)
     options.validate()
     model_path = resolve_model_dir(model_dir)
 
     def body(ctx: Any) -> None:
-        cuts = load_cuts(cuts_path, "cuts")
-        if limit is not None:
-            cuts = cuts.subset(first=limit)
+        cuts = select_cuts(load_cuts(cuts_path, "cuts"), options)
         model = load_whisper(model_path, threads, compute_type)
         run_whisper_audit(ctx, model, describe_model(model_path), cuts, options)
 

@@ -95,3 +95,59 @@ def _command(config_path: Path, overrides: Tuple[str, ...], systems: Tuple[str, 
             args += [flag, value]
     args += (["--allow-missing"] if allow_missing else []) + ["--out", str(out), "--out-dir", str(out_dir)]
     return " ".join(shlex.quote(a) for a in args)
+
+
+@report.command()
+@click.option("--run", "runs", multiple=True, required=True, metavar="METHOD:SYSTEM=DIR",
+              help="An `asrtools cohorts geo|geodemographic|auto` output directory (repeatable; table order).")
+@click.option("--paper-system", default="lstm", show_default=True,
+              help="The SYSTEM whose crossfit auto/geodemographic gaps are compared with the paper's.")
+@click.option("--title", default="Cohort discovery: geographic, geodemographic and automatic cohorts", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The Markdown page to publish (e.g. egs/synth/fairness/RESULTS.md), a copy of results.md.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Stage directory for results.md and results.json.")
+@force_option
+def fairness(runs: Tuple[str, ...], paper_system: str, title: str, out: Path, out_dir: Path, force: bool) -> None:
+    """The fairness recipe's page: held-out gap, CI, p and bottom-cohort shares per discovery method and system.
+
+    Reads only cohorts.json (and the stage marker's provenance) of each run; in-sample figures
+    beside the held-out ones; a comparison with the paper's automatic / geodemographic figures.
+
+    \b
+    Example:
+      asrtools report fairness --run geo:lstm=exp/lstm/cohorts_geo --run auto:lstm=exp/lstm/cohorts_auto \\
+        --out RESULTS.md --out-dir exp/results
+    """
+    import datetime
+
+    from asrtools.errors import ConfigError
+    from asrtools.pipeline import atomic_write_json, atomic_write_text, run_stage
+    from asrtools.report.fairness import build_fairness_page, parse_run, read_run
+
+    specs = [parse_run(spec) for spec in runs]
+    keys = [(s.method, s.system, str(s.directory)) for s in specs]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("--run: a run is given twice")
+    command = " ".join(shlex.quote(a) for a in ["asrtools", "report", "fairness", *[x for r in runs for x in ("--run", r)],
+                                                "--paper-system", paper_system, "--out", str(out),
+                                                "--out-dir", str(out_dir)])
+    loaded = {}
+
+    def validate() -> None:
+        loaded["runs"] = [read_run(spec) for spec in specs]
+
+    def body(ctx: Any) -> None:
+        generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        page, document = build_fairness_page(loaded["runs"], title=title, paper_system=paper_system,
+                                             command=command, generated=generated)
+        atomic_write_text(ctx.out_dir / "results.md", page)
+        atomic_write_json(ctx.out_dir / "results.json", document)
+
+    inputs = {f"run{i}": spec.directory for i, spec in enumerate(specs)}
+    run_stage(out_dir, "report fairness", {"runs": list(runs), "paper_system": paper_system, "title": title},
+              inputs, body, force=force, validate=validate)
+    page = (out_dir / "results.md").read_text(encoding="utf-8")
+    if not out.is_file() or out.read_text(encoding="utf-8") != page:
+        atomic_write_text(out, page)
+    click.echo(f"wrote {out}")

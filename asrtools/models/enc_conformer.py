@@ -39,6 +39,38 @@ from asrtools.nn.norm import SequenceNorm
 from asrtools.nn.subsampling import CausalConv2dSubsampling
 
 
+def chunked_front_end(
+    encoder: Encoder, name: str, chunk: torch.Tensor, chunk_lens: torch.Tensor, states: State
+) -> Tuple[torch.Tensor, torch.Tensor, State, torch.Tensor, State]:
+    """The first half of a chunked-attention encoder's `streaming_forward` (Conformer, Transformer).
+
+    Splits `states` (subsampling caches, frames seen, per-layer caches), checks that every stream
+    is at a chunk boundary, runs the streaming subsampling and the input norm.
+
+    Args:
+      encoder: has `subsampling`, `input_norm`, `chunk_size`, `chunk_frames_multiple` and
+        `_num_subsampling_states`.
+      name: the encoder's name, for the error message.
+      chunk: (B, Tc, F) next input frames; chunk_lens: (B,) int64 valid frames.
+      states: from `init_states` or the previous call.
+
+    Returns:
+      hidden (B, Tc', D) normalised; out_lens (B,) int64; the new subsampling states; seen (B,)
+      int64 frames before this call; the per-layer states (unchanged).
+    """
+    num_sub = encoder._num_subsampling_states
+    sub_states, seen, layer_states = states[:num_sub], states[num_sub], states[num_sub + 1 :]
+    if bool((seen % encoder.chunk_size != 0).any()):
+        raise ConfigError(
+            f"encoder {name}: streaming chunks must be multiples of {encoder.chunk_frames_multiple} "
+            "input frames (only the last chunk may be shorter)"
+        )
+    hidden, out_lens, sub_states = encoder.subsampling.streaming_forward(chunk, chunk_lens, sub_states)
+    out_lens = out_lens.clamp(max=hidden.size(1))
+    hidden = encoder.input_norm(hidden, lengths_to_mask(out_lens, hidden.size(1)))
+    return hidden, out_lens, sub_states, seen, layer_states
+
+
 class FeedForward(nn.Module):
     """Pre-norm feed-forward module: LN -> Linear(D, ffn) -> SiLU -> Linear(ffn, D).
 
@@ -302,17 +334,9 @@ class ConformerEncoder(Encoder):
         """
         if not self.is_causal:
             raise ConfigError("encoder conformer: chunk_size 0 (full context) cannot stream")
-        num_sub = self._num_subsampling_states
-        sub_states, seen, layer_states = states[:num_sub], states[num_sub], states[num_sub + 1 :]
-        if bool((seen % self.chunk_size != 0).any()):
-            raise ConfigError(
-                f"encoder conformer: streaming chunks must be multiples of {self.chunk_frames_multiple} "
-                "input frames (only the last chunk may be shorter)"
-            )
-        hidden, out_lens, sub_states = self.subsampling.streaming_forward(chunk, chunk_lens, sub_states)
-        out_lens = out_lens.clamp(max=hidden.size(1))
+        hidden, out_lens, sub_states, seen, layer_states = chunked_front_end(self, "conformer", chunk, chunk_lens,
+                                                                              states)
         num_frames = hidden.size(1)
-        hidden = self.input_norm(hidden, lengths_to_mask(out_lens, num_frames))
         if num_frames == 0:
             return hidden, out_lens, sub_states + [seen] + layer_states
         # A short last chunk is padded to a whole chunk; the padding is masked as keys.

@@ -60,7 +60,7 @@ from torch import nn
 
 from asrtools.errors import ConfigError
 from asrtools.models.compute import ComputeMeter
-from asrtools.models.enc_conformer import FeedForward
+from asrtools.models.enc_conformer import FeedForward, chunked_front_end
 from asrtools.models.encoder import Encoder, State, register_encoder
 from asrtools.nn.arbitrator import FrameGate, hashed_uniform
 from asrtools.nn.attention import RelPositionSelfAttention, chunk_window_blocked
@@ -428,16 +428,8 @@ class TransformerEncoder(Encoder):
         Returns:
           out: (B, Tc', D); out_lens: (B,) int64; the new states.
         """
-        num_sub = self._num_subsampling_states
-        sub_states, seen, layer_states = states[:num_sub], states[num_sub], states[num_sub + 1 :]
-        if bool((seen % self.chunk_size != 0).any()):
-            raise ConfigError(
-                f"encoder transformer: streaming chunks must be multiples of {self.chunk_frames_multiple} "
-                "input frames (only the last chunk may be shorter)"
-            )
-        hidden, out_lens, sub_states = self.subsampling.streaming_forward(chunk, chunk_lens, sub_states)
-        out_lens = out_lens.clamp(max=hidden.size(1))
-        hidden = self.input_norm(hidden, lengths_to_mask(out_lens, hidden.size(1)))
+        hidden, out_lens, sub_states, seen, layer_states = chunked_front_end(self, "transformer", chunk,
+                                                                              chunk_lens, states)
         if hidden.size(1) == 0:
             return hidden, out_lens, sub_states + [seen] + layer_states
         caches = [layer_states[2 * i : 2 * i + 2] for i in range(len(self.layers))]

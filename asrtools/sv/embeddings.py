@@ -171,8 +171,8 @@ class EmbedWork(ShardedWork):
             save_npz(self.part_path(index), ids=np.array([c.id for c in shard]), vectors=vectors)
             progress(len(shard))
 
-    def merge(self) -> None:
-        """Write utterances.npz, speakers.npz and embed.json from every part, then drop the parts."""
+    def merged(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every cut's embedding, from the parts: ids (U,) str, speakers (U,) str, vectors (U, E) float32."""
         from asrtools.data.cuts import cut_speaker
 
         chunks = []
@@ -181,16 +181,24 @@ class EmbedWork(ShardedWork):
             if part is None:
                 raise DataError(f"{self.part_path(index)}: missing, or not the cuts of shard {index}")
             chunks.append(part)
-        vectors = np.concatenate(chunks)
         ids = np.array([c.id for c in self.cuts])
         speakers = np.array([cut_speaker(c) for c in self.cuts])
+        return ids, speakers, np.concatenate(chunks)
+
+    def merge(self) -> None:
+        """Write the outputs (`write_outputs`) from every part, then drop the parts."""
+        ids, speakers, vectors = self.merged()
+        self.write_outputs(ids, speakers, vectors)
+        shutil.rmtree(self.out_dir / PARTS_DIR, ignore_errors=True)
+
+    def write_outputs(self, ids: np.ndarray, speakers: np.ndarray, vectors: np.ndarray) -> None:
+        """utterances.npz, speakers.npz and embed.json (arrays as `merged` returns them)."""
         save_npz(self.out_dir / UTTERANCES_NPZ, ids=ids, speakers=speakers, vectors=vectors)
         names, means, counts = speaker_means(list(ids), list(speakers), vectors)
         save_npz(self.out_dir / SPEAKERS_NPZ, ids=np.array(names), vectors=means, counts=counts)
         atomic_write_json(self.out_dir / EMBED_JSON, {**self._describe(), "utterances": len(ids),
                                                       "speakers": len(names), "dim": int(vectors.shape[1]),
                                                       "cuts": str(self.cuts_path)})
-        shutil.rmtree(self.out_dir / PARTS_DIR, ignore_errors=True)
         logger.info("embedded %d utterances of %d speakers (%d-dim)", len(ids), len(names), vectors.shape[1])
 
 
