@@ -29,6 +29,8 @@ asr=../asr                                            # the ASR recipe: baseline
 baseline_exp=$asr/exp/tune/f24_bn_nospec              # conf/train_lstm_tuned.yaml (dev loss flat after ~9 epochs)
 baseline_ckpt=averaged.pt
 test_cuts=data/fbank/cuts_test.jsonl.gz               # the evaluation speakers (preset fairness)
+baseline_decode=                                      # the baseline's greedy decode of --test-cuts if made already
+                                                      # (e.g. run.sh's exp/<system>/decode_test_greedy); else made here
 conf=conf/mitigate.yaml
 exp=exp/mitigate
 geo_train=
@@ -44,7 +46,7 @@ train_set=                                            # extra `--set KEY=VALUE` 
 nj=2                                                  # decoding processes
 n_boot=1000
 device=cpu
-po_options="stage stop_stage asr baseline_exp baseline_ckpt test_cuts conf exp geo_train geo_eval auto_train auto_eval auto_decode_map ewc_lambdas l2_lambdas oversample_factor cohort_dim train_set nj n_boot device"
+po_options="stage stop_stage asr baseline_exp baseline_ckpt test_cuts baseline_decode conf exp geo_train geo_eval auto_train auto_eval auto_decode_map ewc_lambdas l2_lambdas oversample_factor cohort_dim train_set nj n_boot device"
 help_message="Usage: $0 --geo-train F --geo-eval F --auto-train F --auto-eval F [options]
   stages: 1 Fisher, 2 EWC sweep + baselines, 3 oversampling + cohort input, 4 decode, 5 evaluate, 6 tables + plots"
 . ../../../scripts/parse_options.sh
@@ -97,12 +99,16 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
     --exp-dir "$exp/cohort_input_d$cohort_dim"
 fi
 
-decode_dir() { echo "$exp/$1/decode_test_greedy"; }
+decode_dir() {
+  if [ "$1" = baseline ] && [ -n "$baseline_decode" ]; then echo "$baseline_decode"; else echo "$exp/$1/decode_test_greedy"; fi
+}
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   common=(--cuts "$test_cuts" --bpe-model "$asr/data/lang_bpe/bpe.model" --method greedy -j "$nj" --device "$device")
-  $decode_cmd asrtools decode "${common[@]}" --exp-dir "$baseline_exp" --checkpoint "$baseline_ckpt" \
-    --out-dir "$(decode_dir baseline)"
+  if [ -z "$baseline_decode" ]; then
+    $decode_cmd asrtools decode "${common[@]}" --exp-dir "$baseline_exp" --checkpoint "$baseline_ckpt" \
+      --out-dir "$(decode_dir baseline)"
+  fi
   for name in $geo_systems $auto_systems; do
     map=()
     [[ $name == cohort_input_* ]] && map=(--cohort-map "$auto_decode_map")
