@@ -42,6 +42,7 @@ FAMILIES: Dict[str, str] = {
     "bench": "Timing measurements as stages: encoder wall-clock speed of several models.",
     "amortized": "Compute-amortized Transformer recipe: the results page (WER vs executed compute).",
     "cohorts": "Cohort discovery (geographic tree, geodemographic partition, embedding k-means), measured held out.",
+    "mitigate": "Fairness mitigations (EWC fine-tuning, oversampling, cohort input) and their before/after evaluation.",
 }
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -33,12 +34,15 @@ from asrtools.cli.options import force_option
 @click.option("-j", "--num-jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tasks that decode the shards: local processes (or SLURM array tasks, "
                    "`asrtools --task I`); the result does not depend on it.")
+@click.option("--cohort-map", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="assignments.json giving each speaker's cohort, for a model with a cohort input "
+                   "(`asrtools mitigate cohort-input`); speakers not in it get no cohort (the baseline's input).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Stage directory for recogs.jsonl, ref.trn, hyp.trn, summary.json.")
 @force_option
 def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, method: str, beam: int,
            max_sym_per_frame: int, chunk_frames: int, max_duration: float, shard_size: int, device: str,
-           num_jobs: int, out_dir: Path, force: bool) -> None:
+           num_jobs: int, cohort_map: Optional[Path], out_dir: Path, force: bool) -> None:
     """Decode --cuts and write recogs.jsonl plus sclite ref.trn / hyp.trn.
 
     Utterance ids in the trn files are `<speaker>-<cut id>` (sclite -i rm). Score them with
@@ -82,6 +86,7 @@ def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, met
         if options.method == "streaming_greedy":
             check_chunk_frames(model.encoder, options.chunk_frames, "--chunk-frames")
         check_features(cuts, model_config.feature_dim, "cuts")
+        _attach_cohorts(model, cohort_map, cuts)
         return model, tokenizer
 
     def load(cuts):  # in the process that decodes (a merge-only run loads nothing)
@@ -96,8 +101,27 @@ def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, met
         return DecodeWork(ctx.out_dir, load_cuts(cuts_path, "cuts"), options, load)
 
     inputs = {"checkpoint": ckpt_path, "cuts": cuts_path, "bpe_model": bpe_model}
+    if cohort_map is not None:
+        inputs["cohort_map"] = cohort_map
     run_sharded_stage(out_dir, "decode", dataclasses.asdict(options), inputs, plan, num_jobs, force=force,
                       validate=validate)
+
+
+def _attach_cohorts(model, cohort_map: Optional[Path], cuts) -> None:
+    """Give a cohort-input model its speakers' cohorts from --cohort-map (checked against the cuts)."""
+    from asrtools.data.cuts import cut_speaker
+    from asrtools.errors import ConfigError
+    from asrtools.fairness.mitigation.assignments import read_assignments
+    from asrtools.models.enc_cohort_input import attach_cohort_map, has_cohort_input
+    from asrtools.scoring.io import check_cohort_map
+
+    if cohort_map is None:
+        if has_cohort_input(model):
+            raise ConfigError("this model has a cohort input: give the speakers' cohorts with --cohort-map")
+        return
+    cohorts = read_assignments(cohort_map).cohorts
+    check_cohort_map({spk: {"cohort": c} for spk, c in cohorts.items()}, [cut_speaker(c) for c in cuts], cohort_map)
+    attach_cohort_map(model, cohorts)
 
 
 def _checkpoint_task(path: Path) -> str:

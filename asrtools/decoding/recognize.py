@@ -39,6 +39,7 @@ from asrtools.decoding.streaming import streaming_greedy_search
 from asrtools.errors import ConfigError, DataError
 from asrtools.models.build import ModelConfig, build_model, model_config_from_dict
 from asrtools.models.compute import SUMMARY_KEY, summarize_compute
+from asrtools.models.enc_cohort_input import condition_on_speakers
 from asrtools.models.transducer import Transducer
 from asrtools.pipeline import StageContext, atomic_write_json, atomic_write_text
 from asrtools.pipeline.sharding import Progress, ShardedWork, run_work
@@ -155,6 +156,7 @@ def decode_shard(model: Transducer, tokenizer: Tokenizer, cuts: CutSet, options:
             bad = batch["cut_ids"][int((~finite).nonzero()[0])]
             raise DataError(f"cut {bad}: its features hold NaN or infinite values")
         model.encoder.reset_compute(len(batch["cut_ids"]))
+        condition_on_speakers(model, batch["speakers"])
         start = time.perf_counter()
         ids = decode_features(model, batch["features"].to(device), batch["feature_lens"].to(device), options)
         seconds = time.perf_counter() - start

@@ -1,20 +1,24 @@
-"""Training batches: trainability filtering, lhotse samplers, loaders and sampler resume state.
+"""Training batches: trainability filtering, lhotse samplers (optionally over an oversampled
+cut set), loaders and sampler resume state.
 
 The cut manifests themselves (reading, transcripts, the batch dataset) live in
 `asrtools.data.cuts`, shared with decoding.
 """
 from __future__ import annotations
 
+import math
+import random
 import warnings
 from collections import Counter
 from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 from lhotse import CutSet
+from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler
 
 from asrtools.data.cuts import cut_text
-from asrtools.errors import DataError
+from asrtools.errors import ConfigError, DataError
 
 
 def filter_trainable(
@@ -81,6 +85,31 @@ def make_sampler(
             rank=rank,
             drop_last=False,
         )
+
+
+def oversampled_cuts(cuts: CutSet, weight_of: Callable[[Cut], float], seed: int) -> CutSet:
+    """`cuts` with each cut repeated to an expected `weight_of(cut)` copies per epoch.
+
+    A cut of weight w >= 1 appears floor(w) times plus once more with probability
+    w - floor(w) (drawn once from `seed`, so the set is the same every epoch and on every
+    DDP rank); copies get the ids `<id>_os<k>` (k >= 1). A sampler over the result (lhotse's
+    bucketing, shuffling, rank splitting and resume state) then sees cut c's cohort with
+    frequency proportional to weight x count.
+
+    Raises:
+      ConfigError: a weight below 1 (down-weighting would drop data; not supported).
+    """
+    rng = random.Random(seed)
+    out = []
+    for cut in sorted(cuts, key=lambda c: c.id):
+        weight = float(weight_of(cut))
+        if not weight >= 1.0:
+            raise ConfigError(f"cut {cut.id}: oversampling weight {weight} must be >= 1")
+        whole = int(math.floor(weight))
+        copies = whole + (1 if rng.random() < weight - whole else 0)
+        out.append(cut)
+        out.extend(cut.with_id(f"{cut.id}_os{k}") for k in range(1, copies))
+    return CutSet.from_cuts(out)
 
 
 def make_loader(dataset: torch.utils.data.Dataset, sampler: Any, num_workers: int,

@@ -24,9 +24,10 @@ from asrtools.decoding.greedy import greedy_search
 from asrtools.errors import ConfigError
 from asrtools.models.build import build_model, model_config_to_dict
 from asrtools.models.compute import summarize_compute
+from asrtools.models.enc_cohort_input import condition_on_speakers
 from asrtools.models.transducer import Transducer, TransducerLosses, loss_scales
 from asrtools.text.tokenizer import Tokenizer
-from asrtools.training.config import TransducerTrainConfig
+from asrtools.training.config import LossConfig, TransducerTrainConfig
 from asrtools.training.data import encoder_output_lengths, filter_trainable
 from asrtools.training.distributed import DistInfo, sum_over_ranks
 from asrtools.training.task import StepLoss, TrainingTask, TrainPaths, register_task
@@ -39,6 +40,23 @@ def pad_token_ids(token_ids: List[List[int]], device: torch.device) -> Tuple[tor
     for i, ids in enumerate(token_ids):
         padded[i, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
     return padded.to(device), lens.to(device)
+
+
+def transducer_losses(model: nn.Module, batch: Dict[str, Any], tokenizer: Tokenizer, loss: LossConfig,
+                      device: torch.device) -> TransducerLosses:
+    """Summed simple and pruned RNN-T losses of an `AsrDataset` batch (features (B, T, F), texts).
+
+    Args:
+      model: the transducer (or its DDP wrapper).
+      batch: padded features, their lengths and the transcripts.
+      tokenizer: texts -> token ids.
+      loss: the pruned RNN-T settings.
+      device: where the model is.
+    """
+    y, y_lens = pad_token_ids(tokenizer.encode(batch["texts"]), device)
+    return model(batch["features"].to(device), batch["feature_lens"].to(device), y, y_lens,
+                 prune_range=loss.prune_range, am_scale=loss.am_scale, lm_scale=loss.lm_scale,
+                 rnnt_type=loss.rnnt_type, delay_penalty=loss.delay_penalty, backend=loss.backend)
 
 
 def spread_subset(cuts: CutSet, count: int) -> CutSet:
@@ -120,13 +138,8 @@ class TransducerTask(TrainingTask):
         self.model.encoder.set_training_progress(step, epoch)
 
     def _forward(self, model: nn.Module, batch: Dict[str, Any]) -> TransducerLosses:
-        device = self.info.device
-        features, feature_lens = batch["features"], batch["feature_lens"]
-        y, y_lens = pad_token_ids(self.tokenizer.encode(batch["texts"]), device)
-        loss = self.config.loss
-        return model(features.to(device), feature_lens.to(device), y, y_lens, prune_range=loss.prune_range,
-                     am_scale=loss.am_scale, lm_scale=loss.lm_scale, rnnt_type=loss.rnnt_type,
-                     delay_penalty=loss.delay_penalty, backend=loss.backend)
+        condition_on_speakers(self.model, batch["speakers"])
+        return transducer_losses(model, batch, self.tokenizer, self.config.loss, self.info.device)
 
     def compute_loss(self, model: nn.Module, batch: Dict[str, Any], step: int) -> StepLoss:
         """Per-frame `simple_scale * simple + pruned_scale * pruned` plus the encoder's auxiliary losses."""
@@ -187,6 +200,7 @@ class TransducerTask(TrainingTask):
         errors = words = 0
         for cuts in sampler:
             batch = dataset[cuts]
+            condition_on_speakers(self.model, batch["speakers"])
             encoder_out, encoder_out_lens = model.encoder(batch["features"].to(device),
                                                           batch["feature_lens"].to(device))
             hyps = self.tokenizer.decode(greedy_search(model, encoder_out, encoder_out_lens))
