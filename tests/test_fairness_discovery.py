@@ -8,6 +8,7 @@ speakers.csv and a zipcodes.csv in tmp_path.
 """
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Dict, List, Optional, Set
@@ -28,6 +29,7 @@ from asrtools.fairness.partition import SideLimits, best_split, split_p_value
 from asrtools.fairness.speakers import SpeakerTable, table_from_counts
 from asrtools.fairness.study import discover
 from asrtools.scoring.disparity import Thresholds
+from conftest import run_asrtools
 
 URBANICITY = ("rural", "suburban", "urban")
 FAST = MeasureConfig(folds=5, n_permutations=199, n_boot=100)
@@ -296,6 +298,26 @@ def test_cli_geo_geodemographic_assign_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(applied.read_text())
     assert doc["mode"] == "applied" and len(doc["cohorts"]) == 40 and set(doc["cohorts"].values()) <= set(doc["ranking"])
+
+    # several tables (e.g. ASR training corpus + evaluation dev speakers), one split each: their union
+    with open(speakers, newline="") as f:
+        rows = list(csv.DictReader(f))
+    other = tmp_path / "other.csv"
+    with open(other, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([{**row, "id": "x" + row["id"]} for row in rows])
+    n_test = sum(row["split"] == "test" for row in rows)
+    both = _invoke(["cohorts", "assign", "--discovery", str(out / "discovery.json"), "--speakers", str(speakers),
+                    "--split", "dev", "--speakers", str(other), "--split", "test", "--out", str(applied)])
+    assert both.exit_code == 0, both.output
+    labels = json.loads(applied.read_text())["cohorts"]
+    assert len(labels) == 40 + n_test
+    assert {s for s in labels if s.startswith("x")} == {"x" + row["id"] for row in rows if row["split"] == "test"}
+    twice = run_asrtools(["cohorts", "assign", "--discovery", str(out / "discovery.json"), "--speakers", str(speakers),
+                          "--speakers", str(speakers), "--out", str(tmp_path / "twice.json")], check=False)
+    assert twice.returncode == 1 and "also in an earlier --speakers table" in twice.stderr
+    assert not (tmp_path / "twice.json").exists()
 
     out = tmp_path / "geodemographic"
     result = _invoke(["cohorts", "geodemographic", "--recogs", str(decode), "--speakers", str(speakers),

@@ -159,3 +159,29 @@ def test_paper_comparison_of_a_reversed_gap_says_so(tmp_path):
     page, _ = _page(tmp_path, geodemographic_lstm={"rel_gap": -0.1, "ci": (0.05, 0.3), "worst": "top"})
     assert ("the paper's 41.7% is not comparable: on held-out speakers the designated bottom cohort was not the "
             "worse one") in page
+
+
+def _mitigation_row(name: str, overall: float, worst: float) -> Dict[str, Any]:
+    return {"name": name, "method": name, "overall_wer": overall, "overall_ci": [overall - 0.01, overall + 0.01],
+            "worst_cohort": "rank1", "worst_wer": worst, "max_wer": worst, "max_cohort": "rank1",
+            "mean_wer": overall, "variance": 0.001, "rel_gap": 0.5, "rel_gap_ci": [0.2, 0.8], "gap_p": 0.001,
+            "diff_overall": overall - 0.30, "p_overall": 0.2, "diff_worst": worst - 0.45, "p_worst_holm": 0.04,
+            "changed_cohorts": [], "train_minutes": 2.5, "fisher_minutes": None, "steps": 250}
+
+
+def test_mitigation_tables_come_from_results_json(tmp_path):
+    from asrtools.report.fairness import read_mitigations
+
+    directory = tmp_path / "results_geo"
+    directory.mkdir()
+    rows = [_mitigation_row("baseline", 0.30, 0.45), _mitigation_row("ewc_1000", 0.295, 0.41)]
+    (directory / "results.json").write_text(json.dumps({"rows": rows}))
+    spec = parse_run(f"geo:lstm={write_run(tmp_path / 'geo', 'geo')}")
+    page, document = build_fairness_page([read_run(spec)], title="T", paper_system="lstm", command="cmd",
+                                         generated="now", mitigations=[read_mitigations("geo", directory)])
+    assert "## Mitigations, measured by geo cohorts" in page
+    row = _row(page, "| ewc_1000 ")
+    assert row[1] == "29.50" and row[2].startswith("41.00")
+    assert document["mitigations"][0]["rows"] == rows
+    with pytest.raises(DataError, match="no mitigation results"):
+        read_mitigations("auto", tmp_path / "absent")

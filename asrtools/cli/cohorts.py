@@ -49,6 +49,20 @@ def _load_vectors(path: Path) -> Dict[str, Any]:
     return load_embeddings(path)
 
 
+def _load_vector_files(paths: Tuple[Path, ...]) -> Dict[str, Any]:
+    """The union of several embedding files; a speaker in two of them is a `DataError`."""
+    from asrtools.errors import DataError
+
+    vectors: Dict[str, Any] = {}
+    for path in paths:
+        loaded = _load_vectors(path)
+        shared = sorted(set(loaded) & set(vectors))
+        if shared:
+            raise DataError(f"{path}: speaker {shared[0]!r} is also in an earlier --embeddings file")
+        vectors.update(loaded)
+    return vectors
+
+
 def _run(method: str, recogs: Path, speakers_csv: Path, zipcodes: Optional[Path], embeddings: Optional[Path],
          discover_recogs: Optional[Path], config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path,
          force: bool) -> None:
@@ -143,21 +157,33 @@ def auto(recogs: Path, speakers_csv: Path, discover_recogs: Optional[Path], embe
 
 @cohorts.command()
 @click.option("--discovery", "discovery_path", type=_FILE, required=True, help="A discovery.json.")
-@click.option("--speakers", "speakers_csv", type=_FILE, required=True, help="speakers.csv of the speakers to label.")
-@click.option("--split", default=None, help="Label only the rows of speakers.csv with this 'split' (e.g. train).")
-@click.option("--embeddings", type=_FILE, default=None, help="Speaker embeddings (needed by an auto discovery).")
+@click.option("--speakers", "speakers_csvs", type=_FILE, required=True, multiple=True,
+              help="speakers.csv of the speakers to label (repeatable: e.g. the ASR training corpus and the "
+                   "evaluation corpus).")
+@click.option("--split", "splits", multiple=True,
+              help="Label only the rows with this 'split' (e.g. train): once for every --speakers, or once per "
+                   "--speakers in the same order.")
+@click.option("--embeddings", "embedding_files", type=_FILE, multiple=True,
+              help="Speaker embeddings (needed by an auto discovery; repeatable, their speakers are united).")
 @click.option("--out", "out_path", type=_FILE, required=True, help="The assignments JSON to write.")
-def assign(discovery_path: Path, speakers_csv: Path, split: Optional[str], embeddings: Optional[Path],
-           out_path: Path) -> None:
+def assign(discovery_path: Path, speakers_csvs: Tuple[Path, ...], splits: Tuple[str, ...],
+           embedding_files: Tuple[Path, ...], out_path: Path) -> None:
     """Label speakers with the ranked cohorts of a discovery (mode "applied").
 
-    Example: asrtools cohorts assign --discovery exp/lstm/cohorts_geo/discovery.json --speakers ../asr/data/synth/speakers.csv --split train --out exp/lstm/cohorts_geo/train_assignments.json
+    Example: asrtools cohorts assign --discovery exp/lstm/cohorts_geo_devtest/discovery.json
+    --speakers ../asr/data/synth/speakers.csv --split train --speakers data/synth/speakers.csv --split dev
+    --out exp/lstm/cohorts_geo_devtest/adapt_assignments.json
     """
+    from asrtools.errors import ConfigError
     from asrtools.fairness.assign import apply_discovery
     from asrtools.pipeline import atomic_write_json
 
-    vectors = _load_vectors(embeddings) if embeddings is not None else None
-    document = apply_discovery(discovery_path, speakers_csv, split, vectors)
+    if len(splits) > 1 and len(splits) != len(speakers_csvs):
+        raise ConfigError(f"--split given {len(splits)} times for {len(speakers_csvs)} --speakers tables "
+                          "(give it once for all, or once per table)")
+    per_table = list(splits) if len(splits) > 1 else [splits[0] if splits else None] * len(speakers_csvs)
+    vectors = _load_vector_files(embedding_files) if embedding_files else None
+    document = apply_discovery(discovery_path, list(zip(speakers_csvs, per_table)), vectors)
     atomic_write_json(out_path, document)
     click.echo(f"{len(document['cohorts'])} speakers labelled with {document['method']} cohorts -> {out_path}")
 

@@ -103,12 +103,16 @@ def _command(config_path: Path, overrides: Tuple[str, ...], systems: Tuple[str, 
 @click.option("--paper-system", default="lstm", show_default=True,
               help="The SYSTEM whose crossfit auto/geodemographic gaps are compared with the paper's.")
 @click.option("--title", default="Cohort discovery: geographic, geodemographic and automatic cohorts", show_default=True)
+@click.option("--mitigations", "mitigation_runs", multiple=True, metavar="COHORTS=DIR",
+              help="An `asrtools mitigate results` directory (results.json): its table is added to the page, "
+                   "titled by COHORTS (repeatable).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The Markdown page to publish (e.g. egs/synth/fairness/RESULTS.md), a copy of results.md.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Stage directory for results.md and results.json.")
 @force_option
-def fairness(runs: Tuple[str, ...], paper_system: str, title: str, out: Path, out_dir: Path, force: bool) -> None:
+def fairness(runs: Tuple[str, ...], paper_system: str, title: str, mitigation_runs: Tuple[str, ...], out: Path,
+             out_dir: Path, force: bool) -> None:
     """The fairness recipe's page: held-out gap, CI, p and bottom-cohort shares per discovery method and system.
 
     Reads only cohorts.json (and the stage marker's provenance) of each run; in-sample figures
@@ -123,29 +127,35 @@ def fairness(runs: Tuple[str, ...], paper_system: str, title: str, out: Path, ou
 
     from asrtools.errors import ConfigError
     from asrtools.pipeline import atomic_write_json, atomic_write_text, run_stage
-    from asrtools.report.fairness import build_fairness_page, parse_run, read_run
+    from asrtools.report.fairness import build_fairness_page, parse_mitigations, parse_run, read_mitigations, read_run
 
     specs = [parse_run(spec) for spec in runs]
+    mitigation_specs = [parse_mitigations(spec) for spec in mitigation_runs]
     keys = [(s.method, s.system, str(s.directory)) for s in specs]
     if len(set(keys)) != len(keys):
         raise ConfigError("--run: a run is given twice")
     command = " ".join(shlex.quote(a) for a in ["asrtools", "report", "fairness", *[x for r in runs for x in ("--run", r)],
+                                                *[x for m in mitigation_runs for x in ("--mitigations", m)],
                                                 "--paper-system", paper_system, "--out", str(out),
                                                 "--out-dir", str(out_dir)])
     loaded = {}
 
     def validate() -> None:
         loaded["runs"] = [read_run(spec) for spec in specs]
+        loaded["mitigations"] = [read_mitigations(name, directory) for name, directory in mitigation_specs]
 
     def body(ctx: Any) -> None:
         generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         page, document = build_fairness_page(loaded["runs"], title=title, paper_system=paper_system,
-                                             command=command, generated=generated)
+                                             command=command, generated=generated,
+                                             mitigations=loaded["mitigations"])
         atomic_write_text(ctx.out_dir / "results.md", page)
         atomic_write_json(ctx.out_dir / "results.json", document)
 
     inputs = {f"run{i}": spec.directory for i, spec in enumerate(specs)}
-    run_stage(out_dir, "report fairness", {"runs": list(runs), "paper_system": paper_system, "title": title},
+    inputs.update({f"mitigations{i}": directory for i, (_, directory) in enumerate(mitigation_specs)})
+    run_stage(out_dir, "report fairness", {"runs": list(runs), "mitigations": list(mitigation_runs),
+                                           "paper_system": paper_system, "title": title},
               inputs, body, force=force, validate=validate)
     page = (out_dir / "results.md").read_text(encoding="utf-8")
     if not out.is_file() or out.read_text(encoding="utf-8") != page:

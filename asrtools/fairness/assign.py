@@ -1,13 +1,13 @@
 """Apply a fitted discovery (discovery.json) to other speakers: `asrtools cohorts assign`.
 
-The speakers are the rows of a speakers.csv (optionally one `split`), placed by what the
+The speakers are the rows of one or more speakers.csv files (each optionally one `split`), placed by what the
 method needs: lat/lon (geo), zip (geodemographic: the zip-to-side map is in discovery.json)
 or an embedding (auto). The result has the assignments.json form with mode `applied`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from asrtools.errors import DataError
 from asrtools.fairness.discovery import discovery_from_dict
@@ -30,18 +30,33 @@ def select_speakers(speakers_csv: Path, split: Optional[str]) -> Dict[str, Dict[
     return chosen
 
 
-def apply_discovery(discovery_path: Path, speakers_csv: Path, split: Optional[str] = None,
+def select_speaker_sources(sources: Sequence[Tuple[Path, Optional[str]]]) -> Dict[str, Dict[str, str]]:
+    """`{speaker: row}` of several speakers.csv files, each restricted to its split when given.
+
+    A speaker id in two files is a `DataError` naming it (two corpora must not share ids).
+    """
+    rows: Dict[str, Dict[str, str]] = {}
+    for speakers_csv, split in sources:
+        chosen = select_speakers(speakers_csv, split)
+        shared = sorted(set(chosen) & set(rows))
+        if shared:
+            raise DataError(f"{speakers_csv}: speaker {shared[0]!r} is also in an earlier --speakers table")
+        rows.update(chosen)
+    return rows
+
+
+def apply_discovery(discovery_path: Path, sources: Sequence[Tuple[Path, Optional[str]]],
                     vectors: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """The assignments document (mode `applied`) of the speakers of `speakers_csv` under a discovery.
+    """The assignments document (mode `applied`) of the speakers of some speakers.csv files under a discovery.
 
     Args:
       discovery_path: a discovery.json written by `asrtools cohorts geo|geodemographic|auto`.
-      speakers_csv: the speakers to label.
-      split: only the rows with this `split` value.
+      sources: `(speakers.csv, split or None)` pairs: the speakers to label (e.g. the ASR training
+        speakers and the evaluation corpus's dev speakers).
       vectors: `{speaker: embedding}` (needed by an `auto` discovery; each selected speaker must have one).
     """
     discovery = discovery_from_dict(read_json(Path(discovery_path)), str(discovery_path))
-    rows = select_speakers(speakers_csv, split)
+    rows = select_speaker_sources(sources)
     if discovery.method == "auto":
         if vectors is None:
             raise DataError(f"{discovery_path}: an auto discovery needs speaker embeddings (--embeddings)")

@@ -250,9 +250,50 @@ def provenance_lines(runs: Sequence[Run]) -> List[str]:
     return [f"- {line}: {', '.join(names)}" for line, names in by_line.items()]
 
 
-def build_fairness_page(runs: Sequence[Run], *, title: str, paper_system: str, command: str, generated: str
-                        ) -> Tuple[str, Dict[str, Any]]:
-    """(Markdown page, JSON twin) of the discovery runs."""
+def parse_mitigations(spec: str) -> Tuple[str, Path]:
+    """`COHORTS=DIR` (an `asrtools mitigate results` directory) -> (COHORTS, DIR)."""
+    name, sep, directory = spec.partition("=")
+    if not sep or not name or not directory:
+        raise ConfigError(f"--mitigations {spec!r}: expected COHORTS=DIR")
+    return name, Path(directory)
+
+
+@dataclasses.dataclass
+class Mitigations:
+    """The rows of one `asrtools mitigate results` stage (results.json), and where they came from."""
+
+    name: str
+    directory: Path
+    rows: List[Dict[str, Any]]
+
+
+def read_mitigations(name: str, directory: Path) -> Mitigations:
+    """Read `DIR/results.json`; `DataError` naming the file when absent or malformed."""
+    path = Path(directory) / "results.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no mitigation results (run `asrtools mitigate results` first)")
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{path}: malformed mitigation results ({type(err).__name__}: {err})") from None
+    return Mitigations(name, Path(directory), list(rows))
+
+
+def mitigation_sections(mitigations: Sequence[Mitigations]) -> List[str]:
+    """One table per cohort grouping (`asrtools.fairness.mitigation.results.results_markdown`)."""
+    from asrtools.fairness.mitigation.results import results_markdown
+
+    lines: List[str] = []
+    for m in mitigations:
+        lines += ["", f"## Mitigations, measured by {m.name} cohorts", "",
+                  f"From {m.directory / 'results.json'} (trade-off plot: {m.directory / 'tradeoff.png'}).", ""]
+        lines += results_markdown(m.rows).rstrip("\n").split("\n")
+    return lines
+
+
+def build_fairness_page(runs: Sequence[Run], *, title: str, paper_system: str, command: str, generated: str,
+                        mitigations: Sequence[Mitigations] = ()) -> Tuple[str, Dict[str, Any]]:
+    """(Markdown page, JSON twin) of the discovery runs, and of the mitigation runs when given."""
     if not runs:
         raise ConfigError("no discovery runs given (--run METHOD:SYSTEM=DIR)")
     lines = [
@@ -271,6 +312,7 @@ def build_fairness_page(runs: Sequence[Run], *, title: str, paper_system: str, c
     ]
     lines += results_table(runs) + ["", "## Cohort sizes (held-out)", ""] + cohort_sizes(runs)
     lines += ["", "## Comparison with the paper", ""] + paper_comparison(runs, paper_system)
+    lines += mitigation_sections(mitigations)
     lines += ["", "## Sources", ""] + [f"- {r.spec.method}:{r.spec.system} ({r.mode}): {r.spec.directory / COHORTS_JSON}"
                                       for r in runs]
     lines += ["", "## Provenance", "", f"Page built {generated}. The discovery stages ran on:", ""]
@@ -280,7 +322,8 @@ def build_fairness_page(runs: Sequence[Run], *, title: str, paper_system: str, c
                 "runs": [{"method": r.spec.method, "system": r.spec.system, "dir": str(r.spec.directory),
                           "mode": r.mode, "disjoint": r.disjoint, "n_discovery_speakers": r.n_discovery,
                           "n_measurement_speakers": r.n_measurement, "held_out": _side_dict(r.held_out),
-                          "in_sample": _side_dict(r.in_sample), "provenance": r.provenance} for r in runs]}
+                          "in_sample": _side_dict(r.in_sample), "provenance": r.provenance} for r in runs],
+                "mitigations": [{"name": m.name, "dir": str(m.directory), "rows": m.rows} for m in mitigations]}
     return "\n".join(lines) + "\n", document
 
 

@@ -18,7 +18,11 @@
 #         6 discovery three ways on the baseline's test errors: K-fold speaker cross-fitting, and
 #           dev-discover / test-measure
 #         7 Whisper tiny.en (an external system) transcribes dev + test: the same three discoveries
-#         8 RESULTS.md from the stage-6/7 cohorts.json artifacts
+#         8 mitigations (local/mitigations.sh): the regions / cohorts discovered on dev are applied to the
+#           fine-tuning pool (the ASR training speakers + the dev speakers); EWC (a lambda sweep), plain,
+#           L2 and pooled fine-tuning on the worst region, oversampling and cohort input on the automatic
+#           cohorts, and the continue-training control, all with one step budget; measured on test
+#         9 RESULTS.md from the stage-6/7 cohorts.json and stage-8 results.json artifacts
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,6 +34,7 @@ data=data                     # evaluation corpus, manifests, features
 exp=exp
 asr_exp=../asr/exp/lstm       # the baseline: an `asrtools train` directory of egs/synth/asr (averaged.pt)
 asr_lang=../asr/data/lang_bpe # its BPE model
+asr_data=../asr/data          # its training corpus (speakers.csv, Fbank cuts): the mitigations' fine-tuning pool
 system=                       # the baseline's name on the page (default: the last part of --asr-exp)
 device=cpu                    # decoding device (cpu | cuda)
 encoder=resemblyzer           # resemblyzer | sv:<checkpoint> | file:<path> (asrtools cohorts embed)
@@ -38,10 +43,13 @@ cohorts_config=conf/cohorts.yaml  # discovery + measurement settings of asrtools
 methods="geo geodemographic auto"
 whisper=true                  # true | false: the Whisper tiny.en audit (stage 7)
 whisper_per_speaker=8         # utterances per speaker Whisper transcribes (CPU: ~0.2 s per audio second)
+mitigate=true                 # true | false: the mitigations (stage 8)
+mitigate_opts=                # extra options of local/mitigations.sh, e.g. "--ewc-lambdas '100 1000'"
 results_md=RESULTS.md
-po_options="stage stop_stage nj corpus_preset data exp asr_exp asr_lang system device encoder utts_per_speaker cohorts_config methods whisper whisper_per_speaker results_md"
+po_options="stage stop_stage nj corpus_preset data exp asr_exp asr_lang asr_data system device encoder utts_per_speaker cohorts_config methods whisper whisper_per_speaker mitigate mitigate_opts results_md"
 help_message="Usage: $0 [options]
-  stages: 0 synth, 1 manifests, 2 features, 3 baseline, 4 decode, 5 embeddings, 6 discovery, 7 whisper, 8 results"
+  stages: 0 synth, 1 manifests, 2 features, 3 baseline, 4 decode, 5 embeddings, 6 discovery, 7 whisper,
+          8 mitigations, 9 results"
 . ../../../scripts/parse_options.sh
 . ./path.sh
 . ./cmd.sh
@@ -123,7 +131,35 @@ if [ "$whisper" = true ] && [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   discover whisper_tiny_en "$whisper_dir/decode_test" "$whisper_dir/decode_dev"
 fi
 
-if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+mitigate_dir=$exp/$system/mitigate
+if [ "$mitigate" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  adapt_cuts=$data/fbank/cuts_adapt.jsonl.gz
+  if [ ! -f "$adapt_cuts" ]; then
+    log "stage 8: fine-tuning pool: $asr_data's training cuts + the dev speakers' -> $adapt_cuts"
+    lhotse combine "$asr_data/fbank/cuts_train.jsonl.gz" "$data/fbank/cuts_dev.jsonl.gz" "$adapt_cuts.tmp.jsonl.gz"
+    mv "$adapt_cuts.tmp.jsonl.gz" "$adapt_cuts"
+  fi
+  log "stage 8: speaker embeddings of the ASR training speakers ($encoder), for their automatic cohorts"
+  $cpu_cmd asrtools cohorts embed --cuts "$asr_data/fbank/cuts_train.jsonl.gz" --encoder "$encoder" \
+    --utts-per-speaker "$utts_per_speaker" --out-dir "${embed_dir}_asr_train" -j "$nj"
+  mkdir -p "$mitigate_dir"
+  for method in geo auto; do
+    embeddings=()
+    [ "$method" != auto ] || embeddings=(--embeddings "$embed_dir/embeddings.npz" --embeddings "${embed_dir}_asr_train/embeddings.npz")
+    log "stage 8: the dev-discovered $method cohorts of the fine-tuning pool's speakers"
+    $cpu_cmd asrtools cohorts assign --discovery "$exp/$system/cohorts_${method}_devtest/discovery.json" \
+      --speakers "$asr_data/synth/speakers.csv" --split train --speakers "$data/synth/speakers.csv" --split dev \
+      "${embeddings[@]}" --out "$mitigate_dir/${method}_pool_assignments.json"
+  done
+  read -r -a extra <<< "$mitigate_opts"
+  local/mitigations.sh --asr "$(dirname "$asr_data")" --baseline-exp "$asr_exp" --train-cuts "$adapt_cuts" \
+    --test-cuts "$data/fbank/cuts_test.jsonl.gz" --baseline-decode "$(decode_dir test)" --exp "$mitigate_dir" \
+    --geo-train "$mitigate_dir/geo_pool_assignments.json" --geo-eval "$exp/$system/cohorts_geo_devtest/assignments.json" \
+    --auto-train "$mitigate_dir/auto_pool_assignments.json" --auto-eval "$exp/$system/cohorts_auto_devtest/assignments.json" \
+    --nj "$nj" --device "$device" "${extra[@]}"
+fi
+
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   names=("$system"); [ "$whisper" != true ] || names+=(whisper_tiny_en)
   runs=()
   for name in "${names[@]}"; do
@@ -131,7 +167,10 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
       runs+=(--run "$method:$name=$exp/$name/cohorts_$method" --run "$method:$name=$exp/$name/cohorts_${method}_devtest")
     done
   done
-  log "stage 8: $results_md from the discovery artifacts"
+  if [ "$mitigate" = true ]; then
+    runs+=(--mitigations "geo=$mitigate_dir/results_geo" --mitigations "auto=$mitigate_dir/results_auto")
+  fi
+  log "stage 9: $results_md from the discovery and mitigation artifacts"
   $cpu_cmd asrtools report fairness "${runs[@]}" --paper-system "$system" --out "$results_md" --out-dir "$exp/results"
 fi
 log "done"

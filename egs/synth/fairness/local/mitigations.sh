@@ -29,6 +29,8 @@ asr=../asr                                            # the ASR recipe: baseline
 baseline_exp=$asr/exp/tune/f24_bn_nospec              # conf/train_lstm_tuned.yaml (dev loss flat after ~9 epochs)
 baseline_ckpt=averaged.pt
 test_cuts=data/fbank/cuts_test.jsonl.gz               # the evaluation speakers (preset fairness)
+train_cuts=                                           # the fine-tuning pool (default: $asr's training cuts;
+                                                      # run.sh adds the evaluation corpus's dev speakers)
 baseline_decode=                                      # the baseline's greedy decode of --test-cuts if made already
                                                       # (e.g. run.sh's exp/<system>/decode_test_greedy); else made here
 conf=conf/mitigate.yaml
@@ -46,7 +48,7 @@ train_set=                                            # extra `--set KEY=VALUE` 
 nj=2                                                  # decoding processes
 n_boot=1000
 device=cpu
-po_options="stage stop_stage asr baseline_exp baseline_ckpt test_cuts baseline_decode conf exp geo_train geo_eval auto_train auto_eval auto_decode_map ewc_lambdas l2_lambdas oversample_factor cohort_dim train_set nj n_boot device"
+po_options="stage stop_stage asr baseline_exp baseline_ckpt test_cuts train_cuts baseline_decode conf exp geo_train geo_eval auto_train auto_eval auto_decode_map ewc_lambdas l2_lambdas oversample_factor cohort_dim train_set nj n_boot device"
 help_message="Usage: $0 --geo-train F --geo-eval F --auto-train F --auto-eval F [options]
   stages: 1 Fisher, 2 EWC sweep + baselines, 3 oversampling + cohort input, 4 decode, 5 evaluate, 6 tables + plots"
 . ../../../scripts/parse_options.sh
@@ -57,10 +59,11 @@ done
 . ./cmd.sh
 
 auto_decode_map=${auto_decode_map:-$auto_eval}
+train_cuts=${train_cuts:-$asr/data/fbank/cuts_train.jsonl.gz}
 baseline=$baseline_exp/$baseline_ckpt
 sets=(--config "$conf")
 for kv in $train_set; do sets+=(--set "$kv"); done
-data=(--baseline "$baseline" --cuts-train "$asr/data/fbank/cuts_train.jsonl.gz"
+data=(--baseline "$baseline" --cuts-train "$train_cuts"
       --cuts-dev "$asr/data/fbank/cuts_dev.jsonl.gz" --bpe-model "$asr/data/lang_bpe/bpe.model" --device "$device")
 
 # name -> how it was made; the geo family fine-tunes on the worst geo region(s), the auto family
