@@ -75,9 +75,9 @@ def test_table_shows_held_out_and_in_sample_figures_sizes_and_flags(tmp_path):
     assert geo[2] == "crossfit: 154 spk (discovery 154, disjoint)"
     assert geo[3] == "3: rank1 20, rank2 130, rank3 4†"
     assert geo[4:7] == ["25.0 [10.0, 40.0]", "0.004 *", "13.0 / 13.0 / 20.0"]
-    assert geo[7:] == ["2: rank1 20, rank2 130", "50.0 [25.0, 75.0]", "0.0001 *", "5.0 / 5.0 / 9.0"]
+    assert geo[7:] == ["2: rank1 20, rank2 130", "50.0 [25.0, 75.0]", "< 0.001 *", "5.0 / 5.0 / 9.0"]
     auto = _row(page, "| auto | whisper |")
-    assert auto[4:6] == ["5.0 [0.0, 20.0]", "0.3"]  # not significant: no star
+    assert auto[4:6] == ["5.0 [0.0, 20.0]", "0.300"]  # not significant: no star
     assert "| geo | lstm | crossfit | rank3 | rank3 region | 4 | 128 | 1200 | 120 | 10.00 | speakers<5 |" in page
     assert "in-sample" in page and "inflated by selection" in page
     assert "- asrtools 0.1 at git abcdef1" in page and "geo:lstm (crossfit), auto:whisper (crossfit)" in page
@@ -88,7 +88,7 @@ def test_table_shows_held_out_and_in_sample_figures_sizes_and_flags(tmp_path):
 def test_a_reversed_held_out_comparison_is_marked_and_never_significant(tmp_path):
     page, doc = _page(tmp_path, geodemographic_lstm={"rel_gap": -0.1, "ci": (0.05, 0.3), "p": 0.01, "worst": "top"})
     row = _row(page, "| geodemographic | lstm |")
-    assert row[4:6] == ["-10.0 (reversed: top worse)", "0.01"]
+    assert row[4:6] == ["-10.0 (reversed: top worse)", "0.010"]
     assert doc["runs"][0]["held_out"]["reversed"] and not doc["runs"][0]["held_out"]["significant"]
 
 
@@ -98,7 +98,7 @@ def test_paper_comparison_verdicts_follow_the_intervals(tmp_path):
                     geodemographic_lstm={"rel_gap": 0.1, "ci": (0.05, 0.2), "p": 0.04, "share": (0.3, 0.3, 0.35)})
     section = page.split("## Comparison with the paper")[1].split("## Sources")[0]
     assert "| automatic (embedding cohorts) | 65.0 | 10.0 | 60.0 [40.0, 80.0] | 0.001 * | 10.0 / 10.0 |" in section
-    assert "| geodemographic | 41.7 | 0.8 | 10.0 [5.0, 20.0] | 0.04 * | 30.0 / 30.0 |" in section
+    assert "| geodemographic | 41.7 | 0.8 | 10.0 [5.0, 20.0] | 0.040 * | 30.0 / 30.0 |" in section
     assert "the paper's 65.0% is inside our 95% CI: consistent with it" in section
     assert "the paper's 41.7% is outside our 95% CI: our gap differs from it significantly" in section
     assert "the 95% CIs do not overlap: the gaps differ significantly" in section

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from asrtools.errors import ConfigError, DataError
-from asrtools.scoring.tables import _md_table
+from asrtools.scoring.tables import _md_table, format_p_value
 from asrtools.utils.provenance import format_provenance
 
 COHORTS_JSON = "cohorts.json"
@@ -145,7 +145,7 @@ def _gap_cell(side: Side) -> str:
 def _p_cell(side: Side) -> str:
     if side.p_value is None:
         return "n/a"
-    return f"{side.p_value:.3g}" + (" *" if side.significant else "")
+    return format_p_value(side.p_value) + (" *" if side.significant else "")
 
 
 def _share_cell(side: Side) -> str:

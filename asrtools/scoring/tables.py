@@ -112,8 +112,12 @@ def _cohort_md_row(c: CohortStats) -> List[str]:
     ]
 
 
-def _p_value(value: float) -> str:
-    return "n/a" if not math.isfinite(value) else f"{value:.3f}" if value >= 0.001 else "< 0.001"
+def format_p_value(value: Optional[float]) -> str:
+    """A p-value for a table: three decimals, "< 0.001" below that, "n/a" when missing or NaN."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.3f}" if value >= 0.001 else "< 0.001"
+
 
 
 def disparity_markdown(d: Disparity) -> List[str]:
@@ -123,8 +127,8 @@ def disparity_markdown(d: Disparity) -> List[str]:
     ratio = f"{d.ratio:.2f}" if d.ratio is not None else "n/a"
     if math.isfinite(d.p_value):
         verdict = "significant" if d.p_value < 1.0 - d.level else "not significant"
-        test = (f"permutation p = {_p_value(d.p_value)} ({verdict} at {1.0 - d.level:g}; studentised max-t "
-                f"p = {_p_value(d.p_value_max_t)}; {d.n_permutations} permutations)")
+        test = (f"permutation p = {format_p_value(d.p_value)} ({verdict} at {1.0 - d.level:g}; studentised max-t "
+                f"p = {format_p_value(d.p_value_max_t)}; {d.n_permutations} permutations)")
     else:
         test = "no permutation test (--permutations 0)"
     low_errors = (f" Few errors (flagged, still compared): {', '.join(d.low_error_cohorts)}."

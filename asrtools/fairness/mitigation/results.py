@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 from asrtools.pipeline import atomic_path  # noqa: E402
+from asrtools.scoring.tables import format_p_value  # noqa: E402
 
 HEADER = ("method", "overall WER", "worst-region WER", "max", "variance", "relative gap [CI]",
           "Δ vs baseline (p)", "fine-tuning minutes")
@@ -58,8 +59,6 @@ def _pct(value: Optional[float], digits: int = 2) -> str:
     return "n/a" if value is None else f"{100 * value:.{digits}f}"
 
 
-def _p(value: Optional[float]) -> str:
-    return "n/a" if value is None else ("<0.001" if value < 0.001 else f"{value:.3f}")
 
 
 def _gap(row: Dict[str, Any]) -> str:
@@ -72,8 +71,8 @@ def _gap(row: Dict[str, Any]) -> str:
 def _delta(row: Dict[str, Any]) -> str:
     if row["diff_overall"] is None:
         return "—"
-    return (f"{100 * row['diff_overall']:+.2f} ({_p(row['p_overall'])}); "
-            f"worst {100 * row['diff_worst']:+.2f} (Holm {_p(row['p_worst_holm'])})")
+    return (f"{100 * row['diff_overall']:+.2f} ({format_p_value(row['p_overall'])}); "
+            f"worst {100 * row['diff_worst']:+.2f} (Holm {format_p_value(row['p_worst_holm'])})")
 
 
 def _minutes(row: Dict[str, Any]) -> str:
