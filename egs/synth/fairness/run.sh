@@ -44,9 +44,9 @@ methods="geo geodemographic auto"
 whisper=true                  # true | false: the Whisper tiny.en audit (stage 7)
 whisper_per_speaker=8         # utterances per speaker Whisper transcribes (CPU: ~0.2 s per audio second)
 mitigate=true                 # true | false: the mitigations (stage 8)
-mitigate_opts=                # extra options of local/mitigations.sh, e.g. "--ewc-lambdas '100 1000'"
+ewc_lambdas="100 1000 10000 100000 1000000 10000000 100000000"  # the EWC sweep (the Fisher's mean is ~1e-8 here)
 results_md=RESULTS.md
-po_options="stage stop_stage nj corpus_preset data exp asr_exp asr_lang asr_data system device encoder utts_per_speaker cohorts_config methods whisper whisper_per_speaker mitigate mitigate_opts results_md"
+po_options="stage stop_stage nj corpus_preset data exp asr_exp asr_lang asr_data system device encoder utts_per_speaker cohorts_config methods whisper whisper_per_speaker mitigate ewc_lambdas results_md"
 help_message="Usage: $0 [options]
   stages: 0 synth, 1 manifests, 2 features, 3 baseline, 4 decode, 5 embeddings, 6 discovery, 7 whisper,
           8 mitigations, 9 results"
@@ -151,12 +151,11 @@ if [ "$mitigate" = true ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
       --speakers "$asr_data/synth/speakers.csv" --split train --speakers "$data/synth/speakers.csv" --split dev \
       "${embeddings[@]}" --out "$mitigate_dir/${method}_pool_assignments.json"
   done
-  read -r -a extra <<< "$mitigate_opts"
   local/mitigations.sh --asr "$(dirname "$asr_data")" --baseline-exp "$asr_exp" --train-cuts "$adapt_cuts" \
     --test-cuts "$data/fbank/cuts_test.jsonl.gz" --baseline-decode "$(decode_dir test)" --exp "$mitigate_dir" \
     --geo-train "$mitigate_dir/geo_pool_assignments.json" --geo-eval "$exp/$system/cohorts_geo_devtest/assignments.json" \
     --auto-train "$mitigate_dir/auto_pool_assignments.json" --auto-eval "$exp/$system/cohorts_auto_devtest/assignments.json" \
-    --nj "$nj" --device "$device" "${extra[@]}"
+    --ewc-lambdas "$ewc_lambdas" --nj "$nj" --device "$device"
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
