@@ -1,4 +1,4 @@
-"""egs/synth/fairness/run.sh stages 5-8 on fabricated inputs (seconds): a user's embedding file,
+"""egs/synth/fairness/run.sh stages 5-9 on fabricated inputs (seconds): a user's embedding file,
 the three discoveries cross-fitted and dev-test on fabricated decodes with a planted high-WER
 region, and RESULTS.md built from their artifacts. Stages 0-4 are the corpus and the ASR
 baseline's commands (tested with their own recipes); the TTS corpus preset is too large and the
@@ -74,14 +74,14 @@ def fabricate(root: Path) -> dict:
     return {"data": root / "data", "exp": root / "exp"}
 
 
-def test_recipe_stages_5_to_8_build_the_page_from_discovery_artifacts(tmp_path):
+def test_recipe_stages_5_to_9_build_the_page_from_discovery_artifacts(tmp_path):
     paths = fabricate(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     results = tmp_path / "RESULTS.md"
     proc = subprocess.run(
-        ["bash", str(RECIPE / "run.sh"), "--stage", "5", "--stop-stage", "8", "--data", str(paths["data"]),
+        ["bash", str(RECIPE / "run.sh"), "--stage", "5", "--stop-stage", "9", "--data", str(paths["data"]),
          "--exp", str(paths["exp"]), "--asr-exp", str(tmp_path / "asr" / "lstm"), "--encoder",
-         f"file:{tmp_path / 'embeddings.json'}", "--whisper", "false", "--cohorts-config", str(tmp_path / "cohorts.yaml"),
+         f"file:{tmp_path / 'embeddings.json'}", "--whisper", "false", "--mitigate", "false", "--cohorts-config", str(tmp_path / "cohorts.yaml"),
          "--results-md", str(results)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert json.loads((paths["exp"] / "embed_file" / "info.json").read_text())["speakers"] == 90
