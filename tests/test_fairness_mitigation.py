@@ -298,6 +298,9 @@ def test_mitigate_cli_end_to_end(corpus, baseline, tmp_path, monkeypatch):
     assert marker["params"]["regularizers"] == {"ewc": {"kind": "ewc", "lambda": 10.0, "fisher": True}}
     assert marker["params"]["config"]["mitigation"]["data"] == "cohorts"
     assert json.loads((exp / "ewc" / "train_summary.json").read_text())["steps"] == 3
+    before = (exp / "ewc" / ".done.json").read_bytes()
+    _invoke(["mitigate", "ewc", *common, "--lambda", "10", "--fisher", tmp_path / "fisher", "--exp-dir", exp / "ewc"])
+    assert (exp / "ewc" / ".done.json").read_bytes() == before  # `mitigate ewc` is the same stage: up to date
 
     # A Fisher of another baseline is refused at the door, before the stage directory exists.
     other = tmp_path / "other.pt"

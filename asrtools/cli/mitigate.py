@@ -167,6 +167,24 @@ def finetune(run: Dict[str, Any], data: str, penalty_kind: str, lam: float, fish
     _train(run, {"mitigation": {"data": data}}, penalty_kind, lam, fisher)
 
 
+@mitigate.command("ewc")
+@_run_options
+@click.option("--lambda", "lam", type=float, required=True, help="The EWC weight λ.")
+@click.option("--fisher", type=_DIR, required=True, help="`mitigate fisher` directory of this baseline.")
+@force_option
+@_run_args
+def ewc(run: Dict[str, Any], lam: float, fisher: Path) -> None:
+    """EWC fine-tuning on the worst cohorts' speakers: `finetune --data cohorts --penalty ewc`.
+
+    \b
+    Example:
+      asrtools mitigate ewc --config conf/mitigate.yaml --baseline B.pt --cuts-train ... --cuts-dev ... \\
+        --bpe-model ... --assignments exp/cohorts/train_assign.json --lambda 1e7 \\
+        --fisher exp/mitigate/fisher --exp-dir exp/mitigate/ewc_1e7
+    """
+    _train(run, {"mitigation": {"data": "cohorts"}}, "ewc", lam, fisher)
+
+
 @mitigate.command("oversample")
 @_run_options
 @click.option("--factor", type=click.FloatRange(min=1.0), required=True,
