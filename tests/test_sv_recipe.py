@@ -30,6 +30,10 @@ def test_sv_recipe_runs_end_to_end_and_is_up_to_date_on_rerun(tmp_path):
     results = json.loads((exp / "results" / "results.json").read_text())
     assert [r["name"] for r in results["rows"]] == ["baseline", "pw"]
     assert results["rows"][1]["provenance"]["arw"] == "pw"
+    for row in results["rows"]:  # metric names with a dot (mindcf_0.01) are found too
+        overall = json.loads((exp / row["name"] / "sv_test" / "sv.json").read_text())["overall"]
+        assert row["metrics"]["mindcf"]["value"] == overall["mindcf_0.01"]["value"]
+        assert row["metrics"]["mindcf"]["ci"] == overall["mindcf_0.01"]["ci"]
     for system in ("baseline", "pw"):
         assert (exp / system / "sv_test" / "det_gender.png").is_file()
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=600)

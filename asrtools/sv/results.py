@@ -77,15 +77,6 @@ def provenance(sv_doc: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def _value(doc: Dict[str, Any], path: str) -> Optional[float]:
-    node: Any = doc
-    for key in path.split("."):
-        node = node.get(key) if isinstance(node, dict) else None
-        if node is None:
-            return None
-    return node.get("value") if isinstance(node, dict) else node
-
-
 def _metric_paths(doc: Dict[str, Any]) -> Dict[str, str]:
     """Column -> path in sv.json (and in the replicate dict)."""
     groups = doc["groupings"]
@@ -100,25 +91,27 @@ def _metric_paths(doc: Dict[str, Any]) -> Dict[str, str]:
     return paths
 
 
+def _doc_node(doc: Dict[str, Any], path: str) -> Any:
+    """The sv.json node of a metric path: `overall.<metric>` (the metric name may itself contain a
+    dot, e.g. `mindcf_0.01`), `<field>.<group>.eer`, or `<field>.<statistic>`."""
+    head, _, rest = path.partition(".")
+    if head == "overall":
+        return doc["overall"].get(rest)
+    grouping = doc["groupings"].get(head, {})
+    parts = rest.split(".")
+    if len(parts) == 2:
+        group = grouping.get("groups", {}).get(parts[0])
+        return group.get(parts[1]) if isinstance(group, dict) else None
+    return grouping.get(parts[0])
+
+
 def _doc_value(doc: Dict[str, Any], path: str) -> Optional[float]:
-    parts = path.split(".")
-    if parts[0] == "overall":
-        return _value(doc["overall"], ".".join(parts[1:]))
-    field, rest = parts[0], parts[1:]
-    grouping = doc["groupings"].get(field, {})
-    if len(rest) == 2:  # group.eer
-        return _value(grouping.get("groups", {}), ".".join(rest))
-    return _value(grouping, rest[0])
+    node = _doc_node(doc, path)
+    return node.get("value") if isinstance(node, dict) else node
 
 
 def _doc_ci(doc: Dict[str, Any], path: str) -> List[Optional[float]]:
-    parts = path.split(".")
-    node: Any = doc["overall"] if parts[0] == "overall" else doc["groupings"].get(parts[0], {})
-    rest = parts[1:]
-    if parts[0] != "overall" and len(rest) == 2:
-        node = node.get("groups", {})
-    for key in rest:
-        node = node.get(key, {}) if isinstance(node, dict) else {}
+    node = _doc_node(doc, path)
     return node.get("ci", [None, None]) if isinstance(node, dict) else [None, None]
 
 
