@@ -51,16 +51,9 @@ def _load_vectors(path: Path) -> Dict[str, Any]:
 
 def _load_vector_files(paths: Tuple[Path, ...]) -> Dict[str, Any]:
     """The union of several embedding files; a speaker in two of them is a `DataError`."""
-    from asrtools.errors import DataError
+    from asrtools.fairness.assign import union_of_disjoint
 
-    vectors: Dict[str, Any] = {}
-    for path in paths:
-        loaded = _load_vectors(path)
-        shared = sorted(set(loaded) & set(vectors))
-        if shared:
-            raise DataError(f"{path}: speaker {shared[0]!r} is also in an earlier --embeddings file")
-        vectors.update(loaded)
-    return vectors
+    return union_of_disjoint([(path, _load_vectors(path)) for path in paths], "--embeddings file")
 
 
 def _run(method: str, recogs: Path, speakers_csv: Path, zipcodes: Optional[Path], embeddings: Optional[Path],

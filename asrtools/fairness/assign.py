@@ -30,19 +30,26 @@ def select_speakers(speakers_csv: Path, split: Optional[str]) -> Dict[str, Dict[
     return chosen
 
 
-def select_speaker_sources(sources: Sequence[Tuple[Path, Optional[str]]]) -> Dict[str, Dict[str, str]]:
-    """`{speaker: row}` of several speakers.csv files, each restricted to its split when given.
+def union_of_disjoint(parts: Sequence[Tuple[Path, Mapping[str, Any]]], what: str) -> Dict[str, Any]:
+    """`{speaker: value}` of several files; a speaker in two of them is a `DataError` naming it.
 
-    A speaker id in two files is a `DataError` naming it (two corpora must not share ids).
+    Args:
+      parts: `(file, {speaker: value})` in the order given.
+      what: the option the files came from, for the message (e.g. "--speakers table").
     """
-    rows: Dict[str, Dict[str, str]] = {}
-    for speakers_csv, split in sources:
-        chosen = select_speakers(speakers_csv, split)
-        shared = sorted(set(chosen) & set(rows))
+    merged: Dict[str, Any] = {}
+    for path, part in parts:
+        shared = sorted(set(part) & set(merged))
         if shared:
-            raise DataError(f"{speakers_csv}: speaker {shared[0]!r} is also in an earlier --speakers table")
-        rows.update(chosen)
-    return rows
+            raise DataError(f"{path}: speaker {shared[0]!r} is also in an earlier {what}")
+        merged.update(part)
+    return merged
+
+
+def select_speaker_sources(sources: Sequence[Tuple[Path, Optional[str]]]) -> Dict[str, Dict[str, str]]:
+    """`{speaker: row}` of several speakers.csv files, each restricted to its split when given
+    (two corpora must not share speaker ids)."""
+    return union_of_disjoint([(path, select_speakers(path, split)) for path, split in sources], "--speakers table")
 
 
 def apply_discovery(discovery_path: Path, sources: Sequence[Tuple[Path, Optional[str]]],

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from asrtools.errors import ConfigError, DataError
+from asrtools.scoring.report import read_json
 from asrtools.scoring.tables import _md_table, format_p_value
 from asrtools.utils.provenance import format_provenance
 
@@ -272,11 +273,10 @@ def read_mitigations(name: str, directory: Path) -> Mitigations:
     path = Path(directory) / "results.json"
     if not path.is_file():
         raise DataError(f"{path}: no mitigation results (run `asrtools mitigate results` first)")
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise DataError(f"{path}: malformed mitigation results ({type(err).__name__}: {err})") from None
-    return Mitigations(name, Path(directory), list(rows))
+    document = read_json(path)
+    if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
+        raise DataError(f"{path}: malformed mitigation results (no 'rows' list)")
+    return Mitigations(name, Path(directory), list(document["rows"]))
 
 
 def mitigation_sections(mitigations: Sequence[Mitigations]) -> List[str]:
