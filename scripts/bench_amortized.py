@@ -10,11 +10,15 @@ speed-up over the reference, one utterance at a time and in length-sorted batche
 CPU thread and on every core; on a CUDA GPU too when one is available (--gpu auto). The commit, torch version, CPU and thread counts are in the table text.
 
 Models: --checkpoint NAME=CKPT (repeatable), default the recipe's dense model and every
-arbitrated model found in egs/synth/amortized/exp (arb_l*). Measure on idle cores, e.g.
+arbitrated model found in egs/synth/amortized/exp (arb_*). Measure on idle cores, e.g.
 `flock /work/cpu.lock .venv/bin/python scripts/bench_amortized.py`.
+
+--from-json writes the section from an `asrtools bench encoder` result instead of measuring again
+(e.g. the recipe's stage 5, egs/synth/amortized/exp/encoder_speed/encoder_speed.json).
 
 Usage:
   .venv/bin/python scripts/bench_amortized.py --num-utts 100
+  .venv/bin/python scripts/bench_amortized.py --from-json egs/synth/amortized/exp/encoder_speed/encoder_speed.json
   .venv/bin/python scripts/bench_amortized.py --checkpoint dense=egs/synth/amortized/exp/dense/averaged.pt \\
       --checkpoint arb_l2=egs/synth/amortized/exp/arb_l2/averaged.pt --out - --json-out /tmp/speed.json
 """
@@ -44,7 +48,7 @@ SECTION = "## Compute-amortized Transformer: encoder speed"
 def default_checkpoints() -> List[Tuple[str, Path]]:
     """The recipe's dense model and its arbitrated models, where trained."""
     found = [("dense", RECIPE / "exp" / "dense" / "averaged.pt")]
-    found += sorted((p.parent.name, p) for p in (RECIPE / "exp").glob("arb_l*/averaged.pt"))
+    found += sorted((p.parent.name, p) for p in (RECIPE / "exp").glob("arb_*/averaged.pt"))
     return [(name, path) for name, path in found if path.is_file()]
 
 
@@ -52,7 +56,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=CKPT",
-                        help="a trained model (repeatable; default: the recipe's dense and arb_l* models)")
+                        help="a trained model (repeatable; default: the recipe's dense and arb_* models)")
     parser.add_argument("--reference", help="the model speed-ups are relative to (default: the first)")
     parser.add_argument("--cuts", type=Path, default=RECIPE.parent / "asr" / "data" / "fbank" / "cuts_test.jsonl.gz",
                         help="CutSet with precomputed features (default: egs/synth/asr's test cuts)")
@@ -65,6 +69,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--gpu", choices=("auto", "yes", "no"), default="auto",
                         help="also time on a CUDA GPU (auto: when one is available)")
     parser.add_argument("--json-out", type=Path, help="also write the CPU results as JSON")
+    parser.add_argument("--from-json", type=Path,
+                        help="an `asrtools bench encoder` encoder_speed.json to tabulate instead of measuring")
     parser.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to update, or - to print only")
     args = parser.parse_args(argv)
     if args.num_utts < 1 or args.repeats < 1:
@@ -97,25 +103,18 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     command = ".venv/bin/python scripts/bench_amortized.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     try:
-        named = []
-        for spec in args.checkpoint:
-            name, path = split_named("--checkpoint", spec, allow_bare=True)
-            named.append((name or Path(path).parent.name, Path(path)))
-        named = named or default_checkpoints()
-        if not named:
-            raise ConfigError(f"no checkpoints given and none trained under {RECIPE / 'exp'} (run its run.sh first)")
-        cpu_threads = sorted({1, os.cpu_count() or 1})
-        docs = [measure(args, named, "cpu", cpu_threads, command)]
-        if args.gpu == "yes" or (args.gpu == "auto" and torch.cuda.is_available()):
-            if not torch.cuda.is_available():
-                raise ConfigError("--gpu yes: no CUDA device is available")
-            docs.append(measure(args, named, "cuda", [torch.get_num_threads()], command))
+        if args.from_json:
+            from asrtools.report.amortized import read_speed
+
+            docs = [read_speed(args.from_json)]
+        else:
+            docs = measure_all(args, command)
     except AsrtoolsError as err:
         sys.exit(f"bench_amortized: error: {err}")
     body = timing.speed_markdown(docs[0], SECTION)
     if len(docs) > 1:
         body += "\n" + timing.speed_markdown(docs[1], "### On the GPU")
-    else:
+    elif docs[0].get("device") == "cpu":
         body += "\nNo CUDA GPU was available for this run: GPU timings are not measured.\n"
     print(body)
     if args.out != "-":
@@ -123,6 +122,24 @@ def main(argv: Optional[List[str]] = None) -> None:
         write_markdown_section(out if out.is_absolute() else REPO / out, SECTION, body)
     if args.json_out:
         atomic_write_json(args.json_out, docs[0])
+
+
+def measure_all(args: argparse.Namespace, command: str) -> List[dict]:
+    """The CPU speed document, and the GPU one when a GPU is asked for or available."""
+    named = []
+    for spec in args.checkpoint:
+        name, path = split_named("--checkpoint", spec, allow_bare=True)
+        named.append((name or Path(path).parent.name, Path(path)))
+    named = named or default_checkpoints()
+    if not named:
+        raise ConfigError(f"no checkpoints given and none trained under {RECIPE / 'exp'} (run its run.sh first)")
+    cpu_threads = sorted({1, os.cpu_count() or 1})
+    docs = [measure(args, named, "cpu", cpu_threads, command)]
+    if args.gpu == "yes" or (args.gpu == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("--gpu yes: no CUDA device is available")
+        docs.append(measure(args, named, "cuda", [torch.get_num_threads()], command))
+    return docs
 
 
 if __name__ == "__main__":

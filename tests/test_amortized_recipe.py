@@ -125,10 +125,19 @@ def test_bench_script_writes_its_section(recipe, tmp_path):
     module.main(["--checkpoint", f"dense={root / 'dense' / 'averaged.pt'}",
                  "--checkpoint", f"arb={root / 'arb' / 'averaged.pt'}", "--cuts", str(recipe["corpus"]["cuts_dev"]),
                  "--num-utts", "2", "--repeats", "1", "--chunk-frames", "8", "--batch-size", "2", "--gpu", "no",
-                 "--out", str(doc_md)])
+                 "--out", str(doc_md), "--json-out", str(tmp_path / "speed.json")])
     text = doc_md.read_text()
     assert "## Other\n\nkept" in text and module.SECTION in text
     assert "| arb | " in text and "offline b2, 1 thr." in text and "Commit " in text and "No CUDA GPU" in text
+    # the same section from a saved measurement (the recipe's stage 5) without measuring again
+    again = tmp_path / "again.md"
+    module.main(["--from-json", str(tmp_path / "speed.json"), "--out", str(again)])
+    def rows(markdown):
+        return [line for line in markdown.split(module.SECTION)[1].splitlines() if line.startswith("| ")]
+
+    assert rows(again.read_text()) == rows(text) and len(rows(text)) == 3
+    with pytest.raises(SystemExit, match="bench_amortized: error: .*missing.json"):
+        module.main(["--from-json", str(tmp_path / "missing.json"), "--out", "-"])
 
 
 def _table(errors, words, speakers):

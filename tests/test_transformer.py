@@ -8,7 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from asrtools.errors import ConfigError
-from asrtools.models.compute import summarize_compute
+from asrtools.models.compute import relative_compute, summarize_compute
 from asrtools.models.encoder import build_encoder
 from asrtools.nn.arbitrator import FrameGate, hashed_uniform
 from asrtools.nn.attention import RelPositionSelfAttention, chunk_attention_mask
@@ -286,6 +286,27 @@ def test_compute_equals_a_hand_count():
     assert stats["compute"] == pytest.approx(15728 / 20480)
     assert stats["compute_layer0"] == pytest.approx(8248 / 10240)
     assert stats["compute_attention"] == pytest.approx(17 / 20) and stats["compute_ffn"] == pytest.approx(4 / 20)
+
+
+def test_a_smaller_model_is_measured_against_the_full_dense_model():
+    """A 1-layer static model is half the 2-layer model's stack, not 100% of its own."""
+    x, lens = torch.randn(1, 40, 20), torch.tensor([40])
+    summaries = {}
+    for layers in (1, 2):
+        enc = small_encoder(num_layers=layers)
+        enc.reset_compute(1)
+        with torch.no_grad():
+            enc(x, lens)
+        summaries[layers] = summarize_compute(enc.compute_counts())
+    small, full = summaries[1], summaries[2]
+    assert small["encoder_fraction"] == 1.0
+    front, stack = full["flops"]["front_end"], full["flops"]["dense_layers"]
+    fractions = relative_compute(small, full)
+    assert fractions["layers_fraction"] == pytest.approx(0.5)
+    assert fractions["encoder_fraction"] == pytest.approx((front + stack / 2) / (front + stack))
+    assert relative_compute(full, full)["encoder_fraction"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="frames"):
+        relative_compute({**small, "frames": small["frames"] + 1}, full)
 
 
 def test_counted_flops_equal_torch_flop_counter():

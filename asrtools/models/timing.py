@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from asrtools.errors import ConfigError
-from asrtools.models.compute import summarize_compute
+from asrtools.models.compute import relative_compute, summarize_compute
 from asrtools.models.encoder import Encoder
 from asrtools.utils.provenance import provenance
 
@@ -257,7 +257,7 @@ def speed_markdown(doc: Dict[str, Any], heading: str) -> str:
         "(streams) per call, sorted by length. Fastest of "
         f"{doc['repeats']} repeats per batch, models interleaved; time = sum over batches (wall clock); "
         f"speed-up = {doc['reference']}'s time / the model's; ms/s = encoder milliseconds per second of audio. "
-        "Compute = executed encoder FLOPs / the same encoder's dense FLOPs on these utterances (front end "
+        f"Compute = executed encoder FLOPs / {doc['reference']}'s dense FLOPs on these utterances (front end "
         "included; keys/values of every frame counted, `kv_all`; in brackets `kv_skipped`: a skipped attention "
         f"query would pay nothing). Commit {doc['commit']}, torch {doc['torch']}, Python {doc['python']}, "
         f"{doc['device']}: {doc['machine']}, thread counts {', '.join(threads)}; {doc['date']}. Wall times on a "
@@ -266,10 +266,15 @@ def speed_markdown(doc: Dict[str, Any], heading: str) -> str:
         "| model | compute % | " + " | ".join(f"{s}, {t} thr.: ms/s (speed-up)" for s, t in columns) + " |",
         "|---|---:|" + "---:|" * len(columns),
     ]
-    for name, r in doc["models"].items():
-        compute = r["compute"].get("offline") or r["compute"].get("streaming")
-        if compute and compute.get("encoder_fraction") is not None:
-            cell = f"{100 * compute['encoder_fraction']:.1f} ({100 * compute['encoder_fraction_kv_skipped']:.1f})"
+    reference = doc["models"].get(doc["reference"], {}).get("compute", {})
+    # the reference first, then by name: the same table from a fresh measurement or its saved JSON
+    names = sorted(doc["models"], key=lambda name: (name != doc["reference"], name))
+    for name in names:
+        r = doc["models"][name]
+        mode = next((m for m in ("offline", "streaming") if r["compute"].get(m) and reference.get(m)), None)
+        fractions = relative_compute(r["compute"][mode], reference[mode]) if mode else {}
+        if fractions.get("encoder_fraction") is not None:
+            cell = f"{100 * fractions['encoder_fraction']:.1f} ({100 * fractions['encoder_fraction_kv_skipped']:.1f})"
         else:
             cell = "n/a"
         timings = " | ".join(f"{1000 * r['rtf'][s][t]:.2f} ({r['speedup'][s][t]:.2f}x)" for s, t in columns)

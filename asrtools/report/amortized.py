@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from asrtools.errors import ConfigError, DataError
+from asrtools.models.compute import relative_compute
 from asrtools.scoring.bootstrap import bootstrap_p_value, bootstrap_wer_pair, percentile_ci, rng_for
 from asrtools.scoring.cohorts import ALL, UtteranceTable, per_speaker_sums
 from asrtools.scoring.compare import pair_tables
@@ -106,11 +107,13 @@ class SplitResult:
     Attributes:
       wer: pooled WER (fraction).
       words: reference words.
-      compute: executed encoder FLOPs / dense FLOPs (front end included, `kv_all`).
+      compute: executed encoder FLOPs / the dense reference model's FLOPs on the same utterances
+        (front end included, `kv_all`; set by `collect`, the system's own fraction until then).
       compute_kv_skipped: the same if skipped attention queries paid nothing.
       layers_compute: the skippable stack alone (`kv_all`).
       executed: sub-block -> fraction of frames it ran on.
       table: the utterance table (for paired comparisons).
+      counts: the decode's `encoder_compute` record (summed FLOPs and frames).
     """
 
     wer: float
@@ -120,6 +123,7 @@ class SplitResult:
     layers_compute: Optional[float]
     executed: Dict[str, float]
     table: UtteranceTable
+    counts: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def read_split(spec: SystemSpec, split: str) -> SplitResult:
@@ -137,7 +141,19 @@ def read_split(spec: SystemSpec, split: str) -> SplitResult:
         raise DataError(f"{directory / 'wer'}: no reference words")
     return SplitResult(errors / words, words, compute.get("encoder_fraction"),
                        compute.get("encoder_fraction_kv_skipped"), compute.get("layers_fraction"),
-                       dict(compute.get("executed_fraction") or {}), table)
+                       dict(compute.get("executed_fraction") or {}), table, compute)
+
+
+def rescale_to_reference(result: SplitResult, reference: SplitResult, where: Path) -> None:
+    """Express `result`'s compute against the dense reference's FLOPs (a smaller static model or a
+    windowed one is compared with the model it replaces, not with its own dense stack)."""
+    try:
+        fractions = relative_compute(result.counts, reference.counts)
+    except ValueError as err:
+        raise DataError(f"{where}: {err}") from None
+    result.compute = fractions["encoder_fraction"]
+    result.compute_kv_skipped = fractions["encoder_fraction_kv_skipped"]
+    result.layers_compute = fractions["layers_fraction"]
 
 
 def read_speed(path: Path) -> Dict[str, Any]:
@@ -222,6 +238,9 @@ def collect(specs: Sequence[SystemSpec], speed_json: Path) -> Tuple[List[SystemR
     speed = read_speed(speed_json)
     data = {s.name: {split: read_split(s, split) for split in SPLITS} for s in specs}
     dense = next(s for s in specs if s.kind == "dense")
+    for spec in specs:
+        for split in SPLITS:
+            rescale_to_reference(data[spec.name][split], data[dense.name][split], decode_dir(spec, split))
     rows = []
     for spec in specs:
         deltas = {}

@@ -7,12 +7,14 @@
 #   egs/synth/amortized/run.sh                          # everything (data from ../asr, built if missing)
 #   egs/synth/amortized/run.sh --stage 1 --stop-stage 2 --lambdas "1 2"
 #   egs/synth/amortized/run.sh --systems "dense arb_l1" --stage 3     # decode/score/... some systems
+#   egs/synth/amortized/run.sh --targets "45" --stage 2               # arb_t45: lambda * max(0, C - 0.45)
 #   egs/synth/amortized/run.sh --conf-suffix _large --device cuda --exp exp_large   # GPU-scale configs
 #
 # Systems: dense_base (stage 1, from scratch) is the start of every fine-tuned system (stage 2:
 # --init-from dense_base/averaged.pt, 2 epochs each): dense (the reference), arb_l<LAMBDA> for
-# each --lambdas value (conf/finetune_arbitrated.yaml), window (sliding-window attention),
-# random (random skipping); static (3 layers) is trained from scratch for 6 epochs.
+# each --lambdas value and arb_t<PERCENT> for each --targets value (the same config, penalty
+# --target-lambda * max(0, C - PERCENT/100)), window (sliding-window attention), random (random
+# skipping at --random-keep rates); static (3 layers) is trained from scratch for 6 epochs.
 #
 # Stages: 0 data (../asr/run.sh stages 0-3) | 1 train dense_base | 2 train the systems
 #         3 decode dev/test (greedy; executed compute in summary.json) | 4 score WER
@@ -26,13 +28,17 @@ data=../asr/data        # egs/synth/asr's corpus, features and BPE model (stage 
 exp=exp
 device=cpu
 conf_suffix=            # _large: the GPU-scale configs conf/*_large.yaml (not run on CPU)
-lambdas="1 2 4 8"       # compute-penalty weights of the arbitrated systems arb_l<LAMBDA>
+lambdas="1 2 4"         # compute-penalty weights of the arbitrated systems arb_l<LAMBDA>
+targets=45              # compute targets in percent of the arbitrated systems arb_t<PERCENT> (hinge form)
+target_lambda=4         # their penalty weight
+random_keep="0.54 0.19" # keep rates of the random-skipping baseline: attention, feed-forward (the
+                        # mean executed fractions of arb_t45 on test, RESULTS.md)
 baselines="window static random"
 systems=                # the systems of stages 2-6 (default: dense, arb_l<LAMBDA>..., baselines)
 bench_utts=100          # test cuts timed by stage 5
 bench_threads="1 0"     # torch thread counts of stage 5 (0 = every core)
 results_md=RESULTS.md
-po_options="stage stop_stage data exp device conf_suffix lambdas baselines systems bench_utts bench_threads results_md"
+po_options="stage stop_stage data exp device conf_suffix lambdas targets target_lambda random_keep baselines systems bench_utts bench_threads results_md"
 help_message="Usage: $0 [options]
   stages: 0 data, 1 dense_base, 2 systems, 3 decode, 4 score, 5 encoder speed, 6 results"
 . ../../../scripts/parse_options.sh
@@ -43,6 +49,8 @@ log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
 
 arbitrated=()
 for l in $lambdas; do arbitrated+=("arb_l$l"); done
+for t in $targets; do arbitrated+=("arb_t$t"); done
+read -r keep_attention keep_ffn <<< "$random_keep"
 if [ -z "$systems" ]; then systems="dense ${arbitrated[*]} $baselines"; fi
 read -r -a system_list <<< "$systems"
 
@@ -50,23 +58,27 @@ read -r -a system_list <<< "$systems"
 system_config() {
   case $1 in
     dense) echo "conf/finetune_dense$conf_suffix.yaml" ;;
-    arb_l*) echo "conf/finetune_arbitrated$conf_suffix.yaml" ;;
+    arb_l*|arb_t*) echo "conf/finetune_arbitrated$conf_suffix.yaml" ;;
     window) echo "conf/finetune_window$conf_suffix.yaml" ;;
     random) echo "conf/finetune_random$conf_suffix.yaml" ;;
     static) echo "conf/train_small$conf_suffix.yaml" ;;
-    *) echo "$0: unknown system '$1' (dense, arb_l<LAMBDA>, window, random, static)" >&2; return 1 ;;
+    *) echo "$0: unknown system '$1' (dense, arb_l<LAMBDA>, arb_t<PERCENT>, window, random, static)" >&2; return 1 ;;
   esac
 }
 system_options() {
   case $1 in
     static) ;;
     arb_l*) echo "--init-from $exp/dense_base/averaged.pt --set model.encoder_params.compute_weight=${1#arb_l}" ;;
+    arb_t*) echo "--init-from $exp/dense_base/averaged.pt --set model.encoder_params.compute_weight=$target_lambda" \
+                 "--set model.encoder_params.compute_target=$(awk -v p="${1#arb_t}" 'BEGIN { print p / 100 }')" ;;
+    random) echo "--init-from $exp/dense_base/averaged.pt --set model.encoder_params.keep_rate_attention=$keep_attention" \
+                 "--set model.encoder_params.keep_rate_ffn=$keep_ffn" ;;
     *) echo "--init-from $exp/dense_base/averaged.pt" ;;
   esac
 }
 system_kind() {
   case $1 in
-    dense) echo dense ;; arb_l*) echo arbitrated ;; *) echo "$1" ;;
+    dense) echo dense ;; arb_l*|arb_t*) echo arbitrated ;; *) echo "$1" ;;
   esac
 }
 for s in "${system_list[@]}"; do system_config "$s" >/dev/null; done
@@ -128,7 +140,11 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   args=()
   for s in "${system_list[@]}"; do
     args+=(--system "$(system_kind "$s"):$s=$exp/$s")
-    case $s in arb_l*) args+=(--label "$s=lambda ${s#arb_l}") ;; esac
+    case $s in
+      arb_l*) args+=(--label "$s=lambda ${s#arb_l}") ;;
+      arb_t*) args+=(--label "$s=lambda $target_lambda, target ${s#arb_t}%") ;;
+      random) args+=(--label "random=random, keep $keep_attention / $keep_ffn") ;;
+    esac
   done
   log "stage 6: results page -> $results_md"
   $cpu_cmd asrtools amortized results "${args[@]}" --speed-json "$exp/encoder_speed/encoder_speed.json" \

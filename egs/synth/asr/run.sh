@@ -5,6 +5,7 @@
 #   egs/synth/asr/run.sh                       # all stages: corpus, LSTM/ConvRNN-T/Conformer, RESULTS.md
 #   egs/synth/asr/run.sh --models lstm --results-md exp/RESULTS_lstm.md   # one model only
 #   egs/synth/asr/run.sh --seeds "42 7"          # two trainings per model: mean, SD, seed-averaged comparison
+#   egs/synth/asr/run.sh --models "lstm convrnnt" --train-opts "num_epochs=6" --exp exp/e6   # overrides for every model
 #   egs/synth/asr/run.sh --stage 2 --stop-stage 3
 #   egs/synth/asr/run.sh --corpus-preset tiny --data /tmp/d --stop-stage 3  # a seconds-long smoke run
 #
@@ -24,6 +25,7 @@ bpe_config=conf/bpe.yaml
 models="lstm convrnnt conformer"  # encoder recipes conf/train_<model>.yaml, trained one after another
 model=                  # one model only: the same as --models NAME
 train_config=           # a single model's training config (default: conf/train_<model>.yaml)
+train_opts=             # KEY=VALUE overrides (asrtools train --set) applied to every model, space-separated
 exp=exp                 # where experiments go: $exp/<model>
 device=cpu              # cpu | cuda
 chunk_frames=32         # streaming decoding chunk (10 ms input frames)
@@ -32,7 +34,7 @@ seeds=42                # training seeds per model, e.g. "42 7": RESULTS.md then
 rtf_utts=50             # test utterances decoded per model for the streaming RTF (stage 7)
 results_md=RESULTS.md   # the comparison page of stage 7
 report_config=conf/report.yaml  # its tables and comparisons (asrtools report results)
-po_options="stage stop_stage nj corpus_preset data bpe_config models model train_config exp device chunk_frames beam seeds rtf_utts results_md report_config"
+po_options="stage stop_stage nj corpus_preset data bpe_config models model train_config train_opts exp device chunk_frames beam seeds rtf_utts results_md report_config"
 help_message="Usage: $0 [options]
   stages: 0 synth, 1 manifests, 2 features, 3 bpe, 4 train, 5 decode, 6 score, 7 compare models"
 . ../../../scripts/parse_options.sh
@@ -61,6 +63,9 @@ fi
 # run_dir MODEL SEED: the first seed of --seeds trains in $exp/MODEL, every other one in $exp/MODEL_s<seed>
 run_dir() { if [ "$2" = "${seed_list[0]}" ]; then echo "$exp/$1"; else echo "$exp/$1_s$2"; fi; }
 
+set_args=()
+for kv in $train_opts; do set_args+=(--set "$kv"); done
+
 for m in "${model_list[@]}"; do
   config=${train_config:-conf/train_$m.yaml}
   for seed in "${seed_list[@]}"; do
@@ -68,7 +73,7 @@ for m in "${model_list[@]}"; do
 
     if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       log "stage 4: train the $m transducer ($config, seed $seed)"
-      $gpu_cmd asrtools train --config "$config" --device "$device" --set seed="$seed" \
+      $gpu_cmd asrtools train --config "$config" --device "$device" --set seed="$seed" "${set_args[@]}" \
         --cuts-train "$data/fbank/cuts_train.jsonl.gz" --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" \
         --bpe-model "$data/lang_bpe/bpe.model" --exp-dir "$exp_dir"
     fi
