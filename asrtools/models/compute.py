@@ -128,7 +128,6 @@ def relative_compute(compute: Mapping[str, Any], reference: Mapping[str, Any]) -
                          f"{reference['frames']} frames (different utterances or subsampling)")
     flops, ref = compute["flops"], reference["flops"]
     front, ref_front, ref_dense = flops.get("front_end", 0.0), ref.get("front_end", 0.0), ref.get("dense_layers", 0.0)
-
     return {
         "encoder_fraction": _fraction(front + flops.get("layers", 0.0), ref_front + ref_dense),
         "encoder_fraction_kv_skipped": _fraction(front + flops.get("layers_kv_skipped", 0.0), ref_front + ref_dense),

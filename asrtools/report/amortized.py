@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class SplitResult:
       wer: pooled WER (fraction).
       words: reference words.
       compute: executed encoder FLOPs / the dense reference model's FLOPs on the same utterances
-        (front end included, `kv_all`; set by `collect`, the system's own fraction until then).
+        (front end included, `kv_all`).
       compute_kv_skipped: the same if skipped attention queries paid nothing.
       layers_compute: the skippable stack alone (`kv_all`).
       executed: sub-block -> fraction of frames it ran on.
@@ -126,8 +126,13 @@ class SplitResult:
     counts: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def read_split(spec: SystemSpec, split: str) -> SplitResult:
-    """Read one system's decode summary and WER directory of `split`."""
+def read_split(spec: SystemSpec, split: str, reference: Optional[Mapping[str, Any]] = None) -> SplitResult:
+    """Read one system's decode summary and WER directory of `split`.
+
+    `reference`: the dense model's `encoder_compute` record on the same split, which the compute
+    fractions divide by (a smaller static or windowed model is compared with the model it replaces,
+    not with its own dense stack); None: the system is the reference.
+    """
     directory = decode_dir(spec, split)
     summary = read_json(directory / "summary.json")
     compute = summary.get("encoder_compute") if isinstance(summary, dict) else None
@@ -139,21 +144,12 @@ def read_split(spec: SystemSpec, split: str) -> SplitResult:
     words, errors = int(table.words.sum()), int(table.errors.sum())
     if words == 0:
         raise DataError(f"{directory / 'wer'}: no reference words")
-    return SplitResult(errors / words, words, compute.get("encoder_fraction"),
-                       compute.get("encoder_fraction_kv_skipped"), compute.get("layers_fraction"),
-                       dict(compute.get("executed_fraction") or {}), table, compute)
-
-
-def rescale_to_reference(result: SplitResult, reference: SplitResult, where: Path) -> None:
-    """Express `result`'s compute against the dense reference's FLOPs (a smaller static model or a
-    windowed one is compared with the model it replaces, not with its own dense stack)."""
     try:
-        fractions = relative_compute(result.counts, reference.counts)
+        fractions = relative_compute(compute, compute if reference is None else reference)
     except ValueError as err:
-        raise DataError(f"{where}: {err}") from None
-    result.compute = fractions["encoder_fraction"]
-    result.compute_kv_skipped = fractions["encoder_fraction_kv_skipped"]
-    result.layers_compute = fractions["layers_fraction"]
+        raise DataError(f"{directory / 'summary.json'}: {err}") from None
+    return SplitResult(errors / words, words, fractions["encoder_fraction"], fractions["encoder_fraction_kv_skipped"],
+                       fractions["layers_fraction"], dict(compute.get("executed_fraction") or {}), table, compute)
 
 
 def read_speed(path: Path) -> Dict[str, Any]:
@@ -236,11 +232,11 @@ def speedup(row: SystemRow, setting: str, threads: str) -> Optional[float]:
 def collect(specs: Sequence[SystemSpec], speed_json: Path) -> Tuple[List[SystemRow], Dict[str, Any]]:
     """Read every system and compare each with the dense model on dev and test."""
     speed = read_speed(speed_json)
-    data = {s.name: {split: read_split(s, split) for split in SPLITS} for s in specs}
     dense = next(s for s in specs if s.kind == "dense")
+    data = {dense.name: {split: read_split(dense, split) for split in SPLITS}}
     for spec in specs:
-        for split in SPLITS:
-            rescale_to_reference(data[spec.name][split], data[dense.name][split], decode_dir(spec, split))
+        if spec.name != dense.name:
+            data[spec.name] = {split: read_split(spec, split, data[dense.name][split].counts) for split in SPLITS}
     rows = []
     for spec in specs:
         deltas = {}

@@ -49,8 +49,15 @@ log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
 
 arbitrated=()
 for l in $lambdas; do arbitrated+=("arb_l$l"); done
-for t in $targets; do arbitrated+=("arb_t$t"); done
-read -r keep_attention keep_ffn <<< "$random_keep"
+for t in $targets; do
+  [[ $t =~ ^[0-9]+$ ]] && [ "$t" -ge 1 ] && [ "$t" -le 99 ] \
+    || { echo "$0: --targets: '$t' is not a percentage 1-99" >&2; exit 1; }
+  arbitrated+=("arb_t$t")
+done
+read -r keep_attention keep_ffn extra <<< "$random_keep"
+if [ -z "${keep_ffn:-}" ] || [ -n "${extra:-}" ]; then
+  echo "$0: --random-keep needs two keep rates (attention, feed-forward), got '$random_keep'" >&2; exit 1
+fi
 if [ -z "$systems" ]; then systems="dense ${arbitrated[*]} $baselines"; fi
 read -r -a system_list <<< "$systems"
 
