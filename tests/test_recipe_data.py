@@ -16,11 +16,12 @@ from conftest import REPO, needs_tts
 
 pytestmark = needs_tts
 RUN_SH = REPO / "egs" / "synth" / "asr" / "run.sh"
-STAGES = ("synth", "manifests", "fbank", "lang_bpe")
+STAGES = ("synth", "manifests", "fbank", "fbank_sp", "lang_bpe")
+TINY = ("--corpus-preset", "tiny", "--speed-perturb", "0.9 1.1")  # the speed-perturbed copies are a stage-2 output too
 
 
 def run_recipe(data: Path, *extra: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(RUN_SH), "--corpus-preset", "tiny", "--data", str(data), "--stop-stage", "3", *extra],
+    proc = subprocess.run([str(RUN_SH), *TINY, "--data", str(data), "--stop-stage", "3", *extra],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
@@ -77,7 +78,7 @@ def test_sigkill_at_any_moment_then_resume_is_byte_identical(reference, tmp_path
     data = tmp_path / "data"
     kills: List[float] = []
     for attempt in range(3):
-        proc = subprocess.Popen([str(RUN_SH), "--corpus-preset", "tiny", "--data", str(data), "--stop-stage", "3"],
+        proc = subprocess.Popen([str(RUN_SH), *TINY, "--data", str(data), "--stop-stage", "3"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         delay = rng.uniform(0.5, 9.0)
         try:
@@ -105,7 +106,7 @@ def test_train_decode_score_stages_on_tiny_corpus(reference, tmp_path):
     conf.write_text(yaml.safe_dump({**TINY_CONFIG, "num_epochs": 1, "average_last_n": 1,
                                     "data": {**TINY_CONFIG["data"], "max_duration": 20.0}}))
     exp = tmp_path / "exp"
-    args = [str(RUN_SH), "--corpus-preset", "tiny", "--data", str(reference), "--exp", str(exp), "--stage", "4",
+    args = [str(RUN_SH), *TINY, "--data", str(reference), "--exp", str(exp), "--stage", "4",
             "--models", "lstm", "--train-config", str(conf), "--rtf-utts", "2", "--results-md", str(tmp_path / "R.md")]
     proc = subprocess.run(args, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

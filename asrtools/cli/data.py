@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import click
 
@@ -11,6 +11,13 @@ from asrtools.config import load_config, to_dict
 from asrtools.data.synth.config import PRESETS
 from asrtools.errors import ConfigError
 from asrtools.pipeline import run_stage
+
+
+# -j of the sharded feature stages
+feature_tasks_option = click.option(
+    "-j", "--num-jobs", type=click.IntRange(min=1), default=2, show_default=True,
+    help="Tasks that compute the shards: local processes (or SLURM array tasks, `asrtools --task I`); "
+         "the result does not depend on it.")
 
 
 @click.group()
@@ -96,9 +103,7 @@ def validate(manifest_dir: Path, sample_rate: int, no_audio_check: bool, as_json
 @click.option("--manifest-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @config_options
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("-j", "--num-jobs", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Tasks that compute the shards: local processes (or SLURM array tasks, `asrtools --task I`); "
-                   "the result does not depend on it.")
+@feature_tasks_option
 @force_option
 def features(manifest_dir: Path, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path,
              num_jobs: int, force: bool) -> None:
@@ -118,6 +123,49 @@ def features(manifest_dir: Path, config_path: Optional[Path], overrides: Tuple[s
 
     run_sharded_stage(out_dir, "data features", to_dict(cfg), {"manifests": manifest_dir}, plan, num_jobs,
                       force=force)
+
+
+def _speed_factors(ctx: click.Context, param: click.Parameter, value: str) -> List[float]:
+    try:
+        return [float(f) for f in value.replace(",", " ").split()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected numbers, e.g. '0.9 1.1'") from None
+
+
+@data.command()
+@click.option("--cuts", "cuts_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Featurised cuts to perturb, e.g. data/fbank/cuts_train.jsonl.gz.")
+@click.option("--factors", callback=_speed_factors, default="0.9 1.1", show_default=True,
+              help="Speed factors (space- or comma-separated); 1.1 = 10% faster.")
+@config_options
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@feature_tasks_option
+@force_option
+def perturb(cuts_path: Path, factors: List[float], config_path: Optional[Path], overrides: Tuple[str, ...],
+            out_dir: Path, num_jobs: int, force: bool) -> None:
+    """Speed perturbation: Fbank features of speed-perturbed copies of featurised cuts.
+
+    Writes <name>_sp.jsonl.gz (cuts_train_sp.jsonl.gz for cuts_train.jsonl.gz): the source cuts
+    (their features stay where they are) followed by each factor's copies, ids <id>_sp<factor>.
+    Use the Fbank config the source was computed with. Resumable per feature shard.
+
+    Example: asrtools data perturb --cuts data/fbank/cuts_train.jsonl.gz --factors "0.9 1.1" \
+      --config conf/fbank.yaml --out-dir data/fbank_sp -j 2
+    """
+    from asrtools.data.feature_config import FeatureConfig
+    from asrtools.data.features import check_speed_factors
+    from asrtools.pipeline.sharding import run_sharded_stage
+
+    check_speed_factors(factors)  # before the stage directory is made
+    cfg = load_config(FeatureConfig, config_path, overrides)
+
+    def plan(ctx):
+        from asrtools.data.features import SpeedPerturbWork
+
+        return SpeedPerturbWork(cuts_path, factors, ctx.out_dir, cfg)
+
+    run_sharded_stage(out_dir, "data perturb", {**to_dict(cfg), "factors": factors}, {"cuts": cuts_path}, plan,
+                      num_jobs, force=force)
 
 
 @data.command()

@@ -9,6 +9,11 @@ rewritten). The shards are the units of a sharded stage (`FeatureWork`): `-j N` 
 them in N processes or N SLURM array tasks. When every shard is done the shard manifests
 are concatenated, in order, into `cuts_<split>.jsonl.gz`. Fbank has no dither by default
 and lilcom is deterministic, so the result is byte-identical whatever N, resumed or not.
+
+Speed perturbation (`SpeedPerturbWork`, `asrtools data perturb`) is the same sharded
+computation on lhotse's speed-perturbed copies of already featurised cuts (resampled audio,
+supervisions and ids `<id>_sp<factor>` rescaled by lhotse); its manifest holds the original
+cuts, unchanged, followed by every factor's copies.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from tqdm import tqdm
 
 from asrtools.data.feature_config import FeatureConfig
 from asrtools.data.manifests import find_splits
-from asrtools.errors import DataError, describe
+from asrtools.errors import ConfigError, DataError, describe
 from asrtools.data.io import read_manifest, save_manifest
 from asrtools.pipeline.sharding import Progress, ShardedWork
 
@@ -94,21 +99,36 @@ def plan_shards(out_dir: Path, manifest_dir: Path, cfg: FeatureConfig) -> List[F
     return shards
 
 
-class FeatureWork(ShardedWork):
-    """Fbank extraction as the units of a sharded stage (one unit = one `FeatureShard`).
+def _without_features(cut: Cut) -> Cut:
+    # lhotse's perturb_speed detaches features by assigning to the cut it is given (with a
+    # warning): hand it a copy so the source cuts stay intact.
+    return fastcopy(cut, features=None)
 
-    Args:
-      manifest_dir: the manifests of `asrtools data manifests`.
-      out_dir: the stage directory.
-      cfg: Fbank options and the shard size.
-    """
+
+def plan_perturbed_shards(cuts: CutSet, split: str, factors: Sequence[float], out_dir: Path,
+                          shard_size: int) -> List[FeatureShard]:
+    """Each factor's speed-perturbed copies of `cuts` in consecutive shards of `shard_size`,
+    written under `feats/<split>_sp<factor>/` (split = the output manifest's name)."""
+    ids = [c.id for c in cuts]
+    shards = []
+    for factor in factors:
+        tag = f"{split}_sp{factor:g}"
+        for n, start in enumerate(range(0, len(ids), shard_size)):
+            piece = cuts.subset(cut_ids=ids[start:start + shard_size]).map(_without_features)
+            shards.append(FeatureShard(tag, piece.perturb_speed(factor), out_dir / "feats" / tag / f"shard-{n:04d}.lca",
+                                       out_dir / ".shards" / f"{tag}-{n:04d}.jsonl.gz"))
+    return shards
+
+
+class _ShardWork(ShardedWork):
+    """Feature shards as the units of a sharded stage (one unit = one `FeatureShard`)."""
 
     label = "fbank"
 
-    def __init__(self, manifest_dir: Path, out_dir: Path, cfg: FeatureConfig) -> None:
-        self.out_dir = Path(out_dir).resolve()  # the cut manifests store absolute feature paths
+    def __init__(self, out_dir: Path, cfg: FeatureConfig, shards: List[FeatureShard]) -> None:
+        self.out_dir = out_dir
         self.cfg = cfg
-        self.shards = plan_shards(self.out_dir, Path(manifest_dir), cfg)
+        self.shards = shards
         self.counts: Dict[str, int] = {}
 
     def num_units(self) -> int:
@@ -132,11 +152,65 @@ class FeatureWork(ShardedWork):
             shard = self.shards[index]
             progress(compute_shard(shard.cuts, self.cfg, shard.feats, shard.manifest))
 
+    def shard_cuts(self, tag: str) -> List[Cut]:
+        """The cuts of every finished shard whose split is `tag`, in shard order."""
+        return [c for s in self.shards if s.split == tag for c in load_manifest(s.manifest)]
+
+
+class FeatureWork(_ShardWork):
+    """Fbank extraction of every split of a manifest directory.
+
+    Args:
+      manifest_dir: the manifests of `asrtools data manifests`.
+      out_dir: the stage directory.
+      cfg: Fbank options and the shard size.
+    """
+
+    def __init__(self, manifest_dir: Path, out_dir: Path, cfg: FeatureConfig) -> None:
+        out_dir = Path(out_dir).resolve()  # the cut manifests store absolute feature paths
+        super().__init__(out_dir, cfg, plan_shards(out_dir, Path(manifest_dir), cfg))
+
     def merge(self) -> None:
         """Concatenate each split's shard manifests, in order, into cuts_<split>.jsonl.gz."""
         for split in dict.fromkeys(s.split for s in self.shards):
-            parts = [load_manifest(s.manifest) for s in self.shards if s.split == split]
-            cuts = CutSet.from_cuts(c for part in parts for c in part)
+            cuts = CutSet.from_cuts(self.shard_cuts(split))
             save_manifest(cuts, self.out_dir / f"cuts_{split}.jsonl.gz")
             self.counts[split] = len(cuts)
         logger.info("cuts per split: %s", self.counts)
+
+
+def check_speed_factors(factors: Sequence[float]) -> None:
+    """Raise a one-line ConfigError unless `factors` are distinct, in (0, 10) and not 1."""
+    bad = [f for f in factors if not 0 < f < 10 or f == 1]
+    if not factors or bad or len(set(factors)) != len(factors):
+        raise ConfigError(f"speed factors must be distinct, positive, below 10 and not 1, got {list(factors)}")
+
+
+class SpeedPerturbWork(_ShardWork):
+    """Fbank extraction of speed-perturbed copies of featurised cuts.
+
+    Args:
+      cuts_path: the source cuts, with features (e.g. `cuts_train.jsonl.gz` of `asrtools data features`).
+      factors: speed factors (1.1 = 10% faster and shorter); 1 is the source itself and not allowed.
+      out_dir: the stage directory; the result is `<name>_sp.jsonl.gz` (`cuts_train_sp.jsonl.gz`
+        for `cuts_train.jsonl.gz`): the source cuts, then each factor's copies.
+      cfg: Fbank options (those the source was computed with) and the shard size.
+    """
+
+    def __init__(self, cuts_path: Path, factors: Sequence[float], out_dir: Path, cfg: FeatureConfig) -> None:
+        check_speed_factors(factors)
+        out_dir = Path(out_dir).resolve()
+        self.source = read_manifest(Path(cuts_path), CutSet, "--cuts").to_eager()
+        missing = [c.id for c in self.source if not c.has_features or not c.has_recording]
+        if missing:
+            raise DataError(f"--cuts {cuts_path}: cut {missing[0]} has no audio or no features "
+                            f"(speed perturbation needs both; {len(missing)} such cut(s))")
+        self.name = Path(cuts_path).name.split(".")[0]
+        super().__init__(out_dir, cfg, plan_perturbed_shards(self.source, self.name, factors, out_dir, cfg.shard_size))
+
+    def merge(self) -> None:
+        tags = list(dict.fromkeys(s.split for s in self.shards))
+        cuts = CutSet.from_cuts([*self.source, *(c for tag in tags for c in self.shard_cuts(tag))])
+        save_manifest(cuts, self.out_dir / f"{self.name}_sp.jsonl.gz")
+        self.counts = {"source": len(self.source), **{tag: len(self.source) for tag in tags}}
+        logger.info("cuts: %s", self.counts)

@@ -7,9 +7,11 @@
 #   egs/synth/asr/run.sh --seeds "42 7"          # two trainings per model: mean, SD, seed-averaged comparison
 #   egs/synth/asr/run.sh --models "lstm convrnnt" --train-opts "num_epochs=6" --exp exp/e6   # overrides for every model
 #   egs/synth/asr/run.sh --stage 2 --stop-stage 3
+#   egs/synth/asr/run.sh --speed-perturb "0.9 1.1" --train-opts "num_epochs=30"   # augmented data, longer schedule
 #   egs/synth/asr/run.sh --corpus-preset tiny --data /tmp/d --stop-stage 3  # a seconds-long smoke run
 #
-# Stages: 0 synthesise corpus | 1 Lhotse manifests + validation | 2 Fbank features | 3 BPE
+# Stages: 0 synthesise corpus | 1 Lhotse manifests + validation | 2 Fbank features (and of the
+#         speed-perturbed training copies, --speed-perturb) | 3 BPE
 #         4 train each transducer of --models, once per --seeds | 5 decode dev/test (greedy; test also
 #         modified beam search and streaming) | 6 score: WER, WER by cohort
 #         7 compare the models: size/FLOPs (model info), streaming RTF on one CPU thread, then the page $results_md
@@ -22,6 +24,8 @@ nj=2                    # jobs for synthesis, features and decoding: local proce
 corpus_preset=default   # tiny | default | large
 data=data               # where corpus, manifests, features and BPE go
 bpe_config=conf/bpe.yaml
+speed_perturb=          # e.g. "0.9 1.1": train on the cuts plus speed-perturbed copies (3x the data per epoch;
+                        # for long or GPU runs: within the CPU configs' 30-minute budgets it costs dev WER, docs/tuning.md)
 models="lstm convrnnt conformer"  # encoder recipes conf/train_<model>.yaml, trained one after another
 model=                  # one model only: the same as --models NAME
 train_config=           # a single model's training config (default: conf/train_<model>.yaml)
@@ -34,7 +38,7 @@ seeds=42                # training seeds per model, e.g. "42 7": RESULTS.md then
 rtf_utts=50             # test utterances decoded per model for the streaming RTF (stage 7)
 results_md=RESULTS.md   # the comparison page of stage 7
 report_config=conf/report.yaml  # its tables and comparisons (asrtools report results)
-po_options="stage stop_stage nj corpus_preset data bpe_config models model train_config train_opts exp device chunk_frames beam seeds rtf_utts results_md report_config"
+po_options="stage stop_stage nj corpus_preset data bpe_config speed_perturb models model train_config train_opts exp device chunk_frames beam seeds rtf_utts results_md report_config"
 help_message="Usage: $0 [options]
   stages: 0 synth, 1 manifests, 2 features, 3 bpe, 4 train, 5 decode, 6 score, 7 compare models"
 . ../../../scripts/parse_options.sh
@@ -55,6 +59,16 @@ fi
 
 corpus_stages "$data"
 
+train_cuts=$data/fbank/cuts_train.jsonl.gz
+if [ -n "$speed_perturb" ]; then
+  if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+    log "stage 2: speed perturbation of the training cuts ($speed_perturb)"
+    $cpu_cmd asrtools data perturb --cuts "$train_cuts" --factors "$speed_perturb" --config conf/fbank.yaml \
+      --out-dir "$data/fbank_sp" -j "$nj"
+  fi
+  train_cuts=$data/fbank_sp/cuts_train_sp.jsonl.gz
+fi
+
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: BPE"
   $cpu_cmd asrtools bpe train --supervisions "$data/manifests/supervisions_train.jsonl.gz" --config "$bpe_config" --out-dir "$data/lang_bpe"
@@ -74,7 +88,7 @@ for m in "${model_list[@]}"; do
     if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       log "stage 4: train the $m transducer ($config, seed $seed)"
       $gpu_cmd asrtools train --config "$config" --device "$device" --set seed="$seed" "${set_args[@]}" \
-        --cuts-train "$data/fbank/cuts_train.jsonl.gz" --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" \
+        --cuts-train "$train_cuts" --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" \
         --bpe-model "$data/lang_bpe/bpe.model" --exp-dir "$exp_dir"
     fi
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The tuning sweep of the LSTM recipe: each probe is `asrtools train` with conf/train_lstm.yaml
-# (the untuned recipe) plus a few --set overrides, in exp/tune/<name> (a stage: finished probes are
+# The tuning sweep of the LSTM recipe: each probe is `asrtools train` with conf/train_lstm_untuned.yaml
+# (the recipe before tuning) plus a few --set overrides, in exp/tune/<name> (a stage: finished probes are
 # skipped, killed ones resume). Dev WER is the trainer's greedy WER on a fixed 300-utterance dev
 # subset after every epoch; test is not touched by the sweep. docs/tuning.md is rebuilt from the
 # probes' train_summary.json and stage markers (scripts/tuning_table.py). The --final probes (the
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 data=data
 exp=exp/tune
-probes="p6_base p6_bn p6_lr4 p6_nospec f24_bn_nospec f24_bn_nospec_s7"
+probes="p6_base p6_bn p6_lr4 p6_nospec f24_bn_nospec f24_bn_nospec_s7 e14_bn_lightspec sp5_bn_lightspec"
 final="f24_bn_nospec f24_bn_nospec_s7"  # decoded on dev/test and scored by cohort after the sweep
 threads=1               # torch threads per probe (the probes run one after another)
 nj=2                    # decoding processes
@@ -24,7 +24,7 @@ help_message="Usage: $0 [--probes 'NAME ...'] [--final 'NAME ...'] [--exp DIR] [
 . ../../../scripts/parse_options.sh
 . ./path.sh
 
-# name -> overrides of conf/train_lstm.yaml (a probe of 6 epochs screens; f24 is a full schedule)
+# name -> overrides of conf/train_lstm_untuned.yaml (a probe of 6 epochs screens; f24 is a full schedule)
 declare -A sweep=(
   [p6_base]="num_epochs=6"
   [p6_bn]="num_epochs=6 model.encoder_params.norm=batch"
@@ -32,19 +32,31 @@ declare -A sweep=(
   [p6_nospec]="num_epochs=6 data.spec_augment.enabled=false"
   [f24_bn_nospec]="num_epochs=24 model.encoder_params.norm=batch data.spec_augment.enabled=false average=best_k_by_dev_wer"
   [f24_bn_nospec_s7]="num_epochs=24 model.encoder_params.norm=batch data.spec_augment.enabled=false average=best_k_by_dev_wer seed=7"
+  # 14 epochs (~32 min on 2 idle cores of this machine; 13 fit the 30-minute budget of conf/train_lstm.yaml)
+  [e14_bn_lightspec]="num_epochs=14 model.encoder_params.norm=batch average=best_k_by_dev_wer data.spec_augment.features_mask_size=10 data.spec_augment.num_frame_masks=2 data.spec_augment.frames_mask_size=20 data.spec_augment.max_frames_mask_fraction=0.1"
+  # speed perturbation 0.9/1.1 (3x the cuts per epoch): 5 epochs ~ 15 of the others; lr_epochs / 3 keeps eden's decay per step
+  [sp5_bn_lightspec]="num_epochs=5 optim.lr_epochs=1.333 model.encoder_params.norm=batch average=best_k_by_dev_wer data.spec_augment.features_mask_size=10 data.spec_augment.num_frame_masks=2 data.spec_augment.frames_mask_size=20 data.spec_augment.max_frames_mask_fraction=0.1"
+)
+# probes that train on other cuts than $data/fbank/cuts_train.jsonl.gz (made by `asrtools data perturb`)
+declare -A train_cuts=(
+  [sp5_bn_lightspec]=fbank_sp/cuts_train_sp.jsonl.gz
 )
 
 for name in $probes; do
   [ -n "${sweep[$name]+x}" ] || { echo "tune.sh: unknown probe '$name' (known: ${!sweep[*]})" >&2; exit 1; }
+  if [ "${train_cuts[$name]:-}" = fbank_sp/cuts_train_sp.jsonl.gz ]; then  # a stage: up to date after the first
+    asrtools data perturb --cuts "$data/fbank/cuts_train.jsonl.gz" --factors "0.9 1.1" --config conf/fbank.yaml \
+      --out-dir "$data/fbank_sp" -j "$nj"
+  fi
   sets=()
   for kv in ${sweep[$name]} num_threads=$threads save_every_n_steps=0; do sets+=(--set "$kv"); done
   echo "$(date '+%H:%M:%S') [tune.sh] $name: ${sweep[$name]}"
-  asrtools train --config conf/train_lstm.yaml --cuts-train "$data/fbank/cuts_train.jsonl.gz" \
+  asrtools train --config conf/train_lstm_untuned.yaml --cuts-train "$data/${train_cuts[$name]:-fbank/cuts_train.jsonl.gz}" \
     --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
     --exp-dir "$exp/$name" "${sets[@]}"
 done
 
-python3 ../../../scripts/tuning_table.py --exp "$exp" --baseline p6_base --out "$table"
+python3 ../../../scripts/tuning_table.py --exp "$exp" --baseline p6_base --budget-steps 4641 --out "$table"
 
 for name in $final; do
   for decode in dev:greedy test:greedy test:modified_beam; do

@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 stage=1
 stop_stage=6
 asr=../asr                                            # the ASR recipe: baseline and training data
-baseline_exp=$asr/exp/tune/f24_bn_nospec              # conf/train_lstm_tuned.yaml (dev loss flat after ~9 epochs)
+baseline_exp=$asr/exp/tune/f24_bn_nospec              # conf/train_lstm.yaml at 24 epochs (dev loss flat after ~9)
 baseline_ckpt=averaged.pt
 test_cuts=data/fbank/cuts_test.jsonl.gz               # the evaluation speakers (preset fairness)
 train_cuts=                                           # the fine-tuning pool (default: $asr's training cuts;
