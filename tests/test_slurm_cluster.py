@@ -194,9 +194,11 @@ def test_killed_process_group_leaves_no_job(slurm, tmp_path, signum):
     """Ctrl-C reaches the runner, which cancels its job; SIGKILL of the whole group (runner
     included) stops its heartbeat, and the job cancels itself."""
     env = _env(slurm, ASRTOOLS_SLURM_ORPHAN_TIMEOUT="4", ASRTOOLS_SLURM_LOG_DIR=str(tmp_path / "logs"))
+    # SIGINT as from a terminal: a test run started in the background (`cmd &` without job control)
+    # inherits SIGINT ignored, and a shell cannot trap a signal ignored at its start.
     group = subprocess.Popen(["bash", "-c", '"$@"; echo after', "_", str(SUBMIT), "sleep", "300"], env=env,
                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for(lambda: any(line.endswith(" RUNNING") for line in _squeue(env)), 60, "a running job")
         os.killpg(group.pid, signum)
