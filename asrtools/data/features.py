@@ -200,7 +200,7 @@ class SpeedPerturbWork(_ShardWork):
     def __init__(self, cuts_path: Path, factors: Sequence[float], out_dir: Path, cfg: FeatureConfig) -> None:
         check_speed_factors(factors)
         out_dir = Path(out_dir).resolve()
-        self.source = read_manifest(Path(cuts_path), CutSet, "--cuts").to_eager()
+        self.source = read_manifest(Path(cuts_path), CutSet, "--cuts")  # eager: load_manifest reads it whole
         missing = [c.id for c in self.source if not c.has_features or not c.has_recording]
         if missing:
             raise DataError(f"--cuts {cuts_path}: cut {missing[0]} has no audio or no features "
