@@ -190,6 +190,11 @@ CASES: Dict[str, Case] = {
         lambda e, t: (["bpe", "train", "--supervisions", str(_supervisions(t / "sup.jsonl.gz", ["HI THERE", ""])),
                        "--set", "vocab_size=30", "--out-dir", str(t / "bpe")], t / "bpe"),
         ["sup.jsonl.gz: supervision s1 has an empty transcript"]),
+    "BPE vocabulary larger than the transcripts allow": Case(
+        lambda e, t: (["bpe", "train", "--supervisions", str(_supervisions(t / "sup.jsonl.gz", ["HI THERE", "BYE"])),
+                       "--set", "vocab_size=1000", "--out-dir", str(t / "bpe")], t / "bpe"),
+        ["BPE training: vocab_size 1000 is more than these 2 sentences allow (at most", "lower vocab_size"],
+        at_door=False),
     "malformed jsonl line in a manifest": Case(
         lambda e, t: (["bpe", "train", "--supervisions", str(_gz_lines(t / "sup.jsonl.gz", [
             {"id": "s0", "recording_id": "r0", "start": 0, "duration": 1, "channel": 0, "text": "HI"}, "{oops",

@@ -368,13 +368,14 @@ def sv(scores: Path, supervisions: Path, groupings: Tuple[str, ...], dcfs: Tuple
 
     Example: asrtools score sv --scores exp/baseline/scores_test --supervisions data/manifests/supervisions_test.jsonl.gz --by gender --by region --by engine --out-dir exp/baseline/sv_test
     """
-    from asrtools.scoring.sv_report import SvOptions
+    from asrtools.scoring.sv_report import DISPARITY_METHOD, SvOptions
 
     score_file = scores / "scores.txt" if scores.is_dir() else scores
     options = SvOptions(list(dict.fromkeys(groupings)), [_dcf_option(d) for d in dict.fromkeys(dcfs)], gender_field,
                         n_boot, level, seed)
     params = {"groupings": options.groupings, "dcfs": [d.key() for d in options.dcfs], "gender_field": gender_field,
-              "n_boot": n_boot, "level": level, "seed": seed, "title": title}
+              "n_boot": n_boot, "level": level, "seed": seed, "title": title,
+              "disparities": DISPARITY_METHOD}  # a marker from before the estimator changed is stale
 
     def body(ctx: Any) -> None:
         from asrtools.pipeline import atomic_write_json, atomic_write_text

@@ -5,7 +5,8 @@ Reads a scores file (`label enroll test score`) and the evaluation split's super
 
   sv.json    overall EER / minDCFs, per grouping and group the within-group EER, the
              disparities (gender gap |EER_male - EER_female|, std of EER across the groups
-             of every grouping, max - min), each with a speaker-bootstrap CI
+             of every grouping corrected for the groups' sampling noise, max - min), each
+             with a speaker-bootstrap CI
   sv.md      the same as Markdown tables
   det_<grouping>.png   DET curves (probit axes) of every group of the grouping + overall
 
@@ -38,6 +39,8 @@ from asrtools.sv.trials import Trial
 
 SV_JSON = "sv.json"
 SV_SCHEMA = "asrtools.sv_scores"
+#: How `_disparities` estimates: group-EER std corrected for sampling noise, gender gap CI from the signed gap's.
+DISPARITY_METHOD = "noise_corrected_std+signed_gap_ci"
 GENDER_VALUES = ("female", "male")
 MIN_GROUP_SPEAKERS = 2
 
@@ -175,7 +178,7 @@ def _disparities(field: str, groups: Dict[str, Any], reps: Dict[str, np.ndarray]
     points = np.array([groups[n]["_point"] for n in names])
     boot = np.stack([reps[f"{field}.{n}.eer"] for n in names], axis=1) if all(
         f"{field}.{n}.eer" in reps for n in names) else None
-    spread = {"std": (np.std(points), None if boot is None else np.std(boot, axis=1)),
+    spread = {"std": between_group_std(points, boot),
               "range": (np.ptp(points), None if boot is None else np.ptp(boot, axis=1))}
     for key, (value, rep) in spread.items():
         out[f"eer_{key}"] = _summary(value, rep, options.level)
@@ -186,9 +189,50 @@ def _disparities(field: str, groups: Dict[str, Any], reps: Dict[str, np.ndarray]
         gap = abs(points[i_m] - points[i_f])
         rep = None if boot is None else np.abs(boot[:, i_m] - boot[:, i_f])
         out["gender_gap"] = _summary(gap, rep, options.level)
-        if rep is not None:
+        if boot is not None:
+            out["gender_gap"]["ci"] = absolute_interval(interval(boot[:, i_m] - boot[:, i_f], options.level))
             reps[f"{field}.gender_gap"] = rep
     return out
+
+
+def between_group_std(points: np.ndarray, boot: Optional[np.ndarray]) -> Tuple[float, Optional[np.ndarray]]:
+    """Population std of the true group EERs, corrected for the noise of each group's estimate.
+
+    The std of noisy group estimates overstates the spread of the true values: with group
+    estimates e_g = mu_g + noise of variance v_g, E[var(e)] = var(mu) + (G - 1) / G * mean(v).
+    The point is sqrt(max(0, var(points) - k)), k = (G - 1) / G * mean(v) with v_g the bootstrap
+    variance of group g. A bootstrap replicate adds the noise once more (E[var(boot_b)] =
+    var(points) + k), so the replicates are sqrt(max(0, var(boot_b) - 2k)): centred on the
+    corrected point, which a plain percentile interval of std(boot_b) is not (it can lie wholly
+    above the point). Checked for coverage on simulated groups (tests/test_sv_metrics.py).
+
+    Args:
+      points: (G,) group EERs.
+      boot: (B, G) their speaker-bootstrap replicates, or None.
+
+    Returns:
+      The corrected std, and its (B,) replicates (None without `boot`).
+    """
+    if boot is None:
+        return float(np.std(points)), None
+    groups = points.size
+    noise = (groups - 1) / groups * float(np.nanmean(np.nanvar(boot, axis=0, ddof=1)))
+    point = math.sqrt(max(0.0, float(np.var(points)) - noise))
+    return point, np.sqrt(np.clip(np.var(boot, axis=1) - 2 * noise, 0.0, None))
+
+
+def absolute_interval(signed: List[Optional[float]]) -> List[Optional[float]]:
+    """CI of |d| from a CI [low, high] of d: [0, max] when it holds 0, else the absolute ends sorted.
+
+    A percentile interval of |d|'s own replicates excludes small values whenever d's
+    replicates straddle 0, so it can lie wholly above |d| when the true d is near 0.
+    """
+    low, high = signed
+    if low is None or high is None:
+        return [None, None]
+    if low <= 0.0 <= high:
+        return [0.0, max(-low, high)]
+    return sorted([abs(low), abs(high)])
 
 
 @dataclasses.dataclass
@@ -304,7 +348,7 @@ def sv_markdown(doc: Mapping[str, Any], title: str) -> str:
                   "| group | speakers | target | non-target | EER % |", "|---|---:|---:|---:|---|"]
         for name, g in grouping["groups"].items():
             lines.append(f"| {name} | {g['speakers']} | {g['target']} | {g['nontarget']} | {_pct_ci(g['eer'])} |")
-        for key, label in (("eer_std", "std of group EERs"), ("eer_range", "max - min"),
+        for key, label in (("eer_std", "std of group EERs (noise-corrected)"), ("eer_range", "max - min"),
                            ("gender_gap", "gender gap abs(EER_male - EER_female)")):
             if key in grouping:
                 lines.append(f"\n{label}: {_pct_ci(grouping[key])} (percentage points)")

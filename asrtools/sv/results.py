@@ -194,7 +194,8 @@ def results_markdown(doc: Dict[str, Any]) -> str:
         f"from the `asrtools score sv` artifacts listed under Sources.", "",
         f"{doc['trials']} trials (`{doc['trial_list']}`). EER: ROC convex hull; minDCF normalised, P_target 0.01, "
         f"C_miss = C_fa = 1; EER female / male on within-gender trials; gender gap = |EER_male - EER_female|; "
-        f"region std = population std of the per-region EERs (within-region trials). All in %, with "
+        f"region std = population std of the per-region EERs (within-region trials), corrected for each "
+        f"region's sampling noise (the gender gap's CI comes from the signed gap's). All in %, with "
         f"{level:g}% speaker-bootstrap CIs ({doc['n_boot']} replicates: speakers resampled, trials among the drawn "
         f"speakers kept). Change vs `{doc['baseline']}`: relative, paired over the same speaker draws, with its CI "
         f"and two-sided bootstrap p-value.", "",

@@ -11,6 +11,7 @@ Id layout (fixed, so every model and decoder agrees):
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Iterable, List, Sequence
 
@@ -42,6 +43,19 @@ def train_bpe(texts: Iterable[str], model_path: Path, vocab_size: int, model_typ
     if not sentences:
         raise DataError("BPE training: no non-empty training sentences")
     model = io.BytesIO()
+    try:
+        _train_sentencepiece(sentences, model, vocab_size, model_type, character_coverage, seed_sentencepiece_size)
+    except RuntimeError as err:
+        limit = re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", str(err))
+        if limit is None:
+            raise
+        raise DataError(f"BPE training: vocab_size {limit.group(1)} is more than these {len(sentences)} "
+                        f"sentences allow (at most {limit.group(2)}); lower vocab_size") from None
+    Path(model_path).write_bytes(model.getvalue())
+
+
+def _train_sentencepiece(sentences: List[str], model: io.BytesIO, vocab_size: int, model_type: str,
+                         character_coverage: float, seed_sentencepiece_size: int) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),
         model_writer=model,
@@ -60,7 +74,6 @@ def train_bpe(texts: Iterable[str], model_path: Path, vocab_size: int, model_typ
         num_threads=1,  # deterministic output
         minloglevel=2,
     )
-    Path(model_path).write_bytes(model.getvalue())
 
 
 class Tokenizer:
