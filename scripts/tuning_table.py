@@ -5,7 +5,7 @@ Reads, for every finished training stage under --exp (a directory per probe), it
 marker (`.done.json`: the resolved training config, the digests of its inputs) and
 `train_summary.json` (dev loss and greedy dev-subset WER after every epoch, the checkpoints
 averaged), and writes one Markdown table: what each probe changed against --baseline
-(config keys, and other training cuts), its dev WER after as many optimizer steps as the
+(config keys, and inputs with other digests: training cuts, BPE model), its dev WER after as many optimizer steps as the
 baseline made (the screening comparison at equal training: the epoch whose end is nearest
 to that step), its best dev WER and epoch, its last dev loss, and the checkpoints it averaged. Only stage artifacts are read; no model is loaded.
 
@@ -48,23 +48,28 @@ def load_probe(directory: Path) -> Optional[Dict[str, Any]]:
     doc = json.loads(summary.read_text())
     history = {int(epoch): metrics for epoch, metrics in doc["valid_history"].items()}
     return {"name": directory.name, "config": flatten(done["params"]["config"]), "history": history,
-            "steps": doc["steps"], "train_cuts": done.get("inputs", {}).get("cuts_train"),
+            "steps": doc["steps"], "inputs": done.get("inputs", {}),
             "selection": doc.get("selection", {}), "provenance": done.get("provenance")}
 
 
 def changes(probe: Mapping[str, Any], baseline: Mapping[str, Any]) -> str:
     config, base = probe["config"], baseline["config"]
+    inputs, base_inputs = probe["inputs"], baseline["inputs"]
+    other = [f"other `--{k.replace('_', '-')}` (see tune.sh)" for k in sorted(set(inputs) | set(base_inputs))
+             if inputs.get(k) != base_inputs.get(k)]
     diff = [f"`{k}={config.get(k)}`" for k in sorted(set(config) | set(base))
             if k not in IGNORED and config.get(k) != base.get(k)]
-    if probe["train_cuts"] != baseline["train_cuts"]:
-        diff.insert(0, "other `--cuts-train` (see tune.sh)")
-    return ", ".join(diff) or "(baseline)"
+    return ", ".join(other + diff) or "(baseline)"
+
+
+def steps_per_epoch(probe: Mapping[str, Any]) -> float:
+    """Optimizer steps of one epoch (epochs have equal lengths)."""
+    return probe["steps"] / max(probe["history"])
 
 
 def epoch_at_steps(probe: Mapping[str, Any], steps: int) -> int:
-    """The epoch whose end is nearest to optimizer step `steps` (epochs have equal lengths)."""
-    per_epoch = probe["steps"] / max(probe["history"])
-    return min(probe["history"], key=lambda e: abs(e * per_epoch - steps))
+    """The epoch whose end is nearest to optimizer step `steps`."""
+    return min(probe["history"], key=lambda e: abs(e * steps_per_epoch(probe) - steps))
 
 
 def pct(value: Optional[float]) -> str:
@@ -73,8 +78,7 @@ def pct(value: Optional[float]) -> str:
 
 def best_within(probe: Mapping[str, Any], steps: int) -> str:
     """Best dev WER (epoch) among the epochs that end within `steps` optimizer steps."""
-    per_epoch = probe["steps"] / max(probe["history"])
-    inside = [e for e in probe["history"] if e * per_epoch <= steps * 1.01]
+    inside = [e for e in probe["history"] if e * steps_per_epoch(probe) <= steps * 1.01]
     if not inside:
         return "–"
     best = min(inside, key=lambda e: probe["history"][e].get("wer", float("inf")))

@@ -11,11 +11,12 @@ from conftest import REPO
 SCRIPT = REPO / "scripts" / "tuning_table.py"
 
 
-def _probe(root: Path, name: str, config: dict, wers: list, steps_per_epoch: int, cuts: str = "c0") -> None:
+def _probe(root: Path, name: str, config: dict, wers: list, steps_per_epoch: int, cuts: str = "c0",
+           bpe: str = "b0") -> None:
     directory = root / name
     directory.mkdir(parents=True)
     (directory / ".done.json").write_text(json.dumps({
-        "params": {"config": config}, "inputs": {"cuts_train": cuts},
+        "params": {"config": config}, "inputs": {"cuts_train": cuts, "bpe_model": bpe},
         "provenance": {"asrtools": "0.1.0", "git_commit": "0" * 40, "git_dirty": False, "python": "3.11",
                        "torch": "2.9.1", "cpu": "test CPU", "cpu_count": 2, "gpu": None, "threads": 1}}))
     history = {str(e + 1): {"loss": 1.0 / (e + 1), "wer": w} for e, w in enumerate(wers)}
@@ -30,6 +31,7 @@ def test_probes_are_compared_at_equal_steps_and_within_the_budget(tmp_path):
     _probe(tmp_path, "long", {**base, "num_epochs": 4}, [0.8, 0.5, 0.4, 0.3], steps_per_epoch=100)
     # three times the cuts per epoch (speed perturbation): epoch 1 ends nearest to the baseline's 200 steps
     _probe(tmp_path, "sp", {**base, "num_epochs": 2, "num_threads": 2}, [0.45, 0.2], steps_per_epoch=300, cuts="c1")
+    _probe(tmp_path, "bpe", base, [0.7, 0.55], steps_per_epoch=100, bpe="b1")  # another BPE model (tune.sh bpe_size)
     out = tmp_path / "tuning.md"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--exp", str(tmp_path), "--baseline", "base",
                            "--out", str(out), "--budget-steps", "300"], capture_output=True, text=True)
@@ -39,6 +41,7 @@ def test_probes_are_compared_at_equal_steps_and_within_the_budget(tmp_path):
     assert rows["base"].startswith("| base | (baseline) | 2 | 200 | 60.0 (2) | 60.0 (2) | 60.0 (2) |")
     assert rows["long"].startswith("| long | `num_epochs=4` | 4 | 400 | 50.0 (2) | 40.0 (3) | 30.0 (4) |")
     # num_threads does not change the model, so it is not listed; the other training cuts are
+    assert rows["bpe"].startswith("| bpe | other `--bpe-model` (see tune.sh) | 2 | 200 | 55.0 (2) |")
     assert rows["sp"].startswith("| sp | other `--cuts-train` (see tune.sh) | 2 | 600 | 45.0 (1) | 45.0 (1) | 20.0 (2) |")
 
 

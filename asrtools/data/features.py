@@ -109,12 +109,12 @@ def plan_perturbed_shards(cuts: CutSet, split: str, factors: Sequence[float], ou
                           shard_size: int) -> List[FeatureShard]:
     """Each factor's speed-perturbed copies of `cuts` in consecutive shards of `shard_size`,
     written under `feats/<split>_sp<factor>/` (split = the output manifest's name)."""
-    ids = [c.id for c in cuts]
+    source = [_without_features(c) for c in cuts]
+    pieces = [CutSet.from_cuts(source[start:start + shard_size]) for start in range(0, len(source), shard_size)]
     shards = []
     for factor in factors:
         tag = f"{split}_sp{factor:g}"
-        for n, start in enumerate(range(0, len(ids), shard_size)):
-            piece = cuts.subset(cut_ids=ids[start:start + shard_size]).map(_without_features)
+        for n, piece in enumerate(pieces):
             shards.append(FeatureShard(tag, piece.perturb_speed(factor), out_dir / "feats" / tag / f"shard-{n:04d}.lca",
                                        out_dir / ".shards" / f"{tag}-{n:04d}.jsonl.gz"))
     return shards
