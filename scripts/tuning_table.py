@@ -7,7 +7,9 @@ marker (`.done.json`: the resolved training config, the digests of its inputs) a
 averaged), and writes one Markdown table: what each probe changed against --baseline
 (config keys, and inputs with other digests: training cuts, BPE model), its dev WER after as many optimizer steps as the
 baseline made (the screening comparison at equal training: the epoch whose end is nearest
-to that step), its best dev WER and epoch, its last dev loss, and the checkpoints it averaged. Only stage artifacts are read; no model is loaded.
+to that step), its best dev WER and epoch, its last dev loss, its training minutes (a column
+only once some probe's trainer recorded them: `train_seconds`; earlier probes partly ran side by
+side, so their wall times would mislead) and the checkpoints it averaged. Only stage artifacts are read; no model is loaded.
 
     python3 scripts/tuning_table.py --exp egs/synth/asr/exp/tune --baseline p6_base --out docs/tuning.md
 """
@@ -48,7 +50,7 @@ def load_probe(directory: Path) -> Optional[Dict[str, Any]]:
     doc = json.loads(summary.read_text())
     history = {int(epoch): metrics for epoch, metrics in doc["valid_history"].items()}
     return {"name": directory.name, "config": flatten(done["params"]["config"]), "history": history,
-            "steps": doc["steps"], "inputs": done.get("inputs", {}),
+            "steps": doc["steps"], "inputs": done.get("inputs", {}), "seconds": doc.get("train_seconds"),
             "selection": doc.get("selection", {}), "provenance": done.get("provenance")}
 
 
@@ -76,6 +78,10 @@ def pct(value: Optional[float]) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def minutes(seconds: Optional[float]) -> str:
+    return "–" if seconds is None else f"{seconds / 60:.1f}"
+
+
 def best_within(probe: Mapping[str, Any], steps: int) -> str:
     """Best dev WER (epoch) among the epochs that end within `steps` optimizer steps."""
     inside = [e for e in probe["history"] if e * steps_per_epoch(probe) <= steps * 1.01]
@@ -88,10 +94,13 @@ def best_within(probe: Mapping[str, Any], steps: int) -> str:
 def table(probes: List[Dict[str, Any]], baseline: Dict[str, Any], budget_steps: int) -> List[str]:
     screen_steps = baseline["steps"]
     budget = f" best dev WER % within {budget_steps} steps (epoch) |" if budget_steps else ""
+    timed = any(p["seconds"] is not None for p in probes)
     lines = [
         f"| probe | change against `{baseline['name']}` | epochs | steps | dev WER % after ~{screen_steps} steps "
-        f"(epoch) |{budget} best dev WER % (epoch) | last dev loss | averaged |",
-        "|---|---|---:|---:|---:|" + ("---:|" if budget_steps else "") + "---:|---:|---|",
+        f"(epoch) |{budget} best dev WER % (epoch) | last dev loss |" + (" training min |" if timed else "")
+        + " averaged |",
+        "|---|---|---:|---:|---:|" + ("---:|" if budget_steps else "") + "---:|---:|" + ("---:|" if timed else "")
+        + "---|",
     ]
     for probe in probes:
         history = probe["history"]
@@ -104,7 +113,8 @@ def table(probes: List[Dict[str, Any]], baseline: Dict[str, Any], budget_steps: 
             f"{pct(history[screen_epoch].get('wer'))} ({screen_epoch}) | "
             + (f"{best_within(probe, budget_steps)} | " if budget_steps else "")
             + f"{pct(history[best_epoch].get('wer'))} "
-            f"({best_epoch}) | {last['loss']:.3f} | {', '.join(map(str, averaged)) or '–'} |")
+            f"({best_epoch}) | {last['loss']:.3f} | " + (f"{minutes(probe['seconds'])} | " if timed else "")
+            + f"{', '.join(map(str, averaged)) or '–'} |")
     return lines
 
 

@@ -209,3 +209,24 @@ def test_gender_gap_interval_covers_the_true_gap(gap):
     assert covered / n_sims >= 0.9
     if gap == 0.0:
         assert plain_covered / n_sims < 0.1
+
+
+def test_range_of_noisy_groups_has_no_calibrated_bootstrap_interval():
+    """Why sv.json reports no max - min range (sv_report.DISPARITY_METHOD): six equal groups,
+    noisy estimates. The percentile interval of the replicates' range never covers the true range
+    of 0, and the basic (bias-corrected) interval covers it in well under 95% of simulations."""
+    from asrtools.scoring.sv import interval
+    from asrtools.scoring.sv_report import DISPARITY_METHOD
+
+    rng = np.random.default_rng(7)
+    true = np.full(6, 0.15)
+    percentile = basic = 0
+    n_sims = 300
+    for _ in range(n_sims):
+        points, boot = _noisy_groups(rng, true, 0.02, 400)
+        lo, hi = interval(np.ptp(boot, axis=1), 0.95)
+        percentile += lo <= 0.0
+        basic += 2 * np.ptp(points) - hi <= 0.0
+    assert percentile == 0
+    assert basic / n_sims < 0.85
+    assert "no_range" in DISPARITY_METHOD

@@ -14,6 +14,11 @@ that point and the next batch draws from a global RNG (DataLoaders have their ow
 generator, validation uses none), so a run resumed from any checkpoint makes the same
 updates as one that never stopped: on CPU the final parameters are bit-identical.
 
+Training time: the wall-clock seconds spent training (epochs, validations, checkpoints; not
+start-up) are carried in every checkpoint and summed over resumed runs, so
+`train_summary.json` reports how long an uninterrupted run would have taken (work redone after a
+kill counts once) and the time at each epoch end: a CPU-budget recipe states its cost from it.
+
 `run_training` wraps it as the `train` stage; under torchrun only rank 0 owns the stage
 (lock, markers, logs, checkpoints) and tells the other ranks whether and from which
 checkpoint to train.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -61,6 +67,7 @@ from asrtools.training.task import Regularizer, TrainPaths, get_task
 logger = logging.getLogger("asrtools")
 
 SUMMARY_NAME = "train_summary.json"
+_now = time.monotonic  # the training clock (a test replaces it)
 
 __all__ = ["Trainer", "TrainPaths", "TrainingDivergedError", "run_training", "SUMMARY_NAME"]
 
@@ -79,6 +86,7 @@ class Progress:
       batches_in_epoch: batches of this epoch consumed (bad ones included).
       epoch_finished: True once `epoch` is complete (its checkpoint is an epoch checkpoint).
       bad_batches: batches skipped for a non-finite loss or gradient, over the whole run.
+      seconds: wall-clock seconds of training up to this checkpoint, summed over resumed runs.
     """
 
     step: int = 0
@@ -86,6 +94,7 @@ class Progress:
     batches_in_epoch: int = 0
     epoch_finished: bool = False
     bad_batches: int = 0
+    seconds: float = 0.0
 
 
 class Trainer:
@@ -132,6 +141,8 @@ class Trainer:
         self.progress = Progress()
         self.valid: Dict[str, float] = {}
         self.history: Dict[int, Dict[str, float]] = {}
+        self.epoch_seconds: Dict[int, float] = {}  # epoch -> training seconds at its end
+        self._clock_origin: Optional[float] = None  # _now() minus the seconds already trained
         self._pending_rng: Optional[Dict[str, Any]] = None
         self.ddp_model: torch.nn.Module = self.model
         self.writer = None
@@ -172,6 +183,7 @@ class Trainer:
         self.progress = Progress(**ckpt["progress"])
         self.valid = dict(ckpt.get("valid", {}))
         self.history = {int(e): dict(m) for e, m in ckpt.get("valid_history", {}).items()}
+        self.epoch_seconds = {int(e): float(s) for e, s in ckpt.get("epoch_seconds", {}).items()}
         self.task.load_state_dict(ckpt.get("task_state", {}))
         own = rank_states[self.info.rank]
         if not self.progress.epoch_finished:
@@ -196,6 +208,7 @@ class Trainer:
             self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=self.progress.step)
         if self._pending_rng is not None:
             restore_rng_state(self._pending_rng)
+        self._clock_origin = _now() - self.progress.seconds
         try:
             self._train_epochs()
             self._finish()
@@ -218,11 +231,19 @@ class Trainer:
                 return
             self.valid = self.validate()
             self.history[epoch] = dict(self.valid)
+            self.epoch_seconds[epoch] = self._seconds()
             self.progress.epoch_finished = True
             self._save(self.exp_dir / f"epoch-{epoch}.pt")
             if self.info.is_main:
-                self.log.info("epoch %d done: step %d, valid %s", epoch, self.progress.step, _format(self.valid))
+                self.log.info("epoch %d done: step %d, %.1f min, valid %s", epoch, self.progress.step,
+                              self.epoch_seconds[epoch] / 60, _format(self.valid))
                 self._scalars("valid", self.valid)
+
+    def _seconds(self) -> float:
+        """Training seconds so far, this process's and those of the runs it resumed."""
+        if self._clock_origin is None:
+            return self.progress.seconds
+        return _now() - self._clock_origin
 
     def _reached_max_steps(self) -> bool:
         return self.config.max_steps > 0 and self.progress.step >= self.config.max_steps
@@ -343,6 +364,7 @@ class Trainer:
             "rng": capture_rng_state(),
         }
         rank_states = gather_objects(own, self.info)
+        self.progress.seconds = self._seconds()
         if self.info.is_main:
             save_checkpoint(path, {
                 **self.task.model_entry(self.model.state_dict()),
@@ -355,6 +377,7 @@ class Trainer:
                 "rank_states": rank_states,
                 "valid": dict(self.valid),
                 "valid_history": {str(e): m for e, m in self.history.items()},
+                "epoch_seconds": {str(e): s for e, s in self.epoch_seconds.items()},
                 "task_state": self.task.state_dict(),
                 "train_config": to_dict(self.config),
             })
@@ -393,6 +416,8 @@ class Trainer:
                 "bad_batches": self.progress.bad_batches,
                 "valid_history": {str(e): m for e, m in sorted(self.history.items())},
                 "selection": selection,
+                "train_seconds": round(self._seconds(), 1),
+                "epoch_seconds": {str(e): round(s, 1) for e, s in sorted(self.epoch_seconds.items())},
             })
             self.log.info("training done at step %d (%d bad batches); %s = mean of %s (%s)", self.progress.step,
                           self.progress.bad_batches, AVERAGED_NAME, ", ".join(names), self.config.average)

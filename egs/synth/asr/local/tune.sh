@@ -42,6 +42,10 @@ declare -A sweep=(
   # steps ~1.25x as long, and dev-subset WER 59.5% after 4 epochs against 48.6% with BPE 256
   [e13_bpe1000_bn_nospec]="num_epochs=13 model.encoder_params.norm=batch data.spec_augment.enabled=false average=best_k_by_dev_wer"
   [e13_bn_nospec_drop2]="num_epochs=13 model.encoder_params.norm=batch model.encoder_params.dropout=0.2 data.spec_augment.enabled=false average=best_k_by_dev_wer"
+  # 120 s batches (twice conf/train_lstm.yaml's) and a higher learning rate for them: epochs took
+  # 1.8-2.2 min instead of 2.3, but dev-subset WER was 48.5% after 7 epochs (14.6 min) against 42.2-36.7%
+  # for the default after as much time (epochs 6-7): stopped there (so 17 epochs would not fit either)
+  [b120_lr3_bn_nospec]="num_epochs=17 data.max_duration=120 optim.lr=3e-3 model.encoder_params.norm=batch data.spec_augment.enabled=false average=best_k_by_dev_wer"
   # speed perturbation 0.9/1.1 (3x the cuts per epoch): 5 epochs ~ 15 of the others; lr_epochs / 3 keeps eden's decay per step
   [sp5_bn_lightspec]="num_epochs=5 optim.lr_epochs=1.333 model.encoder_params.norm=batch average=best_k_by_dev_wer data.spec_augment.features_mask_size=10 data.spec_augment.num_frame_masks=2 data.spec_augment.frames_mask_size=20 data.spec_augment.max_frames_mask_fraction=0.1"
 )
