@@ -4,12 +4,13 @@
 Reads, for every finished training stage under --exp (a directory per probe), its stage
 marker (`.done.json`: the resolved training config, the digests of its inputs) and
 `train_summary.json` (dev loss and greedy dev-subset WER after every epoch, the checkpoints
-averaged), and writes one Markdown table: what each probe changed against --baseline
-(config keys, and inputs with other digests: training cuts, BPE model), its dev WER after as many optimizer steps as the
-baseline made (the screening comparison at equal training: the epoch whose end is nearest
-to that step), its best dev WER and epoch, its last dev loss, its training minutes (a column
-only once some probe's trainer recorded them: `train_seconds`; earlier probes partly ran side by
-side, so their wall times would mislead) and the checkpoints it averaged. Only stage artifacts are read; no model is loaded.
+averaged), and writes one Markdown table: what each probe changed against --baseline (config
+keys, and inputs with other digests: training cuts, BPE model), its dev WER after as many
+optimizer steps as the baseline made (the screening comparison at equal training: the epoch
+whose end is nearest to that step), its best dev WER and epoch, its last dev loss, its training
+minutes (a column only once some probe's trainer recorded them: `train_seconds`; earlier probes
+partly ran side by side, so their wall times would mislead) and the checkpoints it averaged.
+Only stage artifacts are read; no model is loaded.
 
     python3 scripts/tuning_table.py --exp egs/synth/asr/exp/tune --baseline p6_base --out docs/tuning.md
 """
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -82,40 +84,44 @@ def minutes(seconds: Optional[float]) -> str:
     return "–" if seconds is None else f"{seconds / 60:.1f}"
 
 
-def best_within(probe: Mapping[str, Any], steps: int) -> str:
+def best_within(probe: Mapping[str, Any], steps: float) -> str:
     """Best dev WER (epoch) among the epochs that end within `steps` optimizer steps."""
     inside = [e for e in probe["history"] if e * steps_per_epoch(probe) <= steps * 1.01]
     if not inside:
         return "–"
-    best = min(inside, key=lambda e: probe["history"][e].get("wer", float("inf")))
-    return f"{pct(probe['history'][best].get('wer'))} ({best})"
+    return wer_at(probe, min(inside, key=lambda e: probe["history"][e].get("wer", float("inf"))))
+
+
+def wer_at(probe: Mapping[str, Any], epoch: int) -> str:
+    return f"{pct(probe['history'][epoch].get('wer'))} ({epoch})"
 
 
 def table(probes: List[Dict[str, Any]], baseline: Dict[str, Any], budget_steps: int) -> List[str]:
+    """Header, alignment row and one row per probe; optional columns only where they apply."""
     screen_steps = baseline["steps"]
-    budget = f" best dev WER % within {budget_steps} steps (epoch) |" if budget_steps else ""
-    timed = any(p["seconds"] is not None for p in probes)
-    lines = [
-        f"| probe | change against `{baseline['name']}` | epochs | steps | dev WER % after ~{screen_steps} steps "
-        f"(epoch) |{budget} best dev WER % (epoch) | last dev loss |" + (" training min |" if timed else "")
-        + " averaged |",
-        "|---|---|---:|---:|---:|" + ("---:|" if budget_steps else "") + "---:|---:|" + ("---:|" if timed else "")
-        + "---|",
+    columns: List[Tuple[str, str, Callable[[Dict[str, Any]], str]]] = [  # (title, alignment, cell)
+        ("probe", "---", lambda p: p["name"]),
+        (f"change against `{baseline['name']}`", "---", lambda p: changes(p, baseline)),
+        ("epochs", "---:", lambda p: str(max(p["history"]))),
+        ("steps", "---:", lambda p: str(p["steps"])),
+        (f"dev WER % after ~{screen_steps} steps (epoch)", "---:",
+         lambda p: wer_at(p, epoch_at_steps(p, screen_steps))),
     ]
-    for probe in probes:
-        history = probe["history"]
-        screen_epoch = epoch_at_steps(probe, screen_steps)
-        best_epoch = min(history, key=lambda e: history[e].get("wer", float("inf")))
-        last = history[max(history)]
-        averaged = [Path(c).stem for c in probe["selection"].get("chosen", [])]
-        lines.append(
-            f"| {probe['name']} | {changes(probe, baseline)} | {max(history)} | {probe['steps']} | "
-            f"{pct(history[screen_epoch].get('wer'))} ({screen_epoch}) | "
-            + (f"{best_within(probe, budget_steps)} | " if budget_steps else "")
-            + f"{pct(history[best_epoch].get('wer'))} "
-            f"({best_epoch}) | {last['loss']:.3f} | " + (f"{minutes(probe['seconds'])} | " if timed else "")
-            + f"{', '.join(map(str, averaged)) or '–'} |")
-    return lines
+    if budget_steps:
+        columns.append((f"best dev WER % within {budget_steps} steps (epoch)", "---:",
+                        lambda p: best_within(p, budget_steps)))
+    columns += [("best dev WER % (epoch)", "---:", lambda p: best_within(p, math.inf)),
+                ("last dev loss", "---:", lambda p: f"{p['history'][max(p['history'])]['loss']:.3f}")]
+    if any(p["seconds"] is not None for p in probes):
+        columns.append(("training min", "---:", lambda p: minutes(p["seconds"])))
+    columns.append(("averaged", "---",
+                    lambda p: ", ".join(Path(c).stem for c in p["selection"].get("chosen", [])) or "–"))
+
+    def row(cells: List[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    return [row([title for title, _, _ in columns]), "|" + "|".join(align for _, align, _ in columns) + "|",
+            *(row([cell(probe) for _, _, cell in columns]) for probe in probes)]
 
 
 def main() -> int:
