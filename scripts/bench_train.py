@@ -17,6 +17,7 @@ are kept), or prints it with --out -.
 
 Usage (from the repository root, after egs/synth/asr/run.sh --stop-stage 3):
   .venv/bin/python scripts/bench_train.py --threads 2 --out docs/benchmarks.md
+  .venv/bin/python scripts/bench_train.py --amp none bf16    # each config in float32 and bfloat16
 """
 from __future__ import annotations
 
@@ -40,14 +41,16 @@ ASR = REPO / "egs" / "synth" / "asr"
 DEFAULT_CONFIGS = tuple(str(ASR / "conf" / f"train_{name}.yaml") for name in ("lstm", "convrnnt", "conformer"))
 
 
-def train_seconds(config: str, args: argparse.Namespace, max_steps: int, valid_every: int = 0) -> float:
-    """Wall time of one `asrtools train` run stopped after `max_steps` optimizer steps."""
+def train_seconds(config: str, args: argparse.Namespace, max_steps: int, valid_every: int = 0,
+                  amp: Optional[str] = None) -> float:
+    """Wall time of one `asrtools train` run stopped after `max_steps` optimizer steps (with
+    the config's `amp` replaced by `amp` if given)."""
     with tempfile.TemporaryDirectory() as exp:
         command = [sys.executable, "-m", "asrtools.cli.main", "train", "--config", config,
                    "--cuts-train", str(args.cuts_train), "--cuts-dev", str(args.cuts_dev),
                    "--bpe-model", str(args.bpe_model), "--exp-dir", exp]
         for kv in (f"max_steps={max_steps}", f"num_threads={args.threads}", "save_every_n_steps=0",
-                   "tensorboard=false", f"valid_every_n_steps={valid_every}"):
+                   "tensorboard=false", f"valid_every_n_steps={valid_every}") + ((f"amp={amp}",) if amp else ()):
             command += ["--set", kv]
         start = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True)
@@ -66,18 +69,18 @@ def steps_per_epoch(cfg, cuts_train: Path) -> int:
     return sum(1 for _ in make_sampler(cuts.to_eager(), data.max_duration, data.num_buckets, True, cfg.seed))
 
 
-def measure(config: str, args: argparse.Namespace) -> Dict:
-    short = train_seconds(config, args, args.warm_steps)
-    long = train_seconds(config, args, args.warm_steps + args.steps)
+def measure(config: str, args: argparse.Namespace, amp: Optional[str] = None) -> Dict:
+    short = train_seconds(config, args, args.warm_steps, amp=amp)
+    long = train_seconds(config, args, args.warm_steps + args.steps, amp=amp)
     step = (long - short) / args.steps
-    validated = train_seconds(config, args, args.warm_steps, valid_every=args.warm_steps // 2)
+    validated = train_seconds(config, args, args.warm_steps, valid_every=args.warm_steps // 2, amp=amp)
     from asrtools.training.config import load_train_config
 
-    cfg = load_train_config(Path(config))
+    cfg = load_train_config(Path(config), [f"amp={amp}"] if amp else [])
     batches = steps_per_epoch(cfg, args.cuts_train)
     epochs = cfg.num_epochs
     validation = max(0.0, (validated - short) / 2)
-    return {"config": Path(config).name, "step": step, "validation": validation, "batches": batches,
+    return {"config": Path(config).name, "amp": cfg.amp, "step": step, "validation": validation, "batches": batches,
             "epochs": epochs, "total": epochs * (batches * step + validation)}
 
 
@@ -87,13 +90,14 @@ def markdown(rows: List[Dict], args: argparse.Namespace) -> str:
         f"`python3 scripts/bench_train.py --threads {args.threads}` on `{args.cuts_train.relative_to(REPO)}`: the time "
         f"of one optimizer step (the difference of `asrtools train` runs of {args.warm_steps} and "
         f"{args.warm_steps + args.steps} steps, over {args.steps} steps) and of one validation, and the projected "
-        "training time of each config's whole schedule (epochs x (batches per epoch x step + validation)).", "",
-        "| config | s / step | batches / epoch | validation s | epochs | projected training min |",
-        "|---|---:|---:|---:|---:|---:|",
+        "training time of each config's whole schedule (epochs x (batches per epoch x step + validation)), "
+        "at the config's mixed precision (`amp`) or, where --amp asked for it, another.", "",
+        "| config | amp | s / step | batches / epoch | validation s | epochs | projected training min |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        lines.append(f"| {row['config']} | {row['step']:.3f} | {row['batches']} | {row['validation']:.1f} | "
-                     f"{row['epochs']} | {row['total'] / 60:.1f} |")
+        lines.append(f"| {row['config']} | {row['amp']} | {row['step']:.3f} | {row['batches']} | "
+                     f"{row['validation']:.1f} | {row['epochs']} | {row['total'] / 60:.1f} |")
     lines += ["", f"Made by: {format_provenance(provenance(threads=args.threads))}."]
     return "\n".join(lines)
 
@@ -107,13 +111,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="Torch threads of each training run.")
     parser.add_argument("--warm-steps", type=int, default=20, help="Steps of the shorter run.")
     parser.add_argument("--steps", type=int, default=100, help="Steps timed (the longer run's extra steps).")
+    parser.add_argument("--amp", nargs="+", default=[None], choices=["none", "bf16"],
+                        help="Time every config at each of these `amp` settings (default: the config's own).")
     parser.add_argument("--out", default="docs/benchmarks.md", help="Markdown page to update, or - to print.")
     args = parser.parse_args(argv)
     args.cuts_train = args.cuts_train.resolve()
     rows = []
     for config in args.configs:
-        rows.append(measure(config, args))
-        print(f"{rows[-1]['config']}: {rows[-1]['step']:.3f} s/step", file=sys.stderr)
+        for amp in args.amp:
+            rows.append(measure(config, args, amp))
+            print(f"{rows[-1]['config']} (amp {rows[-1]['amp']}): {rows[-1]['step']:.3f} s/step", file=sys.stderr)
     body = markdown(rows, args)
     if args.out == "-":
         print(body)

@@ -217,6 +217,7 @@ def test_config_contradictions_fail_at_load(tmp_path):
         "loss.delay_penalty=-0.1": "delay_penalty",
         "average=best_k_by_dev_cer": "average 'best_k_by_dev_cer' is unknown",
         "task=ctc": "task 'ctc' is unknown",
+        "amp=fp8": "amp 'fp8' is not one of none, bf16",
     }
     config = write_config(tmp_path / "c.yaml", {"loss": {"am_scale": 0.3}})
     for override, message in cases.items():
@@ -380,11 +381,11 @@ def test_regularizer_is_added_and_fingerprinted(tmp_path):
     assert "l2 " in log
 
 
-def test_training_trajectory_is_pinned(tmp_path):
-    """Losses of the first steps of a fixed tiny run: a code change that alters training fails here,
-    and the generated result pages must then be regenerated in the same change."""
+def _tiny_trainer_recording_losses(tmp_path: Path, settings: dict):
+    """A 6-step trainer on a fixed tiny corpus (config `settings` added) and the list that its
+    steps' losses are appended to when it runs."""
     corpus = make_corpus(tmp_path / "data", num_train=24, seed=5)
-    config = load_train_config(write_config(tmp_path / "c.yaml", {"num_epochs": 2, "max_steps": 6}))
+    config = load_train_config(write_config(tmp_path / "c.yaml", {"num_epochs": 2, "max_steps": 6, **settings}))
     (tmp_path / "exp").mkdir()
     trainer = Trainer(config, _paths(corpus, tmp_path / "exp"), setup_distributed("cpu"))
     losses = []
@@ -396,6 +397,13 @@ def test_training_trajectory_is_pinned(tmp_path):
         return stats
 
     trainer.train_step = recording_step
+    return trainer, losses
+
+
+def test_training_trajectory_is_pinned(tmp_path):
+    """Losses of the first steps of a fixed tiny run: a code change that alters training fails here,
+    and the generated result pages must then be regenerated in the same change."""
+    trainer, losses = _tiny_trainer_recording_losses(tmp_path, {})
     trainer.run()
     assert losses == pytest.approx(PINNED_LOSSES, rel=2e-3), losses
 
@@ -403,6 +411,27 @@ def test_training_trajectory_is_pinned(tmp_path):
 # Measured on the project machine (x86_64, torch 2.9.1, one thread); float differences across
 # machines are ~1e-6, far inside the tolerance.
 PINNED_LOSSES = [3.917666, 3.302672, 2.760895, 2.822267, 2.751991, 2.513167]
+
+
+def test_bf16_autocast_runs_the_forward_in_bfloat16_and_follows_the_float32_trajectory(tmp_path):
+    """`amp: bf16`: the encoder computes in bfloat16, losses, weights and gradients stay float32,
+    and the first steps' losses stay near the pinned float32 ones."""
+    trainer, losses = _tiny_trainer_recording_losses(tmp_path, {"amp": "bf16"})
+    encoder_dtypes = set()
+    trainer.model.encoder.register_forward_hook(lambda module, args, out: encoder_dtypes.add(out[0].dtype))
+    trainer.run()
+    assert torch.bfloat16 in encoder_dtypes  # training forwards (validation runs in float32)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert losses == pytest.approx(PINNED_LOSSES, rel=0.05), losses
+    assert losses != pytest.approx(PINNED_LOSSES, rel=1e-6)  # it really ran in another precision
+
+
+def test_amp_enters_the_train_fingerprint_only_when_set(tmp_path):
+    from asrtools.training.trainer import _fingerprinted_config
+
+    path = write_config(tmp_path / "c.yaml", {})
+    assert "amp" not in _fingerprinted_config(load_train_config(path))  # runs from before `amp` stay valid
+    assert _fingerprinted_config(load_train_config(path, ["amp=bf16"]))["amp"] == "bf16"
 
 
 def test_spread_subset_is_even_and_handles_zero():

@@ -234,6 +234,8 @@ class ConformerEncoder(Encoder):
       dropout: dropout everywhere.
       norm: "layer" or "batch": the normalisation after the subsampling and inside the
         convolution modules (see the module docstring).
+      feature_norm: normalisation of the input features, "none" or "online_cmn" (each
+        utterance's causal running mean subtracted; see `asrtools.nn.norm.build_feature_norm`).
     """
 
     def __init__(
@@ -251,6 +253,7 @@ class ConformerEncoder(Encoder):
         subsampling_factor: int = 4,
         dropout: float = 0.1,
         norm: str = "layer",
+        feature_norm: str = "none",
     ) -> None:
         super().__init__()
         if num_layers < 1 or dim < 1 or ffn_dim < 1:
@@ -260,7 +263,8 @@ class ConformerEncoder(Encoder):
                 f"encoder conformer: chunk_size {chunk_size} and left_context {left_context} must be >= 0"
             )
         self.subsampling = CausalConv2dSubsampling(
-            input_dim, dim, channels=subsampling_channels, factor=subsampling_factor, dropout=dropout
+            input_dim, dim, channels=subsampling_channels, factor=subsampling_factor, dropout=dropout,
+            feature_norm=feature_norm,
         )
         # Raw log-mel inputs are far from zero mean / unit scale.
         self.input_norm = SequenceNorm(dim, norm)

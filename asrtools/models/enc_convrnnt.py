@@ -34,7 +34,7 @@ from torch import nn
 from asrtools.errors import ConfigError
 from asrtools.models.encoder import Encoder, State, register_encoder
 from asrtools.nn.causal import CausalLstm, GlobalConvBlock
-from asrtools.nn.norm import SequenceNorm
+from asrtools.nn.norm import SequenceNorm, build_feature_norm
 from asrtools.nn.subsampling import CausalConv2dStack, FrameStacker
 
 #: Paper-size ConvRNN-T (`encoder_params` for `encoder: convrnnt`).
@@ -125,8 +125,10 @@ class ConvRnntFrontEnd(nn.Module):
         global_net: GlobalConvNet,
         dropout: float,
         norm: str = "layer",
+        feature_norm: str = "none",
     ) -> None:
         super().__init__()
+        self.feature_norm = build_feature_norm(input_dim, feature_norm)
         self.local = CausalConv2dStack(
             input_dim, local_channels, local_kernel_sizes, local_time_strides, local_freq_strides
         )
@@ -148,6 +150,7 @@ class ConvRnntFrontEnd(nn.Module):
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B, T, F), (B,) -> (B, T // factor, D), (B,) int64."""
+        x = self.feature_norm(x, x_lens)
         local = self.local(x)
         stacked = self.stacker(self.global_net(x, x_lens))
         out_lens = self.output_lengths(x_lens)
@@ -157,9 +160,10 @@ class ConvRnntFrontEnd(nn.Module):
     def init_states(
         self, batch_size: int, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
     ) -> List[torch.Tensor]:
-        """Local caches, global states, stacker cache."""
+        """Feature norm state, local caches, global states, stacker cache."""
         return (
-            self.local.init_states(batch_size, device, dtype)
+            self.feature_norm.init_state(batch_size, device, dtype)
+            + self.local.init_states(batch_size, device, dtype)
             + self.global_net.init_states(batch_size, device, dtype)
             + [self.stacker.init_cache(batch_size, self.global_net.channels, device, dtype)]
         )
@@ -168,13 +172,15 @@ class ConvRnntFrontEnd(nn.Module):
         self, x: torch.Tensor, x_lens: torch.Tensor, states: List[torch.Tensor]
     ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
         """(B, Tc, F) chunk (any length), (B,) valid frames, states -> output, lengths, states."""
-        local_states = states[: self._num_local_states]
-        global_states, stack_cache = states[self._num_local_states : -1], states[-1]
+        num_norm = self.feature_norm.num_states
+        x, norm_state = self.feature_norm.streaming_forward(x, x_lens, states[:num_norm])
+        local_states = states[num_norm : num_norm + self._num_local_states]
+        global_states, stack_cache = states[num_norm + self._num_local_states : -1], states[-1]
         y_lens = self.output_lengths(x_lens + stack_cache.size(1))
         local, local_states = self.local.streaming_forward(x, local_states)
         global_out, global_states = self.global_net.streaming_forward(x, x_lens, global_states)
         stacked, stack_cache = self.stacker.streaming_forward(global_out, stack_cache)
-        return self._combine(local, stacked), y_lens, local_states + global_states + [stack_cache]
+        return self._combine(local, stacked), y_lens, norm_state + local_states + global_states + [stack_cache]
 
     def _combine(self, local: torch.Tensor, stacked: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.dropout(self.norm(self.out(torch.cat([local, stacked], dim=2)), valid))
@@ -204,6 +210,8 @@ class ConvRnntEncoder(Encoder):
       dropout: dropout in the global blocks, after the front end, between LSTM layers
         and on the output.
       norm: normalisation of the front end's output, "layer" or "batch" (as `LstmEncoder`).
+      feature_norm: normalisation of the input features, "none" or "online_cmn" (each
+        utterance's causal running mean subtracted; see `asrtools.nn.norm.build_feature_norm`).
     """
 
     def __init__(
@@ -225,6 +233,7 @@ class ConvRnntEncoder(Encoder):
         proj_dim: int = 0,
         dropout: float = 0.1,
         norm: str = "layer",
+        feature_norm: str = "none",
     ) -> None:
         super().__init__()
         if min(global_channels, global_hidden_channels, se_bottleneck, frontend_dim) < 1:
@@ -249,6 +258,7 @@ class ConvRnntEncoder(Encoder):
             global_net,
             dropout,
             norm,
+            feature_norm,
         )
         self.lstm = CausalLstm(frontend_dim, hidden_dim, num_layers, proj_dim, dropout)
         # As in LstmEncoder: normalise the tanh-bounded LSTM output for the joiner. Without

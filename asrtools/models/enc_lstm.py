@@ -35,6 +35,8 @@ class LstmEncoder(Encoder):
       dropout: dropout between LSTM layers and on the subsampling/encoder outputs.
       norm: normalisation of the front end's output, "layer" (per frame) or "batch"
         (`MaskedBatchNorm`: removes each channel's mean over the data; see asrtools.nn.norm).
+      feature_norm: normalisation of the input features, "none" or "online_cmn" (each
+        utterance's causal running mean subtracted; see `asrtools.nn.norm.build_feature_norm`).
     """
 
     def __init__(
@@ -48,10 +50,12 @@ class LstmEncoder(Encoder):
         subsampling_factor: int = 4,
         dropout: float = 0.1,
         norm: str = "layer",
+        feature_norm: str = "none",
     ) -> None:
         super().__init__()
         self.subsampling = CausalConv2dSubsampling(
-            input_dim, subsampling_dim, channels=subsampling_channels, factor=subsampling_factor, dropout=dropout
+            input_dim, subsampling_dim, channels=subsampling_channels, factor=subsampling_factor,
+            dropout=dropout, feature_norm=feature_norm,
         )
         # Per-frame normalisation of the front end's output: raw log-mel features are far
         # from zero-mean/unit-scale, which saturates LSTM gates and stalls early training.

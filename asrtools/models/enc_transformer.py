@@ -253,6 +253,8 @@ class TransformerEncoder(Encoder):
       subsampling_factor: frame-rate reduction (power of two).
       dropout: dropout everywhere.
       norm: "layer" or "batch", the normalisation after the subsampling.
+      feature_norm: normalisation of the input features, "none" or "online_cmn" (each
+        utterance's causal running mean subtracted; see `asrtools.nn.norm.build_feature_norm`).
       gating: "none", "arbitrator" or "random" (module docstring).
       arbitrator_dim: arbitrator hidden units (0: one linear map).
       arbitrator_input: "block" (the sub-block's normalised input) or "block+acoustic" (and
@@ -284,6 +286,7 @@ class TransformerEncoder(Encoder):
         subsampling_factor: int = 4,
         dropout: float = 0.1,
         norm: str = "batch",
+        feature_norm: str = "none",
         gating: str = "none",
         arbitrator_dim: int = 16,
         arbitrator_input: str = "block",
@@ -303,7 +306,8 @@ class TransformerEncoder(Encoder):
                     compute_weight, compute_target, compute_accounting, temperature_start, temperature_end,
                     temperature_steps)
         self.subsampling = CausalConv2dSubsampling(
-            input_dim, dim, channels=subsampling_channels, factor=subsampling_factor, dropout=dropout
+            input_dim, dim, channels=subsampling_channels, factor=subsampling_factor, dropout=dropout,
+            feature_norm=feature_norm,
         )
         self.input_norm = SequenceNorm(dim, norm)
         gate_input = 2 * dim if arbitrator_input == "block+acoustic" else dim

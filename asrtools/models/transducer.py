@@ -214,28 +214,33 @@ class Transducer(nn.Module):
 
         lm = self.simple_lm_proj(decoder_out)
         am = self.simple_am_proj(encoder_out)
-        simple_loss, (px_grad, py_grad) = rnnt.rnnt_loss_smoothed(
-            lm=lm.float(),
-            am=am.float(),
-            symbols=symbols,
-            termination_symbol=self.blank_id,
-            lm_only_scale=lm_scale,
-            am_only_scale=am_scale,
-            boundary=boundary,
-            rnnt_type=rnnt_type,
-            delay_penalty=delay_penalty,
-            reduction="sum",
-            return_grad=True,
-            backend=backend,
-        )
+        # The losses run in float32 also under mixed precision (autocast off): their
+        # log-sum-exps and recursions over T x U lose too much in bfloat16.
+        float32 = torch.autocast(x.device.type, enabled=False)
+        with float32:
+            simple_loss, (px_grad, py_grad) = rnnt.rnnt_loss_smoothed(
+                lm=lm.float(),
+                am=am.float(),
+                symbols=symbols,
+                termination_symbol=self.blank_id,
+                lm_only_scale=lm_scale,
+                am_only_scale=am_scale,
+                boundary=boundary,
+                rnnt_type=rnnt_type,
+                delay_penalty=delay_penalty,
+                reduction="sum",
+                return_grad=True,
+                backend=backend,
+            )
         if not bool(torch.isfinite(simple_loss)):
             # The occupation grads are then non-finite too: pruning ranges built from them are
             # meaningless (possibly out of range), so report the pruned loss as NaN unevaluated.
             return TransducerLosses(simple_loss, torch.full_like(simple_loss, float("nan")),
                                     int(encoder_out_lens.sum()), encoder_out_lens, aux)
-        ranges = rnnt.get_rnnt_prune_ranges(
-            px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range, backend=backend
-        )
+        with float32:
+            ranges = rnnt.get_rnnt_prune_ranges(
+                px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range, backend=backend
+            )
         am_pruned, lm_pruned = rnnt.do_rnnt_pruning(
             am=self.joiner.encoder_proj(encoder_out),
             lm=self.joiner.decoder_proj(decoder_out),
@@ -243,17 +248,18 @@ class Transducer(nn.Module):
             backend=backend,
         )
         logits = self.joiner(am_pruned, lm_pruned, project_input=False)
-        pruned_loss = rnnt.rnnt_loss_pruned(
-            logits=logits.float(),
-            symbols=symbols,
-            ranges=ranges,
-            termination_symbol=self.blank_id,
-            boundary=boundary,
-            rnnt_type=rnnt_type,
-            delay_penalty=delay_penalty,
-            reduction="sum",
-            backend=backend,
-        )
+        with float32:
+            pruned_loss = rnnt.rnnt_loss_pruned(
+                logits=logits.float(),
+                symbols=symbols,
+                ranges=ranges,
+                termination_symbol=self.blank_id,
+                boundary=boundary,
+                rnnt_type=rnnt_type,
+                delay_penalty=delay_penalty,
+                reduction="sum",
+                backend=backend,
+            )
         return TransducerLosses(
             simple=simple_loss,
             pruned=pruned_loss,

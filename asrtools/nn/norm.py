@@ -1,5 +1,7 @@
-"""Normalisation of padded (B, T, C) sequences: batch norm over the valid frames only, and
-`SequenceNorm`, a layer-or-batch norm chosen by name in an encoder config.
+"""Normalisation of padded (B, T, C) sequences: batch norm over the valid frames only,
+`SequenceNorm`, a layer-or-batch norm chosen by name in an encoder config, `OnlineCmn`,
+causal per-utterance mean normalisation of the input features, and `build_feature_norm`,
+the front ends' optional feature normalisation chosen by name (`feature_norm: online_cmn`).
 
 `torch.nn.BatchNorm1d` would count padding frames in its batch statistics, so a batch's
 normalisation (and the running statistics used at inference) would depend on how much
@@ -14,7 +16,7 @@ mean over the data.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -23,6 +25,8 @@ from asrtools.errors import ConfigError
 
 #: The normalisations `SequenceNorm` offers.
 NORMS = ("layer", "batch")
+#: The feature normalisations `build_feature_norm` offers.
+FEATURE_NORMS = ("none", "online_cmn")
 
 
 class MaskedBatchNorm(nn.Module):
@@ -58,6 +62,7 @@ class MaskedBatchNorm(nn.Module):
         Returns:
           (B, T, C); padding frames are transformed too (with the valid frames' statistics).
         """
+        x = x.float()  # statistics in float32 also under mixed precision (autocast)
         if self.training:
             mean, var = self._batch_statistics(x, valid)
         else:
@@ -107,3 +112,123 @@ def _nest_plain_norm_keys(state_dict, prefix, *args) -> None:
     for name in ("weight", "bias", "running_mean", "running_var"):
         if prefix + name in state_dict and prefix + "norm." + name not in state_dict:
             state_dict[prefix + "norm." + name] = state_dict.pop(prefix + name)
+
+
+class OnlineCmn(nn.Module):
+    """Online (causal) cepstral mean normalisation of (B, T, F) features.
+
+    Frame `t` of each utterance minus the mean of its frames `0..t`, with `prior_frames`
+    frames of the global mean counted in, as Kaldi's online CMVN does with its global
+    statistics: `y_t = x_t - (P * g + sum_{s <= t} x_s) / (P + t + 1)`. It removes the
+    utterance's gain and channel (a constant offset of log-mel features), which batch
+    normalisation, one affine map for all utterances, cannot. Causal, so streaming with
+    `init_state` / `streaming_forward` gives exactly the whole-utterance output.
+
+    The global mean `g` is estimated during training like batch norm's running mean (over
+    valid frames; the first training batch sets it, then `momentum`), and is fixed in
+    evaluation. Not torchaudio's `SlidingWindowCmn`: that looks ahead at an utterance's
+    start (it is not causal) and loops over frames in Python.
+
+    Args:
+      num_features: F.
+      prior_frames: P, how many frames the global mean weighs (> 0).
+      momentum: update factor of the global mean.
+    """
+
+    num_states = 2
+
+    def __init__(self, num_features: int, prior_frames: float = 20.0, momentum: float = 0.01) -> None:
+        super().__init__()
+        if prior_frames <= 0:
+            raise ConfigError(f"online CMN prior_frames must be > 0, got {prior_frames}")
+        self.prior_frames = float(prior_frames)
+        self.momentum = momentum
+        self.register_buffer("global_mean", torch.zeros(num_features))
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> torch.Tensor:
+        """Normalise whole utterances.
+
+        Args:
+          x: (B, T, F) padded features.
+          x_lens: (B,) int64 valid frames (only they update the global mean in training).
+
+        Returns:
+          (B, T, F); a valid frame's output depends on no later frame.
+        """
+        if self.training:
+            self._track_global_mean(x, x_lens)
+        out, _ = self.streaming_forward(x, x_lens, self.init_state(x.size(0), x.device, x.dtype))
+        return out
+
+    def init_state(
+        self, batch_size: int, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
+    ) -> List[torch.Tensor]:
+        """[sum (B, F), count (B, 1)]: the prior's `P * g` and `P` frames."""
+        total = (self.prior_frames * self.global_mean).expand(batch_size, -1).to(device=device, dtype=dtype)
+        count = torch.full((batch_size, 1), self.prior_frames, device=total.device, dtype=dtype)
+        return [total.clone(), count]
+
+    def streaming_forward(
+        self, x: torch.Tensor, x_lens: torch.Tensor, state: List[torch.Tensor]
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """Normalise the next chunk.
+
+        Args:
+          x: (B, Tc, F) next frames.
+          x_lens: (B,) int64 valid frames of the chunk (only they enter the state).
+          state: from `init_state` or the previous call.
+
+        Returns:
+          y: (B, Tc, F); the new state.
+        """
+        total, count = state
+        frames = torch.arange(1, x.size(1) + 1, device=x.device, dtype=x.dtype)
+        running_sum = total[:, None, :] + torch.cumsum(x, dim=1)
+        running_count = count[:, :, None] + frames[None, :, None]
+        out = x - running_sum / running_count
+        valid = (frames[None, :] <= x_lens[:, None].to(x.dtype)).to(x.dtype)
+        new_total = total + (x * valid[:, :, None]).sum(dim=1)
+        return out, [new_total, count + valid.sum(dim=1, keepdim=True)]
+
+    @torch.no_grad()
+    def _track_global_mean(self, x: torch.Tensor, x_lens: torch.Tensor) -> None:
+        valid = torch.arange(x.size(1), device=x.device)[None, :] < x_lens[:, None]
+        frames = x[valid]
+        if frames.size(0) == 0:
+            return
+        mean = frames.mean(dim=0)
+        if int(self.num_batches_tracked) == 0:
+            self.global_mean.copy_(mean)
+        else:
+            self.global_mean.lerp_(mean, self.momentum)
+        self.num_batches_tracked += 1
+
+
+class NoFeatureNorm(nn.Module):
+    """`feature_norm: none`: the identity, with `OnlineCmn`'s interface and no state."""
+
+    num_states = 0
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def init_state(
+        self, batch_size: int, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
+    ) -> List[torch.Tensor]:
+        return []
+
+    def streaming_forward(
+        self, x: torch.Tensor, x_lens: torch.Tensor, state: List[torch.Tensor]
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        return x, state
+
+
+def build_feature_norm(num_features: int, kind: str = "none") -> nn.Module:
+    """The input-feature normalisation of an encoder front end, by name: "none"
+    (`NoFeatureNorm`) or "online_cmn" (`OnlineCmn`). Both have `forward(x, x_lens)`,
+    `init_state(batch_size, device, dtype)`, `streaming_forward(x, x_lens, state)` and
+    `num_states`, the length of the state list a front end puts first in its own."""
+    if kind not in FEATURE_NORMS:
+        raise ConfigError(f"feature_norm {kind!r} is not one of {', '.join(FEATURE_NORMS)}")
+    return OnlineCmn(num_features) if kind == "online_cmn" else NoFeatureNorm()

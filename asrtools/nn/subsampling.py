@@ -4,7 +4,8 @@
   per-layer channels, kernels and strides; (B, T, F) -> (B, T // prod(time strides), C*F').
   Used as the ConvRNN-T local CNN and inside the subsampling front end.
 - `CausalConv2dSubsampling`: the usual "Conv2d subsampling" (factor 4 by default: 10 ms ->
-  40 ms) as `log2(factor)` stride-2 layers of a `CausalConv2dStack` + a linear projection.
+  40 ms) as `log2(factor)` stride-2 layers of a `CausalConv2dStack` + a linear projection,
+  optionally after online mean normalisation of its input (`feature_norm`).
 - `FrameStacker`: concatenates `factor` consecutive frames (B, T, C) -> (B, T // factor,
   factor*C), streamable.
 
@@ -22,6 +23,7 @@ from torch import nn
 
 from asrtools.errors import ConfigError
 from asrtools.nn.causal import CausalConv2d
+from asrtools.nn.norm import build_feature_norm
 
 
 class CausalConv2dStack(nn.Module):
@@ -139,6 +141,8 @@ class CausalConv2dSubsampling(nn.Module):
       factor: time (and frequency) reduction, a power of two >= 2.
       kernel_size: convolution kernel in time and frequency (>= 2).
       dropout: dropout after the linear projection.
+      feature_norm: "none", or "online_cmn" to subtract each utterance's running mean from
+        its features first (`asrtools.nn.norm.build_feature_norm`; its state leads the streaming state).
     """
 
     def __init__(
@@ -149,12 +153,14 @@ class CausalConv2dSubsampling(nn.Module):
         factor: int = 4,
         kernel_size: int = 3,
         dropout: float = 0.0,
+        feature_norm: str = "none",
     ) -> None:
         super().__init__()
         if factor < 2 or factor & (factor - 1):
             raise ConfigError(f"subsampling factor {factor} must be a power of two >= 2")
         if kernel_size < 2:
             raise ConfigError(f"subsampling kernel_size {kernel_size} must be >= 2")
+        self.feature_norm = build_feature_norm(input_dim, feature_norm)
         num_layers = factor.bit_length() - 1
         self.input_dim = input_dim
         self.output_dim = output_dim
@@ -179,13 +185,17 @@ class CausalConv2dSubsampling(nn.Module):
         Returns:
           y: (B, T // factor, C) output; y_lens: (B,) int64 `x_lens // factor`.
         """
+        x = self.feature_norm(x, x_lens)
         return self.dropout(self.out(self.convs(x))), self.output_lengths(x_lens)
 
     def init_states(
         self, batch_size: int, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
     ) -> List[torch.Tensor]:
-        """One (B, C_in, Tk, F_in) cache per convolution layer, zero."""
-        return self.convs.init_states(batch_size, device, dtype)
+        """The feature norm's state (if any), then one zero (B, C_in, Tk, F_in) cache per
+        convolution layer."""
+        return self.feature_norm.init_state(batch_size, device, dtype) + self.convs.init_states(
+            batch_size, device, dtype
+        )
 
     def streaming_forward(
         self, x: torch.Tensor, x_lens: torch.Tensor, states: List[torch.Tensor]
@@ -205,9 +215,12 @@ class CausalConv2dSubsampling(nn.Module):
           y: (B, Tc', C) output frames; y_lens: (B,) int64 valid output frames;
           states: the new caches.
         """
-        y_lens = self.output_lengths(x_lens + self.convs.pending_frames(states))
-        hidden, states = self.convs.streaming_forward(x, states)
-        return self.dropout(self.out(hidden)), y_lens, states
+        num_norm = self.feature_norm.num_states
+        x, norm_state = self.feature_norm.streaming_forward(x, x_lens, states[:num_norm])
+        conv_states = states[num_norm:]
+        y_lens = self.output_lengths(x_lens + self.convs.pending_frames(conv_states))
+        hidden, conv_states = self.convs.streaming_forward(x, conv_states)
+        return self.dropout(self.out(hidden)), y_lens, norm_state + conv_states
 
 
 class FrameStacker(nn.Module):

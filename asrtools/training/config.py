@@ -23,6 +23,8 @@ import re
 from pathlib import Path
 from typing import ClassVar, Dict, Iterable, List, Optional, Tuple, Type
 
+import torch
+
 from asrtools.config import from_dict, merge, parse_overrides, read_yaml
 from asrtools.errors import ConfigError
 from asrtools.models.build import ModelConfig
@@ -32,6 +34,8 @@ RNNT_TYPES = ("regular", "modified", "constrained")
 RNNT_BACKENDS = ("auto", "k2", "native")
 AVERAGE_LAST = "last_n"
 _AVERAGE_BEST = re.compile(r"^best_k_by_dev_([a-z_]+)$")
+#: `amp` settings: the autocast dtype of the training forward pass (None = float32).
+AMP_MODES = {"none": None, "bf16": torch.bfloat16}
 
 
 @dataclasses.dataclass
@@ -203,6 +207,11 @@ class TrainConfig:
       tensorboard: write TensorBoard scalars under `<exp-dir>/tensorboard`.
       num_threads: torch intra-op CPU threads per process (0 = torch's default). Small
         LSTM matmuls often run fastest on 1 thread, and much slower when the cores are shared.
+      amp: mixed precision of the training forward pass: `none` (float32) or `bf16`
+        (`torch.autocast` to bfloat16 on the training device, CPU or CUDA; weights,
+        gradients, optimizer state, losses and normalisation statistics stay float32, so
+        no loss scaling is needed). Validation and decoding run in float32. The transducer
+        losses are forced to float32; other tasks' losses follow autocast's per-op rules.
     """
 
     task: str = "transducer"
@@ -220,6 +229,7 @@ class TrainConfig:
     log_every_n_steps: int = 50
     tensorboard: bool = True
     num_threads: int = 0
+    amp: str = "none"
 
     # Dev metrics (lower is better) that `average: best_k_by_dev_<metric>` may name.
     VALID_METRICS: ClassVar[Tuple[str, ...]] = ("loss",)
@@ -227,6 +237,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.num_threads < 0:
             raise ValueError("num_threads must be >= 0")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp {self.amp!r} is not one of {', '.join(AMP_MODES)}")
         if self.num_epochs < 1 or self.max_steps < 0 or self.save_every_n_steps < 0:
             raise ValueError("num_epochs must be >= 1, max_steps and save_every_n_steps >= 0")
         if self.keep_last_k < 1 or self.average_last_n < 1 or self.max_bad_batches < 0:

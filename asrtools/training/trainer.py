@@ -49,7 +49,7 @@ from asrtools.training.checkpoints import (
     restore_rng_state,
     seed_everything,
 )
-from asrtools.training.config import TrainConfig
+from asrtools.training.config import AMP_MODES, TrainConfig
 from asrtools.training.data import make_loader, sampler_state_for_resume
 from asrtools.training.distributed import (
     DistInfo,
@@ -119,6 +119,7 @@ class Trainer:
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed + info.rank)
+        _warn_if_slow_amp(config.amp, info.device, log)
         self.task = get_task(config.task)(config, paths, info, log)
         self.model: torch.nn.Module = self.task.model
         if paths.init_from is not None:
@@ -286,7 +287,9 @@ class Trainer:
           weight (frames/samples) under "weight"; None for a skipped batch.
         """
         self.task.on_step_start(self.progress.step, self.progress.epoch)
-        out = self.task.compute_loss(self.ddp_model, batch, self.progress.step)
+        amp_dtype = AMP_MODES[self.config.amp]
+        with torch.autocast(self.info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = self.task.compute_loss(self.ddp_model, batch, self.progress.step)
         loss, stats = out.loss, dict(out.stats)
         for regularizer in self.regularizers:
             term = regularizer(self.model)
@@ -441,6 +444,23 @@ class Trainer:
         self.writer.flush()
 
 
+def _fingerprinted_config(config: TrainConfig) -> Dict[str, Any]:
+    """The config as the train stage fingerprints it: `amp` only when set, so that runs made
+    before the key existed (float32) stay up to date."""
+    values = to_dict(config)
+    if values.get("amp") == "none":
+        del values["amp"]
+    return values
+
+
+def _warn_if_slow_amp(amp: str, device: torch.device, log: logging.Logger) -> None:
+    """bfloat16 on a CPU without native support (AVX512-BF16 / AMX) is emulated and runs
+    slower than float32: say so rather than let a config tuned elsewhere silently overrun."""
+    if amp == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        log.warning("amp: bf16 on a CPU without native bfloat16 (AVX512-BF16/AMX): training will be "
+                    "slower than with amp: none")
+
+
 def _format(values: Dict[str, float]) -> str:
     """`loss 0.4123, wer 0.3571, lr 2.00e-03` (loss first, then in insertion order)."""
     ordered = sorted(values.items(), key=lambda kv: kv[0] != "loss")
@@ -516,7 +536,7 @@ def _run_main_rank(config: TrainConfig, paths: TrainPaths, info: DistInfo, force
         broadcast_object(("run", str(resume) if resume else None), info)
         Trainer(config, paths, info, ctx.log, regularizers).run(resume)
 
-    params: Dict[str, Any] = {"config": to_dict(config), "world_size": info.world_size}
+    params: Dict[str, Any] = {"config": _fingerprinted_config(config), "world_size": info.world_size}
     if regularizers:
         params["regularizers"] = {r.name: r.params() for r in regularizers}
     try:
