@@ -85,9 +85,10 @@ def measure(config: str, args: argparse.Namespace, amp: Optional[str] = None) ->
 
 
 def markdown(rows: List[Dict], args: argparse.Namespace) -> str:
+    amp_option = "" if args.amp == [None] else " --amp " + " ".join(args.amp)
     lines = [
         SECTION, "",
-        f"`python3 scripts/bench_train.py --threads {args.threads}` on `{args.cuts_train.relative_to(REPO)}`: the time "
+        f"`python3 scripts/bench_train.py --threads {args.threads}{amp_option}` on `{args.cuts_train.relative_to(REPO)}`: the time "
         f"of one optimizer step (the difference of `asrtools train` runs of {args.warm_steps} and "
         f"{args.warm_steps + args.steps} steps, over {args.steps} steps) and of one validation, and the projected "
         "training time of each config's whole schedule (epochs x (batches per epoch x step + validation)), "

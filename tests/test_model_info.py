@@ -130,9 +130,10 @@ def test_recipe_configs_are_comparable_to_the_lstm_baseline():
         assert config.model.encoder == name
         encoder = build_encoder(config.model.encoder, config.model.feature_dim, **config.model.encoder_params)
         sizes[name] = sum(p.numel() for p in encoder.parameters())
-        # everything but the model section and the epochs (each fills the same 30-minute budget at
-        # its own step time, docs/benchmarks.md) is the LSTM recipe's trainer setup
-        same = dataclasses.replace(config, model=configs["lstm"].model, num_epochs=configs["lstm"].num_epochs)
+        # everything but the model section, the epochs and the precision (each fills the same
+        # 30-minute budget at its own step time, docs/benchmarks.md) is the LSTM recipe's trainer setup
+        same = dataclasses.replace(config, model=configs["lstm"].model, num_epochs=configs["lstm"].num_epochs,
+                                   amp=configs["lstm"].amp)
         assert same == configs["lstm"]
     for name in ("convrnnt", "conformer"):
         assert abs(sizes[name] - sizes["lstm"]) <= 0.1 * sizes["lstm"], sizes
