@@ -38,7 +38,7 @@ from asrtools.decoding.rtf import cut_features
 from asrtools.errors import AsrtoolsError, ConfigError
 from asrtools.models import timing
 from asrtools.pipeline import atomic_write_json
-from asrtools.utils import write_markdown_section
+from asrtools.report.markdown import write_markdown_section
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs" / "synth" / "amortized"

@@ -36,7 +36,7 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-from asrtools.utils import write_markdown_section
+from asrtools.report.markdown import write_markdown_section
 from asrtools.utils.provenance import format_provenance, provenance
 
 SECTION = "## WER scoring"

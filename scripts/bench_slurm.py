@@ -197,7 +197,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print("[bench] local launchers ...", file=sys.stderr, flush=True)
         local_s, local_log = _recipe(_clean_env(ASRTOOLS_LAUNCHER="torchrun", ASRTOOLS_NPROC="2"), work / "local", conf)
         slurm_env = _clean_env(ASRTOOLS_LAUNCHER="slurm", ASRTOOLS_SLURM_NPROC="2",
-                               SLURM_CONF=str(cluster / "slurm.conf"))
+                               SLURM_CONF=str(cluster / "slurm.conf"), ASRTOOLS_SLURM_INDEX=str(work / "jobs.tsv"))
         print("[bench] SLURM ...", file=sys.stderr, flush=True)
         slurm_s, slurm_log = _recipe(slurm_env, work / "slurm", conf)
         print("[bench] SLURM rerun ...", file=sys.stderr, flush=True)
@@ -230,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> None:
               f"{empty_s:.1f} s; the rerun finished stage 0 in {resume_s:.0f} s.\n")
     print(body)
     if args.out:
-        from asrtools.utils import write_markdown_section
+        from asrtools.report.markdown import write_markdown_section
 
         write_markdown_section(args.out, SECTION, body)
         print(f"[bench] wrote {SECTION!r} into {args.out}", file=sys.stderr)

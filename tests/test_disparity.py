@@ -14,8 +14,9 @@ from typing import List, Tuple
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from asrtools.scoring.disparity import Disparity, Thresholds, speaker_disparity, wer_and_se
+from asrtools.scoring.disparity import Disparity, Thresholds, signed_pair_gap, speaker_disparity, wer_and_se
 from asrtools.scoring.simulate import SimulationDesign, simulate_set
 
 SETS = 200
@@ -130,3 +131,42 @@ def test_coverage_and_power_with_a_planted_gap(planted: float, min_power: float)
         assert power >= min_power, power
     else:
         assert power > 0.15, power  # clearly above the 5% of the null, though far from certain
+
+
+# ------------------------------------------------------------- the designated (signed) pair
+
+
+def _pair(rng: np.random.Generator, n_bottom: int, n_top: int, shift: float) -> Tuple[np.ndarray, ...]:
+    """Per-speaker counts of two sides: rates ~ Beta(4, 6) (+ `shift` for the bottom side), 200 words each."""
+    words_b, words_t = np.full(n_bottom, 200.0), np.full(n_top, 200.0)
+    errors_b = rng.binomial(200, np.clip(rng.beta(4, 6, n_bottom) + shift, 0, 1)).astype(float)
+    errors_t = rng.binomial(200, rng.beta(4, 6, n_top)).astype(float)
+    return errors_b, words_b, errors_t, words_t
+
+
+def test_designated_interval_is_signed_and_a_reversed_gap_has_a_negative_lower_bound() -> None:
+    reversed_ = signed_pair_gap(*_pair(np.random.default_rng(0), 25, 60, -0.15), n_boot=500, n_permutations=500)
+    assert reversed_.abs_gap < 0 and reversed_.abs_gap_ci[0] < reversed_.abs_gap < reversed_.abs_gap_ci[1] < 0
+    assert reversed_.rel_gap < 0 and reversed_.rel_gap_ci[0] < 0 and reversed_.p_value > 0.9  # one-sided
+    worse = signed_pair_gap(*_pair(np.random.default_rng(1), 25, 60, 0.15), n_boot=500, n_permutations=500)
+    assert 0 < worse.abs_gap_ci[0] < worse.abs_gap < worse.abs_gap_ci[1] and worse.p_value < 0.01
+    doc = worse.to_dict()
+    assert doc["alternative"].startswith("greater") and doc["abs_gap_ci"][0] > 0
+    tiny = signed_pair_gap(*_pair(np.random.default_rng(2), 3, 60, 0.3), min_speakers=5)
+    assert math.isnan(tiny.p_value) and math.isnan(tiny.abs_gap_ci[0]) and "fewer than 5 speakers" in tiny.note
+
+
+def test_one_sided_p_is_uniform_under_the_null_and_small_for_a_worse_bottom() -> None:
+    """300 null pairs (15 vs 40 speakers): P(p <= 0.1) and P(p <= 0.5) inside 99.9% binomial bands; a planted
+    worse bottom is found in most sets, a planted *better* bottom almost never (the test is one-sided)."""
+    rng = np.random.default_rng(7)
+    null = np.array([signed_pair_gap(*_pair(rng, 15, 40, 0.0), n_boot=0, n_permutations=199, seed=i).p_value
+                     for i in range(300)])
+    for cut in (0.1, 0.5):
+        low, high = stats.binom.ppf(0.0005, 300, cut), stats.binom.isf(0.0005, 300, cut)
+        assert low <= np.sum(null <= cut) <= high, (cut, np.sum(null <= cut))
+    worse = [signed_pair_gap(*_pair(rng, 15, 40, 0.12), n_boot=0, n_permutations=199, seed=i).p_value
+             for i in range(40)]
+    better = [signed_pair_gap(*_pair(rng, 15, 40, -0.12), n_boot=0, n_permutations=199, seed=i).p_value
+              for i in range(40)]
+    assert np.mean(np.array(worse) <= 0.05) >= 0.7 and np.mean(np.array(better) <= 0.05) <= 0.05

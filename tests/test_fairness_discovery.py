@@ -9,9 +9,10 @@ speakers.csv and a zipcodes.csv in tmp_path.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import pytest
@@ -22,17 +23,19 @@ from asrtools.cli import cli
 from asrtools.errors import DataError
 from asrtools.fairness import auto, geo, geodemographic
 from asrtools.fairness.config import AutoConfig, CohortsConfig, GeoConfig, GeodemographicConfig, MeasureConfig
-from asrtools.fairness.crossfit import crossfit, dev_test, speaker_folds
+from asrtools.fairness.crossfit import crossfit, dev_test, permutation_orders, refit_gaps, speaker_folds
 from asrtools.fairness.discovery import discovery_from_dict, summarise_cohorts
 from asrtools.fairness.geo import STOP_RULES, candidates
 from asrtools.fairness.partition import SideLimits, best_split, split_p_value
 from asrtools.fairness.speakers import SpeakerTable, table_from_counts
-from asrtools.fairness.study import discover
+from asrtools.fairness.scan import ScanDiscovery, crossfit_gaps
+from asrtools.fairness.study import discover, fitter
 from asrtools.scoring.disparity import Thresholds
+from asrtools.scoring.simulate import GeoDesign, simulate_geo_table
 from conftest import run_asrtools
 
 URBANICITY = ("rural", "suburban", "urban")
-FAST = MeasureConfig(folds=5, n_permutations=199, n_boot=100)
+FAST = MeasureConfig(folds=5, n_permutations=199, n_boot=100, pipeline_permutations=99)
 
 
 def _zip_table(n_zips: int = 30) -> Dict[str, Dict[str, object]]:
@@ -82,7 +85,7 @@ def _planted_geo_table(seed: int = 1) -> SpeakerTable:
 
 def test_geo_tree_recovers_planted_rectangle():
     table = _planted_geo_table()
-    discovery = geo.fit(table, GeoConfig(max_leaves=6, n_permutations=99), seed=0)
+    discovery = geo.fit(table, GeoConfig(method="tree", max_leaves=6, n_permutations=99), seed=0)
     labels = discovery.assign_table(table)
     planted = {s for s, inside in zip(table.speakers, _rectangle(table)) if inside}
     assert _iou(_speakers_of(labels, "rank1"), planted) >= 0.8
@@ -91,7 +94,7 @@ def test_geo_tree_recovers_planted_rectangle():
 
 
 def test_geo_tree_null_makes_no_significant_split():
-    discovery = geo.fit(_table(7), GeoConfig(max_leaves=6, min_gain=0.0, n_permutations=99), seed=0)
+    discovery = geo.fit(_table(7), GeoConfig(method="tree", max_leaves=6, min_gain=0.0, n_permutations=99), seed=0)
     assert len(discovery.leaves) == 1
     assert discovery.nodes[0].stop == "not_significant"
     assert discovery.nodes[0].best.p_value > 0.05
@@ -99,9 +102,9 @@ def test_geo_tree_null_makes_no_significant_split():
 
 def test_geo_leaf_budget_and_min_gain_are_reported():
     table = _planted_geo_table()
-    budget = geo.fit(table, GeoConfig(max_leaves=2, n_permutations=49), seed=0)
+    budget = geo.fit(table, GeoConfig(method="tree", max_leaves=2, n_permutations=49), seed=0)
     assert len(budget.leaves) == 2 and "leaf_budget" in {leaf.stop for leaf in budget.leaves}
-    gain = geo.fit(table, GeoConfig(max_leaves=6, min_gain=0.9, n_permutations=49), seed=0)
+    gain = geo.fit(table, GeoConfig(method="tree", max_leaves=6, min_gain=0.9, n_permutations=49), seed=0)
     assert [leaf.stop for leaf in gain.leaves] == ["min_gain"]
 
 
@@ -124,6 +127,51 @@ def test_geo_split_test_is_calibrated_on_null_data():
     low, high = stats.binom.ppf(0.0005, n_sets, 0.05), stats.binom.isf(0.0005, n_sets, 0.05)
     assert low <= rejected <= high, f"{rejected} of {n_sets} null splits rejected at 5%"
     assert naive > high, f"ignoring the search rejected only {naive} of {n_sets}: the check would not see it"
+
+
+def _us_table(design: GeoDesign, seed: int) -> Tuple[SpeakerTable, Set[str]]:
+    """A simulated table over the contiguous US (issue 28's design) and its planted speakers."""
+    sim = simulate_geo_table(design, np.random.default_rng(seed))
+    errors, words, utts = sim.speaker_sums()
+    rows = {s: {"id": s, "lat": f"{a:.5f}", "lon": f"{b:.5f}"} for s, a, b in zip(sim.speakers, sim.lat, sim.lon)}
+    return (table_from_counts(sim.speakers, errors, words, utts, rows),
+            {s for s, inside in zip(sim.speakers, sim.inside) if inside})
+
+
+def test_scan_finds_a_planted_centre_rectangle():
+    """+15 points for the ~17% of 160 speakers in the middle of the map: the scan finds it (the one-threshold
+    tree cannot carve out a middle region in one split)."""
+    table, planted = _us_table(GeoDesign(n_speakers=160, planted_gap=0.15, place="centre"), seed=0)
+    found = geo.fit(table, GeoConfig(method="scan", n_permutations=99), seed=0)
+    assert isinstance(found, ScanDiscovery) and found.significant and found.result["p_value"] <= 0.02
+    labels = found.assign_table(table)
+    assert found.cohorts[0].key == "inside" and _iou(_speakers_of(labels, "rank1"), planted) >= 0.5
+    # 20 null tables: P(p <= 0.05) = 2/50 each, so 5 or more rejections has probability 0.0006
+    rejected = sum(geo.fit(_us_table(GeoDesign(n_speakers=160), seed=100 + i)[0],
+                           GeoConfig(method="scan", n_permutations=49), seed=i).result["p_value"] <= 0.05
+                   for i in range(20))
+    assert rejected <= 4
+
+
+def test_band_tree_carves_out_a_middle_region():
+    table, planted = _us_table(GeoDesign(n_speakers=160, planted_gap=0.15, place="centre"), seed=0)
+    tree = geo.fit(table, GeoConfig(method="band_tree", max_leaves=6, n_permutations=99), seed=0)
+    assert any(n.best is not None and n.best.band_high is not None for n in tree.nodes if n.children)
+    labels = tree.assign_table(table)
+    assert _iou(_speakers_of(labels, "rank1"), planted) >= 0.4
+    for leaf in tree.leaves:  # every speaker is placed in the leaf whose box holds it
+        inside = [s for s, a in table.attribute_map().items() if tree.leaf_of(float(a["lat"]), float(a["lon"])) is leaf]
+        assert leaf.n_speakers == len(inside)
+
+
+def test_scan_pipeline_permutations_vectorised_equal_refits():
+    """`scan.crossfit_gaps` (vectorised) gives exactly the gaps of re-running crossfit with scan refits."""
+    table, _ = _us_table(GeoDesign(n_speakers=100, planted_gap=0.10, place="edge"), seed=3)
+    cfg = CohortsConfig(geo=GeoConfig(method="scan", n_permutations=0), measure=FAST)
+    orders = permutation_orders(len(table), 8, np.random.default_rng(1))
+    fast = crossfit_gaps(table, cfg.geo, 5, cfg.seed, FAST.min_speakers, orders)
+    slow = refit_gaps(table, fitter("geo", cfg, refit=True), 5, cfg.seed, FAST.min_speakers, orders)
+    assert np.isfinite(fast).all() and np.array_equal(fast, slow)
 
 
 def test_geodemographic_recovers_planted_attribute():
@@ -172,7 +220,7 @@ def test_crossfit_discovery_and_measurement_speakers_are_disjoint():
 
     def fit(part: SpeakerTable):
         seen.append(set(part.speakers))
-        return geo.fit(part, GeoConfig(max_leaves=3, n_permutations=19))
+        return geo.fit(part, GeoConfig(method="tree", max_leaves=3, n_permutations=19))
 
     labelling = crossfit(table, fit, folds=5, seed=0)
     folds = [set(table.speakers[i] for i in idx) for idx in speaker_folds(len(table), 5, 0)]
@@ -199,19 +247,32 @@ def test_held_out_gap_found_when_planted_and_not_when_null():
     assert study.held_out.disparity is not None and study.held_out.disparity.p_value > 0.05
 
 
+def test_auto_refits_rank_the_cached_clusters_as_a_fresh_fit():
+    member, vectors = _clustered()
+    table = _table(4, n_speakers=len(member), excess=np.where(member == 0, 0.15, 0.0), vectors=vectors)
+    cfg = CohortsConfig(auto=AutoConfig(k=None, k_max=6, min_cluster_speakers=20))
+    refit = fitter("auto", cfg, refit=True)
+    refit(table)  # clusters cached for these speakers
+    order = np.random.default_rng(0).permutation(len(table))
+    shuffled = dataclasses.replace(table, errors=table.errors[order], words=table.words[order])
+    assert refit(shuffled).to_dict() == auto.fit(shuffled, cfg.auto, cfg.measure.thresholds, cfg.seed).to_dict()
+
+
 def test_assign_round_trips_through_discovery_json():
     member, vectors = _clustered()
     table = _table(9, n_speakers=len(member), vectors=vectors)
-    fitted = [geo.fit(_planted_geo_table(), GeoConfig(max_leaves=4, n_permutations=19)),
+    fitted = [geo.fit(_planted_geo_table(), GeoConfig(method="tree", max_leaves=4, n_permutations=19)),
+              geo.fit(_planted_geo_table(), GeoConfig(method="band_tree", max_leaves=4, n_permutations=19)),
+              geo.fit(_planted_geo_table(), GeoConfig(method="scan", n_permutations=19)),
               geodemographic.fit(table, GeodemographicConfig(n_permutations=19)),
               auto.fit(table, AutoConfig(k=4))]
     for discovery in fitted:
         back = discovery_from_dict(json.loads(json.dumps(discovery.to_dict())))
         assert back.to_dict() == discovery.to_dict()
-        source = _planted_geo_table() if discovery.method == "geo" else table
+        source = _planted_geo_table() if discovery.method in ("geo", "geo_scan") else table
         assert back.assign_table(source) == discovery.assign_table(source)
     with pytest.raises(DataError, match="zip 'Z999'"):
-        fitted[1].assign({"new": {"zip": "Z999"}})
+        fitted[3].assign({"new": {"zip": "Z999"}})
     with pytest.raises(DataError, match="speaker 'new'"):
         fitted[0].assign({"new": {"lat": "", "lon": "3"}})
 
@@ -266,6 +327,7 @@ def _read_embeddings(path: Path) -> Dict[str, np.ndarray]:
 
 
 FAST_SET = ["--set", "measure.n_permutations=99", "--set", "measure.n_boot=50", "--set", "geo.n_permutations=49",
+            "--set", "measure.pipeline_permutations=19",
             "--set", "geodemographic.n_permutations=49", "--set", "geo.min_speakers=8", "--set",
             "geodemographic.min_speakers=8"]
 
@@ -288,7 +350,9 @@ def test_cli_geo_geodemographic_assign_end_to_end(tmp_path):
     doc = json.loads((out / "cohorts.json").read_text())
     assert doc["mode"] == "crossfit" and doc["disjoint"] is True and doc["n_measurement_speakers"] == 120
     assert {"held_out", "in_sample", "designated", "bottom_share", "cohorts", "model"} <= set(doc)
-    assert all(node["stop"] in STOP_RULES for node in doc["model"]["nodes"] if node["children"] is None)
+    assert doc["model"]["scan"]["significant"] and doc["model"]["scan"]["p_value"] <= 0.05  # the default: scan
+    assert doc["designated"]["p_value"] <= 0.05 and doc["designated"]["abs_gap_ci"][0] > 0
+    assert "whole-pipeline permutation" in doc["designated"]["method"]
     assigned = json.loads((out / "assignments.json").read_text())
     assert set(assigned) == {"method", "mode", "cohorts", "ranking"} and len(assigned["cohorts"]) == 120
 
@@ -371,3 +435,31 @@ def test_cli_bad_inputs_fail_with_one_line_and_no_artifacts(tmp_path):
                                       "--set", "measure.folds=1", "--out-dir", str(out)])
     assert result.exit_code == 1 and "folds must be >= 2" in result.output
     assert not out.exists() or not [p for p in out.iterdir() if not p.name.startswith(".")]
+
+
+def test_cli_geo_unplaced_speakers_stop_or_are_left_out_and_counted(tmp_path):
+    """Real corpora have speakers without a place: an error naming one by default; with
+    `unplaced_speakers=exclude` they are left out and cohorts.json / cohorts.md count them."""
+    table = _planted_geo_table(seed=11).subset(range(120))
+    _write_corpus(tmp_path, table, _zip_table())
+    speakers = tmp_path / "speakers.csv"
+    lines = speakers.read_text().splitlines()
+    unplaced = [line.split(",")[0] for line in lines[1:4]]
+    for i in (1, 2, 3):  # blank lat/lon, as `asrtools data prepare` leaves an unplaced speaker
+        fields = lines[i].split(",")
+        lines[i] = ",".join(fields[:2] + ["", ""] + fields[4:])
+    speakers.write_text("\n".join(lines) + "\n")
+    decode = _write_decode(tmp_path / "decode", table)
+    refused = run_asrtools(["cohorts", "geo", "--recogs", str(decode), "--speakers", str(speakers), *FAST_SET,
+                            "--out-dir", str(tmp_path / "refused")], check=False)
+    assert refused.returncode == 1 and f"speaker {unplaced[0]!r}: no numeric 'lat'" in refused.stderr
+    assert "unplaced_speakers=exclude" in refused.stderr and not (tmp_path / "refused" / "cohorts.json").exists()
+
+    out = tmp_path / "geo"
+    result = _invoke(["cohorts", "geo", "--recogs", str(decode), "--speakers", str(speakers), *FAST_SET,
+                      "--set", "unplaced_speakers=exclude", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "cohorts.json").read_text())
+    assert doc["unplaced_excluded"] == {"count": 3, "speakers": sorted(unplaced)}
+    assert doc["n_measurement_speakers"] == 117
+    assert "3 scored speakers could not be placed by geo" in (out / "cohorts.md").read_text()

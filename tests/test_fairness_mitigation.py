@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from torch import nn
 
 from asrtools.cli import cli
+from asrtools.data.assignments import read_assignments
 from asrtools.data.cuts import cut_speaker, load_cuts
 from asrtools.errors import ConfigError, DataError
-from asrtools.fairness.mitigation.assignments import read_assignments
 from asrtools.fairness.mitigation.fisher import check_fisher_baseline, diagonal_fisher
 from asrtools.models.build import ModelConfig, build_model, model_config_from_dict, model_config_to_dict
 from asrtools.models.enc_cohort_input import attach_cohort_map, cohort_input_config, condition_on_speakers
@@ -211,12 +211,77 @@ def test_cohort_input_starts_as_the_baseline_offline_and_streaming(encoder, comb
 
 def test_cohort_ids_come_from_the_map_and_unknown_labels_fail():
     _, wrapped = _wrapped_pair("lstm", "add")
-    assert wrapped.encoder.cohort_ids_of(["b", "a", "nobody"]).tolist() == [2, 1, 0]
+    unknown = wrapped.encoder.unknown_id
+    assert unknown == 3 and wrapped.encoder.cohort_ids_of(["b", "a", "nobody"]).tolist() == [2, 1, unknown]
     attach_cohort_map(wrapped, {"a": "rank9"})
     with pytest.raises(DataError, match="rank9"):
         wrapped.encoder.cohort_ids_of(["a"])
     with pytest.raises(ConfigError, match="no cohort input"):
         attach_cohort_map(nn.Module(), {})
+
+
+def test_speakers_missing_from_the_map_get_their_own_unknown_cohort():
+    """Not cohort 0 (the no-cohort input) and not a real cohort: an own row, zero at the start (so a
+    fresh model gives them the baseline's input), trainable; an old table without it is refused."""
+    base, wrapped = _wrapped_pair("lstm", "add")
+    enc = wrapped.encoder
+    assert enc.cohort_embedding.num_embeddings == 4  # no cohort, rank1, rank2, (unknown)
+    assert torch.count_nonzero(enc.cohort_embedding.weight[enc.unknown_id]) == 0
+    x, lens = torch.randn(4, 48, 80), torch.tensor([48, 48, 48, 48])
+    with torch.no_grad():
+        torch.nn.init.normal_(enc.cohort_proj.weight)
+        torch.nn.init.normal_(enc.cohort_embedding.weight[enc.unknown_id])
+        condition_on_speakers(wrapped, ["a", "b", "nobody"])
+        outputs, _ = enc(x[:3], lens[:3])
+        enc.set_cohorts(torch.tensor([0]))
+        no_cohort, _ = enc(x[2:3], lens[2:3])
+    assert not torch.allclose(outputs[2], no_cohort[0])  # unknown != the no-cohort input
+    assert not torch.allclose(outputs[2], outputs[0]) and not torch.allclose(outputs[2], outputs[1])
+    old = {k: (v[:3] if k.endswith("cohort_embedding.weight") else v) for k, v in wrapped.state_dict().items()}
+    with pytest.raises(DataError, match="no row for '\\(unknown\\)'"):
+        wrapped.load_state_dict(old)
+    with pytest.raises(ConfigError, match="reserved"):
+        config = ModelConfig(encoder="lstm", encoder_params=_ENCODERS["lstm"], decoder_dim=8, joiner_dim=8)
+        build_model(model_config_from_dict(cohort_input_config(model_config_to_dict(config), ["rank1", "(unknown)"],
+                                                               4, "add")), 12)
+
+
+def test_cohort_input_run_counts_speakers_missing_from_the_map(corpus, tmp_path, caplog):
+    """The training log and cohort_coverage.json say how many training / dev speakers got `(unknown)`,
+    and the mitigation page prints it."""
+    import logging
+
+    from asrtools.config import from_dict
+    from asrtools.fairness.mitigation.results import results_markdown
+    from asrtools.training.distributed import setup_distributed
+    from asrtools.training.task import TrainPaths
+    from asrtools.training.tasks.mitigation import COVERAGE_NAME, MitigationTask, MitigationTrainConfig
+    from test_train_helpers import TINY_CONFIG
+
+    assignments = _write_assignments(tmp_path / "a.json", {"spk0": "rank1", "spk1": "rank2", "spk2": "rank1"},
+                                     ["rank1", "rank2"])
+    model = cohort_input_config(TINY_CONFIG["model"], ["rank1", "rank2"], 4, "add")
+    config = from_dict(MitigationTrainConfig, {**TINY_CONFIG, "model": model, "task": "mitigation"})
+    paths = TrainPaths(corpus["cuts_train"], corpus["cuts_dev"], corpus["bpe_model"], tmp_path,
+                       extra_inputs={"assignments": assignments})
+    task = MitigationTask(config, paths, setup_distributed("cpu"), logging.getLogger("asrtools.test"))
+    with caplog.at_level(logging.INFO, logger="asrtools.test"):
+        train, dev = task.load_cuts("train"), task.load_cuts("dev")
+    spk3 = {split: sum(cut_speaker(c) == "spk3" for c in cuts) for split, cuts in (("train", train), ("dev", dev))}
+    assert spk3["train"] > 0
+    coverage = json.loads((tmp_path / COVERAGE_NAME).read_text())
+    assert coverage["train"]["unknown_speakers"] == 1 and coverage["train"]["unknown_examples"] == ["spk3"]
+    assert coverage["train"]["unknown_utterances"] == spk3["train"]
+    assert coverage["train"]["utterances"] == len(train) and coverage["dev"]["utterances"] == len(dev)
+    assert f"train: 1 of 4 speakers ({spk3['train']} of {len(train)} utterances) are not in" in caplog.text
+    assert task.model.encoder.cohort_ids_of(["spk3", "spk1"]).tolist() == [3, 2]
+    row = {"name": "cohort input", "overall_wer": 0.3, "worst_wer": 0.4, "worst_cohort": "rank1", "max_wer": None,
+           "variance": None, "rel_gap": None, "diff_overall": None, "train_minutes": 1.0, "fisher_minutes": None,
+           "cohort_coverage": coverage}
+    page = results_markdown([row])
+    assert (f"- cohort input: speakers missing from the cohort map get the explicit cohort `(unknown)`: dev "
+            f"{coverage['dev']['unknown_speakers']} of") in page
+    assert f"train 1 of 4 speakers ({spk3['train']} of {len(train)} utterances)" in page
 
 
 # ----------------------------------------------------------------------------- assignments
@@ -331,9 +396,16 @@ def test_mitigate_cli_end_to_end(corpus, baseline, tmp_path, monkeypatch):
                  "--name", name, "--train-dir", exp / name, *fisher_opt, *fast, "--out-dir", tmp_path / f"e_{name}"])
     doc = json.loads((tmp_path / "e_ewc" / "evaluation.json").read_text())
     assert doc["cost"]["method"]["penalty"] == "ewc" and doc["cost"]["fisher_minutes"] is not None
+    summary = json.loads((exp / "ewc" / "train_summary.json").read_text())
+    assert doc["cost"]["train_minutes"] == pytest.approx(summary["train_seconds"] / 60.0)  # the trainer's own sum
     assert doc["worst_ranked"]["cohort"] == "rank1"
     assert {c["cohort"] for c in doc["vs_baseline"]["cohorts"]} == {"rank1", "rank2"}
-    assert doc["vs_baseline"]["cohorts"][0]["p_bootstrap_holm"] is not None
+    for cohort in doc["vs_baseline"]["cohorts"]:  # tested only at or above the size floor (5 speakers)
+        tested = cohort["n_speakers"] >= 5
+        assert (cohort["p_bootstrap_holm"] is not None) == tested and cohort["tested"] == tested
+        assert tested or cohort["verdict"] == f"too few speakers ({cohort['n_speakers']} < 5)"
+    coverage = json.loads((tmp_path / "e_cohort" / "evaluation.json").read_text())["cost"]["cohort_coverage"]
+    assert coverage["train"]["unknown_speakers"] == 0 and coverage["train"]["speakers"] == 4
     _invoke(["mitigate", "results", "--eval", tmp_path / "e_base", "--eval", tmp_path / "e_ewc", "--eval",
              f"cohort input={tmp_path / 'e_cohort'}", "--out-dir", tmp_path / "results"])
     table = (tmp_path / "results" / "results.md").read_text()

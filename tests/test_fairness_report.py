@@ -4,6 +4,7 @@ verdicts, provenance, and one-line errors for unusable artifacts."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -24,22 +25,24 @@ def _cohort(label: str, speakers: int, wer: float, flags: Optional[List[str]] = 
             "flags": flags or [], "share_speakers": 0.0, "share_utts": 0.0, "share_errors": 0.0}
 
 
-def _designated(rel_gap: float, ci, p: float, worst: str = "bottom") -> Dict[str, Any]:
+def _designated(rel_gap: float, ci, p: float) -> Dict[str, Any]:
+    """The signed designated comparison as `SignedGap.to_dict()` writes it (a negative rel_gap: reversed)."""
+    wer_top = 0.3 / (1 + rel_gap)
+    gap = 0.3 - wer_top
     return {"bottom": "rank1", "top": "best", "n_speakers_bottom": 20, "n_speakers_top": 60, "wer_bottom": 0.3,
-            "wer_top": 0.3 / (1 + rel_gap), "abs_gap": 0.1, "rel_gap": rel_gap,
-            "disparity": {"worst": worst, "best": "top" if worst == "bottom" else "bottom", "rel_gap_ci": list(ci),
-                          "p_value": p}}
+            "wer_top": wer_top, "abs_gap": gap, "abs_gap_ci": [gap - 0.05, gap + 0.05], "rel_gap": rel_gap,
+            "rel_gap_ci": list(ci), "p_value": p, "alternative": "greater (bottom worse)", "level": 0.95}
 
 
 def write_run(directory: Path, method: str, *, rel_gap: float = 0.5, ci=(0.3, 0.7), p: float = 0.001,
-              worst: str = "bottom", share=(0.13, 0.13, 0.2), mode: str = "crossfit",
+              share=(0.13, 0.13, 0.2), mode: str = "crossfit",
               drop: Optional[str] = None) -> Path:
     """A cohorts.json in the form `asrtools cohorts METHOD` writes, plus a done-marker with provenance."""
     directory.mkdir(parents=True)
     cohorts = [_cohort("rank1", 20, 0.3), _cohort("rank2", 130, 0.2), _cohort("rank3", 4, 0.1, ["speakers<5"])]
     document = {
         "method": method, "mode": mode, "params": {}, "cohorts": cohorts, "held_out": {},
-        "designated": _designated(rel_gap, ci, p, worst),
+        "designated": _designated(rel_gap, ci, p),
         "bottom_share": dict(zip(("speakers", "utterances", "errors"), share)),
         "in_sample": {}, "in_sample_cohorts": cohorts[:2],
         "in_sample_designated": _designated(rel_gap * 2, (rel_gap, rel_gap * 3), 0.0001),
@@ -85,11 +88,21 @@ def test_table_shows_held_out_and_in_sample_figures_sizes_and_flags(tmp_path):
     assert doc["runs"][0]["held_out"]["share"] == {"speakers": 0.13, "utterances": 0.13, "errors": 0.2}
 
 
-def test_a_reversed_held_out_comparison_is_marked_and_never_significant(tmp_path):
-    page, doc = _page(tmp_path, geodemographic_lstm={"rel_gap": -0.1, "ci": (0.05, 0.3), "p": 0.01, "worst": "top"})
+def test_a_reversed_held_out_comparison_shows_its_signed_interval(tmp_path):
+    page, doc = _page(tmp_path, geodemographic_lstm={"rel_gap": -0.1, "ci": (-0.3, 0.05), "p": 0.9})
     row = _row(page, "| geodemographic | lstm |")
-    assert row[4:6] == ["-10.0 (reversed: top worse)", "0.010"]
+    assert row[4:6] == ["-10.0 [-30.0, 5.0] (reversed: top worse)", "0.900"]
     assert doc["runs"][0]["held_out"]["reversed"] and not doc["runs"][0]["held_out"]["significant"]
+    assert doc["runs"][0]["held_out"]["abs_gap_ci"][0] < 0
+
+
+def test_an_old_unsigned_designated_comparison_is_an_error(tmp_path):
+    directory = write_run(tmp_path / "old", "geo")
+    document = json.loads((directory / "cohorts.json").read_text())
+    document["designated"] = {"abs_gap": 0.1, "disparity": {"p_value": 0.01, "rel_gap_ci": [0.0, 0.3]}}
+    (directory / "cohorts.json").write_text(json.dumps(document))
+    with pytest.raises(DataError, match="no signed interval / one-sided p-value"):
+        read_run(parse_run(f"geo:lstm={directory}"))
 
 
 def test_paper_comparison_verdicts_follow_the_intervals(tmp_path):
@@ -155,10 +168,9 @@ def test_cli_writes_the_page_as_a_stage(tmp_path):
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("asrtools: error:")
 
 
-def test_paper_comparison_of_a_reversed_gap_says_so(tmp_path):
-    page, _ = _page(tmp_path, geodemographic_lstm={"rel_gap": -0.1, "ci": (0.05, 0.3), "worst": "top"})
-    assert ("the paper's 41.7% is not comparable: on held-out speakers the designated bottom cohort was not the "
-            "worse one") in page
+def test_paper_comparison_of_a_reversed_gap_uses_its_signed_interval(tmp_path):
+    page, _ = _page(tmp_path, geodemographic_lstm={"rel_gap": -0.1, "ci": (-0.3, 0.05), "p": 0.9})
+    assert "the paper's 41.7% is outside our 95% CI: our gap differs from it significantly" in page
 
 
 def _mitigation_row(name: str, overall: float, worst: float) -> Dict[str, Any]:
@@ -185,3 +197,23 @@ def test_mitigation_tables_come_from_results_json(tmp_path):
     assert document["mitigations"][0]["rows"] == rows
     with pytest.raises(DataError, match="no mitigation results"):
         read_mitigations("auto", tmp_path / "absent")
+
+
+def test_page_shows_no_machine_paths(tmp_path, monkeypatch):
+    """Run and mitigation directories given as absolute paths appear relative to the working directory
+    (the recipe directory), in the page and its JSON twin, command line included."""
+    from asrtools.report.fairness import read_mitigations
+
+    monkeypatch.chdir(tmp_path)
+    directory = tmp_path / "exp" / "results_geo"
+    directory.mkdir(parents=True)
+    (directory / "results.json").write_text(json.dumps({"rows": [_mitigation_row("baseline", 0.30, 0.45)]}))
+    run_dir = write_run(tmp_path / "exp" / "cohorts_geo", "geo")
+    command = f"asrtools report fairness --run geo:lstm={run_dir} --out {tmp_path / 'RESULTS.md'}"
+    page, document = build_fairness_page([read_run(parse_run(f"geo:lstm={run_dir}"))], title="T",
+                                         paper_system="lstm", command=command, generated="now",
+                                         mitigations=[read_mitigations("geo", directory)])
+    for text in (page, json.dumps(document)):
+        assert str(tmp_path) not in text and re.search(r"(?<![\w.])/(tmp|work|root|home)/", text) is None
+    assert "- geo:lstm (crossfit): exp/cohorts_geo/cohorts.json" in page
+    assert "--run geo:lstm=exp/cohorts_geo --out RESULTS.md" in page

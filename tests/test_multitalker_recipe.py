@@ -120,6 +120,7 @@ def test_recipe_runs_end_to_end_and_writes_the_results_page(source: Path, tmp_pa
     assert n >= 3
     assert f"| **baseline** | all | {n} |" in page and f"| **sts** | all | {n} |" in page
     assert "sts vs baseline" in page and "Against the paper" in page
+    assert "## Turn counts" in page and "| sts | words |" in page and "cpWER %" not in page
     doc = json.loads((tmp_path / "exp" / "results" / "results.json").read_text())
     assert set(doc["systems"]) == {"baseline", "sts"}
     assert doc["systems"]["sts"]["train"]["turn_scheme"] == "sot_eot"

@@ -27,6 +27,7 @@ from click.testing import CliRunner, Result
 from asrtools.cli import cli
 from asrtools.models.build import ModelConfig, build_model, model_config_to_dict
 from asrtools.models.checkpoint import save_checkpoint
+from asrtools.utils.paths import relative_paths
 
 torch.set_num_threads(1)
 
@@ -222,6 +223,7 @@ def test_report_page_end_to_end(experiments: Path, tmp_path: Path, monkeypatch) 
 
     monkeypatch.setattr(torch, "load", no_model_loading)
     monkeypatch.setattr(asrtools.decoding.recognize, "load_model", no_model_loading)
+    monkeypatch.chdir(experiments)  # the recipe directory: paths on the page are relative to it
     out, stage = tmp_path / "RESULTS.md", tmp_path / "stage"
     _cli(_report_args(experiments, "--out", str(out), "--out-dir", str(stage)))
     page = out.read_text()
@@ -230,7 +232,7 @@ def test_report_page_end_to_end(experiments: Path, tmp_path: Path, monkeypatch) 
     assert re.search(r"Generated on \d{4}-\d\d-\d\d \d\d:\d\d UTC", page)
     assert "asrtools report results --config" in page
     bench = json.loads((experiments / "exp" / "rtf" / "rtf.json").read_text())
-    assert bench["command"] in page
+    assert relative_paths(bench["command"]) in page and "--out-dir exp/rtf" in page
     doc = json.loads((stage / "results.json").read_text())
     assert doc["schema"] == "asrtools.report"
     metrics = {row["system"]: row for row in _section(doc, "metrics")["rows"]}
@@ -256,7 +258,10 @@ def test_report_page_end_to_end(experiments: Path, tmp_path: Path, monkeypatch) 
         assert low <= comparison["diff"] <= high < 0
     assert "**Answer: yes**" in page and "B − A (95% CI)" in page and "p (Holm, 3 tests)" in page
     # Sources and provenance: the decodes' recorded provenance (a fake GPU machine), the scoring's and model info's.
-    assert "## Sources" in page and str(experiments / "exp/lstm/info/info.json") in page
+    assert "## Sources" in page and "| exp/lstm/info/info.json |" in page
+    for text in (page, json.dumps(doc)):  # no absolute machine paths (the fixture's are absolute, in a tmp dir)
+        absolute = re.search(r"(?<![\w.])/(tmp|work|root|home)/", text)
+        assert absolute is None, text[max(0, absolute.start() - 200):absolute.start() + 80]
     assert "Fake GPU 80GB" in page and "| Fake CPU (8 cores) |" in page
     decode_tags = {row["provenance"]["asrtools decode"] for row in doc["sources"] if row["artifact"] == "test"}
     assert len(decode_tags) == 1 and doc["provenances"][decode_tags.pop()]["gpu"] == "Fake GPU 80GB"
@@ -468,3 +473,42 @@ def test_bench_script_updates_only_its_docs_section(experiments: Path, tmp_path:
     assert text.endswith("## B\n\nkeep b\n") and "old" not in text and "| lstm | lstm |" in text
     assert "Provenance: asrtools" in text and "1 thread" in text
     assert json.loads((tmp_path / "rtf.json").read_text())["schema"] == "asrtools.streaming_rtf"
+
+
+def test_paths_on_pages_are_relative(tmp_path: Path, monkeypatch) -> None:
+    from asrtools.utils.paths import display_path
+
+    monkeypatch.chdir(tmp_path)
+    assert display_path(tmp_path / "exp" / "lstm") == "exp/lstm" and display_path("exp/x") == "exp/x"
+    note = f"initialised from {tmp_path}/exp/pretrain/averaged.pt; see https://example.org/a/b; ref / hyp, km/h"
+    expected = "initialised from exp/pretrain/averaged.pt; see https://example.org/a/b; ref / hyp, km/h"
+    assert relative_paths(note) == expected
+
+
+def test_training_time_is_the_trainers_sum_over_resumed_runs(tmp_path: Path) -> None:
+    """A resumed run's marker holds only its own seconds; pages read train_summary.json's train_seconds."""
+    from asrtools.scoring.multitalker_results import train_info
+    from asrtools.sv.results import provenance
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / ".done.json").write_text(json.dumps({"seconds": 90.0, "params": {"config": {"num_threads": 2}}}))
+    (exp / "train_summary.json").write_text(json.dumps({"steps": 258, "epochs": 3, "train_seconds": 3786.0}))
+    assert train_info(exp)["seconds"] == 3786.0
+    (tmp_path / "emb").mkdir()
+    (tmp_path / "emb" / "embed.json").write_text(json.dumps({"model": "m", "checkpoint": str(exp / "averaged.pt")}))
+    (tmp_path / "score").mkdir()
+    (tmp_path / "score" / "score.json").write_text(json.dumps({"norm": None, "embeddings": str(tmp_path / "emb")}))
+    found = provenance({"scores": str(tmp_path / "score" / "scores.txt")})
+    assert found["train_seconds"] == 3786.0 and found["train_steps"] == 258
+
+
+def test_relative_change_of_a_gap_near_zero_is_given_in_points() -> None:
+    from asrtools.sv.results import _change
+
+    eer = {"a": 0.10, "b": 0.092, "diff": -0.008, "relative": -0.08, "ci": [-0.012, -0.004],
+           "relative_ci": [-0.12, -0.04], "p_value": 0.002, "baseline_ci": [0.085, 0.115]}
+    assert _change(eer) == "-8.0% [-12.0, -4.0], p=0.002"
+    gap = {"a": 0.004, "b": 0.001, "diff": -0.003, "relative": -0.741, "ci": [-0.011, 0.006],
+           "relative_ci": [-0.975, 19.108], "p_value": 0.599, "baseline_ci": [0.0002, 0.012]}
+    assert _change(gap) == "-0.30 pp [-1.10, +0.60] (-74%), p=0.599"  # not [-97.5, +1910.8]

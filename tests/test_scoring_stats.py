@@ -75,11 +75,13 @@ def test_cohort_statistics_by_hand() -> None:
     assert by_label["(missing)"].wer == 0.0 and by_label["(missing)"].n_speakers == 1
     assert [c.label for c in grouping.cohorts] == ["x", "y", "(missing)"]  # worst first
     assert x.share_speakers == pytest.approx(2 / 4) and x.share_errors == pytest.approx(9 / 10)
-    d = grouping.disparity
-    assert d is not None and d.basis.startswith("all cohorts")  # only x passes the thresholds
-    assert (d.worst, d.best) == ("x", "(missing)") and d.rel_gap is None and d.ratio is None
-    assert d.abs_gap == pytest.approx(0.3)
-    assert d.std_across == pytest.approx(np.std([0.3, 0.1, 0.0]))
+    # y and (missing) have one speaker each: under the size floor (2), no interval and no gap test;
+    # (missing) is reported by speaker and never tested.
+    assert by_label["y"].not_tested == "too few speakers (1 < 2)" and np.isnan(by_label["y"].ci_speaker).all()
+    assert x.not_tested is None and np.isfinite(x.ci_speaker).all()
+    assert grouping.missing == {"g": ["d"]}
+    assert grouping.to_dict()["missing_attributes"] == {"g": {"count": 1, "speakers": ["d"]}}
+    assert grouping.disparity is None  # only x is testable
     with pytest.raises(ConfigError, match="--by 'regoin': no utterance has this field"):
         cohort_table(_table(rows), ["regoin"], n_boot=0)
 

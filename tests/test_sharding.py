@@ -80,6 +80,29 @@ def test_task_units_are_round_robin_and_cover_every_unit():
         assert sorted(k for t in range(1, n + 1) for k in task_units(7, n, t)) == list(range(7))
 
 
+def test_merge_after_tasks_is_no_false_alarm_but_a_killed_run_is_reported(tmp_path, caplog):
+    out = tmp_path / "s"
+    for task in (1, 2):
+        with stage_mode(StageMode(task=task)):
+            toy_stage(out, 2)
+    assert check(out, 2).reason == "continuing the work of its tasks"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="asrtools"):
+        assert toy_stage(out, 2)  # the merge job
+    text = caplog.text
+    assert "continuing the work of the stage's tasks" in text
+    assert "did not finish" not in text and "interrupted" not in text
+    # A whole run that was killed (no tasks involved) is still reported as one.
+    killed = tmp_path / "k"
+    with pytest.raises(DataError):
+        toy_stage(killed, 1, fail=3)
+    assert check(killed, 1).reason == "an earlier run did not finish"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="asrtools"):
+        assert toy_stage(killed, 1)
+    assert "an earlier run did not finish" in caplog.text and "resuming an interrupted run" in caplog.text
+
+
 def test_result_does_not_depend_on_the_number_of_processes(tmp_path):
     assert toy_stage(tmp_path / "one" / "s", 1)
     assert toy_stage(tmp_path / "three" / "s", 3)

@@ -7,10 +7,13 @@ way a CPU-only cluster runs it: egs/synth/asr/run.sh with ASRTOOLS_LAUNCHER=slur
 corpus and features as job arrays, training as a 2-process `srun torchrun` job, and the
 results are compared with the local launchers' byte for byte (weights bit for bit).
 Cancellation: SIGKILL of run.sh, SIGKILL of the whole process group (runner included) and
-Ctrl-C each leave no job in squeue.
+Ctrl-C each leave no job in squeue. What a person follows: jobs named after their run (two
+trainings side by side differ in squeue), the runner's state lines on a requeue, CANCELLED with
+the command that resumes, and no heartbeat or other temporary file left after any of it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -24,7 +27,7 @@ import yaml
 
 from conftest import REPO, needs_tts
 from test_recipe_data import artifacts
-from test_train_helpers import TINY_CONFIG
+from test_train_helpers import TINY_CONFIG, make_corpus, train_cmd, write_config
 
 pytestmark = needs_tts
 RUN_SH = REPO / "egs" / "synth" / "asr" / "run.sh"
@@ -43,7 +46,8 @@ def slurm(tmp_path_factory) -> Dict[str, str]:
     assert start.returncode == 0, start.stderr
     daemons = {name: int((directory / f"{name}.pid").read_text()) for name in ("slurmctld", "slurmd", "munge/munged")}
     try:
-        yield {"SLURM_CONF": str(directory / "slurm.conf")}
+        # The job index goes beside the cluster unless a test names its own (not into the checkout).
+        yield {"SLURM_CONF": str(directory / "slurm.conf"), "ASRTOOLS_SLURM_INDEX": str(directory / "jobs.tsv")}
     finally:
         stop = subprocess.run([str(LOCAL_CLUSTER), "stop", str(directory)], capture_output=True, text=True)
         assert stop.returncode == 0, stop.stderr
@@ -102,7 +106,8 @@ def slurm_run(slurm, tmp_path_factory, train_config) -> Dict[str, object]:
     """The same recipe with ASRTOOLS_LAUNCHER=slurm on the CPU-only cluster: stages 0-3 with
     --nj 3 (three array tasks), then 4-7 with a 2-process training job."""
     root = tmp_path_factory.mktemp("slurm_run")
-    env = _env(slurm, ASRTOOLS_LAUNCHER="slurm", ASRTOOLS_SLURM_NPROC="2", ASRTOOLS_SLURM_GPU_CPUS="2")
+    env = _env(slurm, ASRTOOLS_LAUNCHER="slurm", ASRTOOLS_SLURM_NPROC="2", ASRTOOLS_SLURM_GPU_CPUS="2",
+               ASRTOOLS_SLURM_INDEX=str(root / "jobs.tsv"))
     common = ["--data", root / "data", "--exp", root / "exp", "--models", "lstm", "--train-config", train_config,
               "--rtf-utts", "2", "--results-md", root / "RESULTS.md"]
     data_stages = _recipe(env, *common, "--stop-stage", "3", "--nj", "3")
@@ -114,34 +119,46 @@ def test_data_stages_as_job_arrays_equal_the_local_run(local_run, slurm_run):
     root, log = slurm_run["root"], slurm_run["data_stages"].stderr
     assert artifacts(root / "data") == artifacts(local_run / "data")  # --nj 3 on SLURM, 2 locally
     # Synthesis and features ran as arrays of three tasks, each then merged by one job.
-    for stage in ("synth", "features"):
-        assert f"sbatch asrtools-data-{stage}: job array (task(s) 1,2,3 of 3); each: 1 node(s), 1 task(s), " \
+    for stage, folder in (("synth", "synth"), ("features", "fbank")):
+        assert f"sbatch data-{stage}:data/{folder}: job array (task(s) 1,2,3 of 3); each: 1 node(s), 1 task(s), " \
                f"1 CPU(s) per task, no GPU" in log
-        assert f"sbatch asrtools-data-{stage}-merge: job;" in log
+        assert f"sbatch data-{stage}-merge:data/{folder}: job;" in log
     logs = sorted(p.name for p in (root / "data" / "slurm_logs").iterdir())
     array_id = next(name.split("-")[-1][:-len(".sh")] for name in logs
-                    if name.startswith("asrtools-data-features-") and name.endswith(".sh") and "merge" not in name)
+                    if name.startswith("data-features_data_fbank-") and name.endswith(".sh"))
     for task in (1, 2, 3):
-        task_log = (root / "data" / "slurm_logs" / f"asrtools-data-features-{array_id}_{task}.out").read_text()
+        task_log = (root / "data" / "slurm_logs" / f"data-features_data_fbank-{array_id}_{task}.out").read_text()
         assert f"--task {task} data features" in task_log and "# ended with status 0" in task_log
+        assert f"# job {array_id}_{task} (job id " in task_log  # the id its file name and squeue use
+        assert "\r" not in task_log  # plain progress lines, no redrawn bars
     # Per-experiment logs: only job logs and batch scripts named by job id, nothing temporary.
     assert all(name.endswith((".out", ".sh")) and not name.startswith(".") for name in logs), logs
     assert not (REPO / "egs" / "synth" / "asr" / "slurm_logs").exists()
+    # One index lists every job of the run with its log.
+    index = [line.split("\t") for line in (root / "jobs.tsv").read_text().splitlines()[1:]]
+    assert [row[2:5] for row in index if row[3] == "data-features:data/fbank"] == \
+        [[f"{array_id}_{t}", "data-features:data/fbank", "submitted"] for t in (1, 2, 3)] + \
+        [[f"{array_id}_{t}", "data-features:data/fbank", "COMPLETED"] for t in (1, 2, 3)]
+    assert all(Path(row[5]).is_file() for row in index)
 
 
 def test_cpu_training_under_srun_torchrun_equals_the_local_run(local_run, slurm_run):
     import torch
 
     root, log = slurm_run["root"], slurm_run["model_stages"].stderr
-    assert "sbatch asrtools-train: job running torchrun with 2 process(es) per node; " \
+    assert "sbatch train:exp/lstm: job running torchrun with 2 process(es) per node; " \
            "each: 1 node(s), 1 task(s) per node, 2 CPU(s) per task, no GPU" in log
-    (script,) = (root / "exp" / "slurm_logs").glob("asrtools-train-*.sh")
+    (script,) = (root / "exp" / "slurm_logs").glob("train_exp_lstm-*.sh")
     assert "--gpus-per-node" not in script.read_text()
     job_log = script.with_suffix(".out").read_text()
     assert "# launcher: srun" in job_log and "--nproc_per_node=2" in job_log
     ours = torch.load(root / "exp" / "lstm" / "averaged.pt", weights_only=True)["model"]
     theirs = torch.load(local_run / "exp" / "lstm" / "averaged.pt", weights_only=True)["model"]
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    # Byte for byte, too: a sha256 check of a reproduced run passes.
+    digests = [hashlib.sha256((run / "exp" / "lstm" / "averaged.pt").read_bytes()).hexdigest()
+               for run in (root, local_run)]
+    assert digests[0] == digests[1]
     for decode in ("decode_dev_greedy", "decode_test_greedy", "decode_test_streaming"):
         def recogs(run: Path) -> List[dict]:
             rows = [json.loads(line) for line in (run / "exp" / "lstm" / decode / "recogs.jsonl").open()]
@@ -212,3 +229,114 @@ def test_killed_process_group_leaves_no_job(slurm, tmp_path, signum):
     if signum == signal.SIGKILL:
         assert "# the submitting runner is gone" in log.read_text()
     assert not any(p.name.startswith(".") for p in (tmp_path / "logs").iterdir())
+
+
+def _job_names(env: Dict[str, str]) -> List[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%j"], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def _dot_files(folder: Path) -> List[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_two_trainings_side_by_side_differ_in_squeue_by_name(slurm, tmp_path):
+    """Two seeds' trainings in the queue at once (held, so that neither ends before the other is
+    queued): `squeue -o %j` tells them apart; released, both train."""
+    corpus = make_corpus(tmp_path / "data", num_train=6)
+    config = write_config(tmp_path / "c.yaml", {"num_epochs": 1})
+    env = _env(slurm, ASRTOOLS_SLURM_INDEX=str(tmp_path / "jobs.tsv"), ASRTOOLS_SLURM_EXTRA="--hold",
+               ASRTOOLS_SLURM_POLL="1", ASRTOOLS_RNNT_BACKEND="native")
+    runners = []
+    for seed in (7, 8):
+        cmd = [str(REPO / "scripts" / "slurm" / "submit_gpu.sh"),
+               *train_cmd(config, corpus, tmp_path / "exp" / f"lstm_s{seed}"), "--set", f"seed={seed}"]
+        runners.append(subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True))
+    names = {"train:exp/lstm_s7", "train:exp/lstm_s8"}
+    try:
+        _wait_for(lambda: names <= set(_job_names(env)), 180, "both trainings in squeue at once")
+        time.sleep(3)  # the runners look every second: each sees its job held
+        jobs = [line.split()[0] for line in _squeue(env)]
+        subprocess.run(["scontrol", "release", *jobs], env=env, check=True)
+        errors = [runner.communicate(timeout=300)[1] for runner in runners]
+    finally:
+        for runner in runners:
+            if runner.poll() is None:
+                runner.kill()
+                runner.communicate()
+    assert [runner.returncode for runner in runners] == [0, 0], errors
+    for seed, stderr in zip((7, 8), errors):
+        assert f"(train:exp/lstm_s{seed}): PENDING (JobHeldUser)" in stderr, stderr[-1500:]
+        assert (tmp_path / "exp" / f"lstm_s{seed}" / "averaged.pt").is_file()
+    assert _dot_files(tmp_path / "exp" / "slurm_logs") == []
+
+
+def test_requeued_job_is_followed_in_the_runner_output(slurm, tmp_path):
+    """`scontrol requeue`: the runner says REQUEUED and PENDING (BeginTime: the local cluster holds a
+    requeued job 20 s, Slurm's default is 120 s), keeps waiting, and the rerun job succeeds."""
+    logs = tmp_path / "logs"
+    env = _env(slurm, ASRTOOLS_SLURM_POLL="1", ASRTOOLS_SLURM_LOG_DIR=str(logs),
+               ASRTOOLS_SLURM_INDEX=str(tmp_path / "jobs.tsv"))
+    runner = subprocess.Popen([str(SUBMIT), "sleep", "5"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(line.endswith(" RUNNING") for line in _squeue(env)), 60, "a running job")
+        job = _squeue(env)[0].split()[0]
+        subprocess.run(["scontrol", "requeue", job], env=env, check=True)
+        stderr = runner.communicate(timeout=240)[1]
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 0, stderr
+    prefix = f"submit.sh: job {job} (sleep): "
+    states = [line[len(prefix):].split(":")[0].split(" (")[0] for line in stderr.splitlines() if line.startswith(prefix)]
+    assert states[-3:] == ["REQUEUED", "PENDING", "RUNNING on localhost"], stderr
+    assert f"{prefix}PENDING (BeginTime) until " in stderr
+    log = (logs / f"sleep-{job}.out").read_text()
+    assert "DUE TO JOB REQUEUE" in log and "# SIGTERM at " in log  # the stop of attempt 1, said to be no crash
+    assert "# requeued: attempt 2 starts here" in log and log.count("# ended with status 0") == 1
+    assert _dot_files(logs) == []
+
+
+def test_cancelled_job_says_cancelled_and_the_command_that_resumes(slurm, tmp_path):
+    logs = tmp_path / "logs"
+    (tmp_path / "run.sh").write_text(f'#!/usr/bin/env bash\nexport ASRTOOLS_STAGE=3\n{SUBMIT} sleep 300 || exit $?\n')
+    env = _env(slurm, ASRTOOLS_SLURM_POLL="1", ASRTOOLS_SLURM_LOG_DIR=str(logs),
+               ASRTOOLS_SLURM_INDEX=str(tmp_path / "jobs.tsv"))
+    runner = subprocess.Popen(["bash", "run.sh", "--stage", "1", "--nj", "2"], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(line.endswith(" RUNNING") for line in _squeue(env)), 60, "a running job")
+        job = _squeue(env)[0].split()[0]
+        subprocess.run(["scancel", job], env=env, check=True)
+        stderr = runner.communicate(timeout=60)[1]
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode != 0
+    assert f"submit.sh: job {job} (sleep): CANCELLED" in stderr
+    assert f"submit.sh: error: SLURM job {job} (sleep) ended CANCELLED" in stderr
+    assert stderr.splitlines()[-1] == "submit.sh: to resume: run.sh --nj 2 --stage 3"
+    assert _dot_files(logs) == []
+
+
+def test_job_of_a_sigkilled_runner_finishes_and_leaves_no_heartbeat(slurm, tmp_path):
+    logs = tmp_path / "logs"
+    env = _env(slurm, ASRTOOLS_SLURM_LOG_DIR=str(logs), ASRTOOLS_SLURM_INDEX=str(tmp_path / "jobs.tsv"))
+    runner = subprocess.Popen([str(SUBMIT), "sleep", "14"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(lambda: any(line.endswith(" RUNNING") for line in _squeue(env)), 60, "a running job")
+        assert len(_dot_files(logs)) == 1  # the runner's heartbeat
+        os.kill(runner.pid, signal.SIGKILL)  # the runner only: its job goes on and finishes
+        runner.wait()
+        _wait_for(lambda: not _squeue(env), 60, "the job to finish")
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    (log,) = logs.glob("sleep-*.out")
+    assert "# ended with status 0" in log.read_text()
+    assert _dot_files(logs) == []

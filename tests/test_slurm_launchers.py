@@ -109,11 +109,35 @@ sys.exit(max(abs(p.wait()) for p in procs))
 '''
 
 FAKE_SCONTROL = r'''
-"""Fake scontrol: only `scontrol show hostnames a,b,c`."""
-import sys
+"""Fake scontrol: `scontrol show hostnames a,b,c`, and `scontrol -o show job ID`, which prints the
+next answer of the JSON list in $FAKE_SCONTROL_JOBS (the last one again once they run out;
+{id} becomes ID) and records the call; nothing without FAKE_SCONTROL_JOBS."""
+import json, os, sys
 
-assert sys.argv[1:3] == ["show", "hostnames"], sys.argv
-print("\n".join(sys.argv[3].split(",")))
+if sys.argv[1:3] == ["show", "hostnames"]:
+    print("\n".join(sys.argv[3].split(",")))
+    sys.exit(0)
+assert sys.argv[1:4] == ["-o", "show", "job"], sys.argv
+state = os.environ["FAKE_SLURM_STATE"]
+with open(os.path.join(state, "scontrol.jsonl"), "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+if "FAKE_SCONTROL_JOBS" not in os.environ:
+    sys.exit(1)
+answers = json.loads(os.environ["FAKE_SCONTROL_JOBS"])
+counter = os.path.join(state, "scontrol_calls")
+calls = int(open(counter).read()) if os.path.exists(counter) else 0
+open(counter, "w").write(str(calls + 1))
+print(answers[min(calls, len(answers) - 1)].replace("{id}", sys.argv[4]))
+'''
+
+FAKE_SACCT = r'''
+"""Fake sacct: as on a cluster without accounting storage, unless $FAKE_SACCT gives its output."""
+import os, sys
+
+if "FAKE_SACCT" not in os.environ:
+    print("sacct: error: Slurm accounting storage is disabled", file=sys.stderr)
+    sys.exit(1)
+print(os.environ["FAKE_SACCT"])
 '''
 
 FAKE_SCANCEL = r'''
@@ -144,7 +168,7 @@ if args[:1] == ["--check"]:
         device = args[args.index("--device") + 1] if "--device" in args else answer.get("device")
         print(f"state={'up-to-date' if answer.get('status', 3) == 0 else 'run'}")
         print("stage=fake")
-        print(f"out_dir={os.path.join(os.getcwd(), 'stage')}")
+        print(f"out_dir={answer.get('out_dir', os.path.join(os.getcwd(), 'stage'))}")
         print(f"tasks={answer.get('tasks', 1)}")
         print(f"pending={answer.get('pending', '')}")
         if device:
@@ -202,6 +226,7 @@ def cluster(tmp_path) -> Dict[str, Path]:
     _python_tool(bin_dir / "srun", FAKE_SRUN)
     _python_tool(bin_dir / "scontrol", FAKE_SCONTROL)
     _python_tool(bin_dir / "scancel", FAKE_SCANCEL)
+    _python_tool(bin_dir / "sacct", FAKE_SACCT)
     _python_tool(torchrun_dir / "torchrun", FAKE_TORCHRUN)
     work = tmp_path / "submit dir $x"  # the job must cd to a directory whose name needs quoting
     work.mkdir()
@@ -242,11 +267,15 @@ def test_arguments_reach_the_job_unchanged(cluster):
     assert job["argv"] == TRICKY_ARGS
     assert job["cwd"] == str(cluster["work"])
     assert not any((cluster["work"] / name).exists() for name in ("pwned", "pwned2"))
-    # The batch script and the job log sit side by side under slurm_logs/, named after the job.
+    # The batch script and the job log sit side by side under slurm_logs/, named after the job;
+    # the index lists the job and its log.
     name = Path(sys.executable).name
     logs = cluster["work"] / "slurm_logs"
-    assert sorted(p.name for p in logs.iterdir()) == [f"{name}-1000.out", f"{name}-1000.sh"]
+    assert sorted(p.name for p in logs.iterdir()) == ["jobs.tsv", f"{name}-1000.out", f"{name}-1000.sh"]
     assert "# ended with status 0" in (logs / f"{name}-1000.out").read_text()
+    index = [line.split("\t") for line in (logs / "jobs.tsv").read_text().splitlines()]
+    assert index[0][0] == "# time" and [row[2:] for row in index[1:]] == [
+        ["1000", name, event, str(logs / f"{name}-1000.out")] for event in ("submitted", "COMPLETED")]
     assert _records(cluster["state"], "srun") == []
 
 
@@ -256,6 +285,8 @@ def test_failing_job_status_propagates(cluster):
     log = cluster["work"] / "slurm_logs" / "bash-1000.out"
     assert f"SLURM job 1000 (bash) failed with status 3; log: {log}" in result.stderr
     assert "boom-x" in result.stderr  # the log's tail is shown
+    # The last line: the command that resumes (here: this runner's command, no recipe started it).
+    assert result.stderr.splitlines()[-1] == f"submit.sh: to resume: {SUBMIT} bash -c echo\\ boom-\\$1\\;\\ exit\\ 3 _ x"
 
 
 def _fake_asrtools(cluster: Dict[str, Path]) -> None:
@@ -280,20 +311,26 @@ def test_sbatch_options_come_from_the_environment(cluster):
     # Logs go beside the stage directory that `asrtools --check` names (<work>/stage).
     common = {"--time": "0:30:00", "--mem": "8G", "--cpus-per-task": "3", "--account": "asr",
               "--qos": "high", "--constraint": "a100", "--export": "ALL", "--wait": True,
-              "--chdir": str(cluster["work"]), "--output": str(cluster["work"] / "slurm_logs" / "%x-%j.out")}
-    gpu_only = {"--job-name": "asrtools-train", "--partition": "gpu", "--gpus-per-node": "1", "--nodes": "1"}
-    cpu_only = {"--job-name": "asrtools-score-wer", "--partition": "short", "--nodes": "1", "--ntasks": "1"}
+              "--chdir": str(cluster["work"])}
+    logs = cluster["work"] / "slurm_logs"
+    # Named after the subcommand and the stage directory's last two parts (<work>/stage).
+    gpu_only = {"--job-name": "train:submit_dir__x/stage", "--partition": "gpu", "--gpus-per-node": "1",
+                "--nodes": "1", "--output": str(logs / "train_submit_dir__x_stage-%j.out")}
+    cpu_only = {"--job-name": "score-wer:submit_dir__x/stage", "--partition": "short", "--nodes": "1",
+                "--ntasks": "1", "--output": str(logs / "score-wer_submit_dir__x_stage-%j.out")}
     assert {**common, **gpu_only}.items() <= gpu_call["options"].items()
     assert {**common, **cpu_only}.items() <= cpu_call["options"].items()
     assert "--gpus-per-node" not in cpu_call["options"]
     # A decode job: one GPU whatever ASRTOOLS_SLURM_GPUS says, the GPU partition, its own time.
-    decode_only = {"--job-name": "asrtools-decode", "--partition": "gpu", "--gpus-per-node": "1",
+    decode_only = {"--job-name": "decode:submit_dir__x/stage", "--partition": "gpu", "--gpus-per-node": "1",
                    "--nodes": "1", "--ntasks": "1", "--time": "0:10:00"}
     assert {**common, **decode_only}.items() <= decode_call["options"].items()
     assert _records(cluster["state"], "srun") == []  # one GPU: no torchrun
-    logs = cluster["work"] / "slurm_logs"
-    assert (logs / "asrtools-train-1000.out").is_file() and (logs / "asrtools-score-wer-1001.out").is_file()
-    assert (logs / "asrtools-decode-1002.out").is_file()
+    assert (logs / "train_submit_dir__x_stage-1000.out").is_file()
+    assert (logs / "score-wer_submit_dir__x_stage-1001.out").is_file()
+    assert (logs / "decode_submit_dir__x_stage-1002.out").is_file()
+    assert f"job 1000 (train:submit_dir__x/stage) submitted; log: {logs / 'train_submit_dir__x_stage-1000.out'}" \
+        in gpu.stderr
     # What each job asks for is printed.
     assert ("each: 1 node(s), 1 task(s) per node, 3 CPU(s) per task, 1 GPU(s) per node, memory 8G, "
             "time limit 0:30:00, partition gpu, account asr, plus --qos=high --constraint=a100") in gpu.stderr
@@ -325,7 +362,7 @@ def test_up_to_date_stage_is_not_submitted(cluster):
     result = _run([SUBMIT, "asrtools", "data", "features", "-j", "4"],
                   _env(cluster, {"FAKE_CHECK": json.dumps({"status": 0})}), cluster["work"])
     assert result.returncode == 0, result.stderr
-    assert "asrtools-data-features: up to date, not submitted" in result.stderr
+    assert "data-features:submit_dir__x/stage: up to date, not submitted" in result.stderr
     assert _records(cluster["state"], "sbatch") == []
     assert not (cluster["work"] / "slurm_logs").exists()
 
@@ -358,15 +395,27 @@ def test_sharded_stage_runs_pending_tasks_as_an_array_then_merges(cluster):
     assert result.returncode == 0, result.stderr
     array, merge = _records(cluster["state"], "sbatch")
     # One GPU and one CPU per array task; the merge job is a one-CPU job without GPU.
-    assert {"--array": "1,3", "--gpus-per-node": "1", "--cpus-per-task": "1", "--job-name": "asrtools-decode",
-            "--output": str(cluster["work"] / "slurm_logs" / "%x-%A_%a.out")}.items() <= array["options"].items()
+    logs = cluster["work"] / "slurm_logs"
+    assert {"--array": "1,3", "--gpus-per-node": "1", "--cpus-per-task": "1", "--job-name": "decode:submit_dir__x/stage",
+            "--output": str(logs / "decode_submit_dir__x_stage-%A_%a.out")}.items() <= array["options"].items()
     assert "--array" not in merge["options"] and "--gpus-per-node" not in merge["options"]
-    assert {"--cpus-per-task": "1", "--job-name": "asrtools-decode-merge"}.items() <= merge["options"].items()
+    assert {"--cpus-per-task": "1", "--job-name": "decode-merge:submit_dir__x/stage"}.items() \
+        <= merge["options"].items()
     runs = [c["argv"] for c in _records(cluster["state"], "asrtools") if c["argv"][0] != "--check"]
     assert runs == [["--task", "1", *cmd[1:]], ["--task", "3", *cmd[1:]], cmd[1:]]
-    logs = sorted(p.name for p in (cluster["work"] / "slurm_logs").iterdir())
-    assert logs == ["asrtools-decode-1000.sh", "asrtools-decode-1000_1.out", "asrtools-decode-1000_3.out",
-                    "asrtools-decode-merge-1003.out", "asrtools-decode-merge-1003.sh"]
+    assert sorted(p.name for p in logs.iterdir()) == [
+        "decode-merge_submit_dir__x_stage-1003.out", "decode-merge_submit_dir__x_stage-1003.sh",
+        "decode_submit_dir__x_stage-1000.sh", "decode_submit_dir__x_stage-1000_1.out",
+        "decode_submit_dir__x_stage-1000_3.out", "jobs.tsv"]
+    # The array task's log header names it as its file does (<array id>_<task>).
+    assert "# job 1000_3 (job id 1002; decode:submit_dir__x/stage)" in \
+        (logs / "decode_submit_dir__x_stage-1000_3.out").read_text()
+    index = [line.split("\t")[2:] for line in (cluster["work"] / "slurm_logs" / "jobs.tsv").read_text().splitlines()]
+    assert [row[:3] for row in index[1:]] == [
+        ["1000_1", "decode:submit_dir__x/stage", "submitted"], ["1000_3", "decode:submit_dir__x/stage", "submitted"],
+        ["1000_1", "decode:submit_dir__x/stage", "COMPLETED"], ["1000_3", "decode:submit_dir__x/stage", "COMPLETED"],
+        ["1003", "decode-merge:submit_dir__x/stage", "submitted"],
+        ["1003", "decode-merge:submit_dir__x/stage", "COMPLETED"]]
     assert "job array (task(s) 1,3 of 3); each: 1 node(s), 1 task(s), 1 CPU(s) per task, 1 GPU(s) per node" \
         in result.stderr
 
@@ -378,9 +427,10 @@ def test_failed_array_task_is_named_and_nothing_is_merged(cluster):
     result = _run([SUBMIT, "asrtools", "data", "features", "-j", "3"], env, cluster["work"])
     assert result.returncode == 7
     (array,) = _records(cluster["state"], "sbatch")
-    log = cluster["work"] / "slurm_logs" / "asrtools-data-features-1000_2.out"
-    assert ("SLURM job array 1000 (asrtools-data-features) failed with status 7; unfinished task(s): 2; "
+    log = cluster["work"] / "slurm_logs" / "data-features_submit_dir__x_stage-1000_2.out"
+    assert ("SLURM job array 1000 (data-features:submit_dir__x/stage) failed with status 7; unfinished task(s): 2; "
             f"rerun to run only those; logs: {log}") in result.stderr
+    assert result.stderr.splitlines()[-1] == f"submit.sh: to resume: {SUBMIT} asrtools data features -j 3"
 
 
 def _wait_for(predicate, timeout: float = 30.0) -> None:
@@ -406,7 +456,7 @@ def test_runner_cancels_its_job_when_its_parent_is_killed(cluster):
         parent.wait()
     logs = cluster["work"] / "slurm_logs"
     _wait_for(lambda: not any(p.name.startswith(".runner-") for p in logs.iterdir()))
-    assert sorted(p.name for p in logs.iterdir()) == ["asrtools-train-1000.sh"]  # no temporary leftovers
+    assert sorted(p.name for p in logs.iterdir()) == ["jobs.tsv", "train_submit_dir__x_stage-1000.sh"]
 
 
 @pytest.mark.parametrize("signum, status", [(2, 130), (15, 143), (1, 129)])
@@ -417,12 +467,98 @@ def test_interrupted_runner_cancels_its_job(cluster, signum, status):
     runner = subprocess.Popen([str(SUBMIT), "asrtools", "train"], env=_env(cluster, {"FAKE_SBATCH_SLEEP": "60"}),
                               cwd=cluster["work"], stderr=subprocess.PIPE, text=True, start_new_session=True,
                               preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
-    _wait_for(lambda: (cluster["work"] / "slurm_logs" / "asrtools-train-1000.sh").exists())
+    _wait_for(lambda: (cluster["work"] / "slurm_logs" / "train_submit_dir__x_stage-1000.sh").exists())
     os.kill(runner.pid, signum)
     _, stderr = runner.communicate(timeout=30)
     assert runner.returncode == status, stderr
     assert _records(cluster["state"], "scancel") == [["1000"]]
     assert "cancelling SLURM job(s) 1000" in stderr
+
+
+def test_jobs_are_named_after_the_stage_directory_so_runs_differ_in_squeue(cluster):
+    _fake_asrtools(cluster)
+    work = cluster["work"]
+    long_dir = work / "exp" / ("a_very_long_experiment_name_" * 3 + "seed7") / "decode_test_greedy_chunk32"
+    names = []
+    for out_dir in (work / "exp" / "lstm", work / "exp" / "lstm_s7", long_dir):
+        env = _env(cluster, {"FAKE_CHECK": json.dumps({"out_dir": str(out_dir)})})
+        result = _run([SUBMIT, "asrtools", "train", "--exp-dir", out_dir], env, work)
+        assert result.returncode == 0, result.stderr
+        names.append(_records(cluster["state"], "sbatch")[-1]["options"]["--job-name"])
+    assert names[:2] == ["train:exp/lstm", "train:exp/lstm_s7"]  # two seeds side by side
+    assert len(names[2]) == 64 and names[2].startswith("train:...") and names[2].endswith("_seed7/decode_test_greedy_chunk32")
+    logs = sorted(p.name for p in (work / "exp" / "slurm_logs").iterdir())
+    assert logs[:4] == ["train_exp_lstm-1000.out", "train_exp_lstm-1000.sh", "train_exp_lstm_s7-1001.out",
+                        "train_exp_lstm_s7-1001.sh"]
+
+
+REQUEUE_ANSWERS = [  # what `scontrol -o show job` says on successive polls
+    "JobId={id} JobName=x JobState=PENDING Reason=Priority Restarts=0 NodeList=(null)",
+    "JobId={id} JobName=x JobState=RUNNING Reason=None Restarts=0 NodeList=node1",
+    "JobId={id} JobName=x JobState=PENDING Reason=BeginTime Restarts=1 StartTime=2026-01-01T10:02:00 NodeList=(null)",
+    "JobId={id} JobName=x JobState=RUNNING Reason=None Restarts=1 NodeList=node1",
+]
+
+
+def test_runner_prints_state_changes_and_requeues_as_they_happen(cluster):
+    _fake_asrtools(cluster)
+    env = _env(cluster, {"FAKE_SBATCH_SLEEP": "6", "ASRTOOLS_SLURM_POLL": "1",
+                         "FAKE_SCONTROL_JOBS": json.dumps(REQUEUE_ANSWERS)})
+    result = _run([SUBMIT, "asrtools", "train"], env, cluster["work"])
+    assert result.returncode == 0, result.stderr
+    prefix = "submit.sh: job 1000 (train:submit_dir__x/stage): "
+    states = [line[len(prefix):] for line in result.stderr.splitlines() if line.startswith(prefix)]
+    assert states[:3] == ["PENDING (Priority)", "RUNNING on node1",
+                          "REQUEUED (restart 1): Slurm holds it before it runs again (BeginTime; 2 minutes by default), "
+                          "then it resumes from its finished work; still waiting"]
+    assert states[3:] == ["PENDING (BeginTime) until 2026-01-01T10:02:00", "RUNNING on node1"]
+    assert ["-o", "show", "job", "1000"] in _records(cluster["state"], "scontrol")
+
+
+@pytest.mark.parametrize("sacct, expected", [
+    (None, "ended CANCELLED, exit code 0:15; it was cancelled (scancel, an administrator, or its own watchdog)"),
+    ("1000|TIMEOUT|0:0", "ended TIMEOUT, exit code 0:0; it reached its time limit: raise ASRTOOLS_SLURM_TIME"),
+])
+def test_failed_job_says_how_it_ended_and_ends_with_the_resume_command(cluster, sacct, expected):
+    # A recipe script that exported its stage, started as `bash run.sh --stage 2 --nj 3 "a b"`.
+    _write_executable(cluster["work"] / "run.sh",
+                      f'#!/usr/bin/env bash\nexport ASRTOOLS_STAGE=4\n{SUBMIT} bash -c "exit 143" || exit $?\n')
+    answers = ["JobId={id} JobState=RUNNING Reason=None Restarts=0 NodeList=node1",
+               "JobId={id} JobState=CANCELLED Reason=None Restarts=0 ExitCode=0:15 NodeList=node1"]
+    settings = {"FAKE_SBATCH_SLEEP": "2", "ASRTOOLS_SLURM_POLL": "1", "FAKE_SCONTROL_JOBS": json.dumps(answers)}
+    if sacct:
+        settings["FAKE_SACCT"] = sacct
+    result = _run(["bash", "run.sh", "--stage", "2", "--nj", "3", "a b"], _env(cluster, settings), cluster["work"])
+    assert result.returncode == 143
+    log = cluster["work"] / "slurm_logs" / "bash-1000.out"
+    assert f"submit.sh: error: SLURM job 1000 (bash) {expected}; log: {log}" in result.stderr
+    assert "submit.sh: job 1000 (bash): RUNNING on node1" in result.stderr
+    assert result.stderr.splitlines()[-1] == "submit.sh: to resume: run.sh --nj 3 a\\ b --stage 4"
+    (last,) = [line for line in (cluster["work"] / "slurm_logs" / "jobs.tsv").read_text().splitlines()][-1:]
+    assert last.split("\t")[2:] == ["1000", "bash", expected.split(",")[0].split()[1], str(log)]
+
+
+def test_heartbeat_of_a_sigkilled_runner_is_removed_by_its_job_and_by_the_next_runner(cluster):
+    _fake_asrtools(cluster)
+    logs = cluster["work"] / "slurm_logs"
+    runner = subprocess.Popen([str(SUBMIT), "asrtools", "train"], env=_env(cluster, {"FAKE_SBATCH_SLEEP": "3"}),
+                              cwd=cluster["work"], stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_for(lambda: logs.is_dir() and any(p.name.startswith(".runner-") for p in logs.iterdir()))
+    (heartbeat,) = [p for p in logs.iterdir() if p.name.startswith(".runner-")]
+    os.kill(runner.pid, signal.SIGKILL)  # the runner only: its sbatch goes on, the job runs
+    runner.wait()
+    os.utime(heartbeat, (heartbeat.stat().st_atime - 60, heartbeat.stat().st_mtime - 60))  # still for a minute
+    log = logs / "train_submit_dir__x_stage-1000.out"
+    _wait_for(lambda: log.exists() and "# ended with status 0" in log.read_text())
+    assert not heartbeat.exists()
+    assert not any(p.name.startswith(".") for p in logs.iterdir())
+    # A heartbeat whose job had ended before it went still: the next runner on the host removes it.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = logs / f".runner-{socket.gethostname()}-{dead.pid}.alive"
+    left.write_text("1 2\n")
+    assert _run([SUBMIT, "asrtools", "train"], _env(cluster), cluster["work"]).returncode == 0
+    assert not any(p.name.startswith(".") for p in logs.iterdir())
 
 
 def test_bad_gpu_count_is_a_one_line_error(cluster):
@@ -527,7 +663,8 @@ def test_slurm_training_end_to_end_with_real_torchrun(cluster, tmp_path):
     stage = 'set -euo pipefail; . "$1"; shift; $gpu_cmd "$@"'
     cmd = ["nice", "-n", "10", "bash", "-c", stage, "_", CMD_SH, *train_cmd(config, corpus, exp)]
     result = _run(cmd, env, cluster["work"], timeout=240)
-    log = tmp_path / "slurm_logs" / "asrtools-train-1000.out"  # beside the experiment directory
+    name = f"train:{tmp_path.name}/exp"  # the stage directory's last two parts
+    log = tmp_path / "slurm_logs" / f"train_{tmp_path.name}_exp-1000.out"  # beside the experiment directory
     assert result.returncode == 0, result.stderr + (log.read_text()[-3000:] if log.exists() else "")
 
     (job,) = _records(cluster["state"], "sbatch")
@@ -541,5 +678,5 @@ def test_slurm_training_end_to_end_with_real_torchrun(cluster, tmp_path):
     assert "# ended with status 0" in log.read_text()
     # A rerun finds the two-process training up to date on the submit host and submits nothing.
     again = _run(cmd, env, cluster["work"], timeout=240)
-    assert again.returncode == 0 and "asrtools-train: up to date, not submitted" in again.stderr, again.stderr
+    assert again.returncode == 0 and f"{name}: up to date, not submitted" in again.stderr, again.stderr
     assert len(_records(cluster["state"], "sbatch")) == 1

@@ -30,6 +30,11 @@ def test_sv_recipe_runs_end_to_end_and_is_up_to_date_on_rerun(tmp_path):
     results = json.loads((exp / "results" / "results.json").read_text())
     assert [r["name"] for r in results["rows"]] == ["baseline", "pw"]
     assert results["rows"][1]["provenance"]["arw"] == "pw"
+    # which epoch the averaged model came from and how many ARW steps it had seen
+    selection = results["rows"][1]["provenance"]["selection"]
+    assert selection["selected_epochs"] == [1] and selection["arw_steps"][0] > 0
+    assert results["rows"][0]["provenance"]["selection"]["arw_steps"] is None
+    assert "## Checkpoint selection" in page and f"| pw | 1 (of 1) | {selection['arw_steps'][0]} |" in page
     for row in results["rows"]:  # metric names with a dot (mindcf_0.01) are found too
         overall = json.loads((exp / row["name"] / "sv_test" / "sv.json").read_text())["overall"]
         assert row["metrics"]["mindcf"]["value"] == overall["mindcf_0.01"]["value"]

@@ -163,6 +163,14 @@ def test_exact_resume_of_min_max_training_after_sigkill(tmp_path, variant):
     for k, state in ta["adversary_optimizer"]["state"].items():
         assert torch.equal(state["exp_avg"], tb["adversary_optimizer"]["state"][k]["exp_avg"])
     assert torch.equal(ta["labeler"]["centroids"], tb["labeler"]["centroids"])
+    # the summary says how many ARW steps and k-means fits each epoch checkpoint had seen, resumed or not
+    import json
+
+    history = [json.loads((d / "train_summary.json").read_text())["valid_history"] for d in (straight, exp)]
+    assert history[0] == history[1]
+    steps = [history[0][str(e)]["arw_steps"] for e in (1, 2, 3)]
+    assert 0 < steps[0] < steps[1] < steps[2] == ta["arw_steps"], steps
+    assert history[0]["3"]["pseudo_label_refits"] == ta["labeler"]["refits"] >= 2
 
 
 def test_torchrun_two_processes_train_the_adversary_in_step(tmp_path):
@@ -190,3 +198,72 @@ def test_bpe_model_is_optional_except_for_the_transducer(tmp_path):
                          "--exp-dir", str(tmp_path / "exp")], check=False)
     assert proc.returncode == 1 and "needs a BPE model (--bpe-model)" in proc.stderr
     assert not (tmp_path / "exp").exists()
+
+
+def _blobs(seed: int, per_cluster: int = 40, k: int = 5, dim: int = 8, spread: float = 0.15) -> torch.Tensor:
+    """(k * per_cluster, dim) points around k random unit directions."""
+    g = torch.Generator().manual_seed(seed)
+    centres = F.normalize(torch.randn(k, dim, generator=g), dim=1)
+    return torch.cat([c + spread * torch.randn(per_cluster, dim, generator=g) for c in centres])
+
+
+def _fitted(points: torch.Tensor, seed: int, k: int = 5):
+    from asrtools.losses.arw import PseudoLabeler
+
+    labeler = PseudoLabeler(points.shape[1], k, len(points), seed)
+    labeler.add(points)
+    assert labeler.fit(step=0)
+    return labeler
+
+
+def test_pseudo_labels_keep_their_identity_across_refits():
+    """A refit on the same embeddings returns the same labels; one on perturbed embeddings keeps
+    each cluster's index. A fresh k-means (what every refit used to be) renumbers the clusters,
+    which is what scrambled the PL adversary's targets."""
+    points = _blobs(0)
+    labeler = _fitted(points, seed=3)
+    first = labeler.assign(points)
+    for step in (100, 200, 300):  # later refits use other k-means seeds: only warm start + matching keep the ids
+        assert labeler.fit(step)
+        assert torch.equal(labeler.assign(points), first), step
+        assert labeler.last_changed == 0.0
+    assert labeler.refits == 4
+
+    fresh = _fitted(points, seed=11).assign(points)
+    same_partition = {(int(a), int(b)) for a, b in zip(first, fresh)}
+    assert len(same_partition) == 5, "the blobs are separable: both fits find the same 5 regions"
+    assert not torch.equal(fresh, first), "a fresh k-means numbers the regions differently"
+
+    moved = points + 0.03 * torch.randn(points.shape, generator=torch.Generator().manual_seed(1))
+    labeler.add(moved)
+    assert labeler.fit(400)
+    agree = float((labeler.assign(moved) == first).float().mean())
+    assert agree > 0.97 and labeler.last_changed < 0.03, agree
+
+
+def test_refit_matching_undoes_a_permutation_of_the_centroids():
+    from asrtools.losses.arw import match_clusters
+
+    previous = F.normalize(torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    permutation = torch.tensor([3, 0, 5, 1, 4, 2])
+    shuffled = previous[permutation] + 0.01
+    order = torch.from_numpy(match_clusters(F.normalize(shuffled, dim=1), previous))
+    assert torch.equal(permutation[order], torch.arange(6))
+
+
+def test_checkpoint_selection_reports_the_epochs_and_their_arw_steps():
+    from asrtools.scoring.sv_report import checkpoint_selection, selection_lines
+
+    summary = {"epochs": 4, "selection": {"chosen": ["epoch-2.pt", "epoch-4.pt"]},
+               "valid_history": {str(e): {"eer": 0.1, "arw_steps": 10.0 * e, "pseudo_label_refits": e}
+                                 for e in range(1, 5)}}
+    sel = checkpoint_selection(summary)
+    assert sel == {"epochs_trained": 4, "selected_epochs": [2, 4], "arw_steps": [20, 40],
+                   "pseudo_label_refits": [2, 4]}
+    plain = checkpoint_selection({"epochs": 3, "selection": {"chosen": ["epoch-3.pt"]},
+                                  "valid_history": {"3": {"eer": 0.2}}})
+    assert plain["selected_epochs"] == [3] and plain["arw_steps"] is None
+    assert checkpoint_selection({"epochs": 1, "selection": {"chosen": ["final.pt"]}})["selected_epochs"] is None
+    table = "\n".join(selection_lines([{"name": "pl", "provenance": {"selection": sel}},
+                                       {"name": "base", "provenance": {"selection": plain}}]))
+    assert "| pl | 2, 4 (of 4) | 20, 40 | 2, 4 |" in table and "| base | 3 (of 3) | – | – |" in table

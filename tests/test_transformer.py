@@ -8,10 +8,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from asrtools.errors import ConfigError
-from asrtools.models.compute import relative_compute, summarize_compute
+from asrtools.models.compute import summarize_compute
 from asrtools.models.encoder import build_encoder
 from asrtools.nn.arbitrator import FrameGate, hashed_uniform
 from asrtools.nn.attention import RelPositionSelfAttention, chunk_attention_mask
+from asrtools.utils.encoder_compute import relative_compute
 
 from streaming_helpers import assert_streaming_equals_offline, random_chunk_sizes
 

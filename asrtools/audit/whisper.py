@@ -34,13 +34,13 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from lhotse import CutSet
 from lhotse.cut import Cut
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from asrtools.audit.text_norm import NORMALIZER_VERSION, normalize_hypothesis
 from asrtools.decoding.recognize import PARTS_DIR, recognition_record
 from asrtools.errors import ConfigError, DataError, ToolError, describe
 from asrtools.pipeline import StageContext, atomic_write_json
+from asrtools.utils.progress import progress
 from asrtools.utils.provenance import provenance
 from asrtools.scoring.io import RECOGS_NAME, format_trn, write_lines
 
@@ -252,7 +252,7 @@ def transcribe_cuts(ctx: StageContext, model: Any, cuts: CutSet, options: Whispe
     if finished:
         ctx.log.info("resuming: %d of %d cuts already transcribed", finished, len(cut_list))
     records: List[Dict[str, Any]] = []
-    bar = tqdm(total=len(cut_list), initial=finished, desc="whisper", unit="cut", dynamic_ncols=True)
+    bar = progress(total=len(cut_list), initial=finished, desc="whisper", unit="cut")
     with logging_redirect_tqdm([ctx.log]), bar:
         for index, start in enumerate(starts):
             part = _part_path(ctx.out_dir, index)

@@ -43,6 +43,8 @@ FAMILIES: Dict[str, str] = {
     "amortized": "Compute-amortized Transformer recipe: the results page (WER vs executed compute).",
     "cohorts": "Cohort discovery (geographic tree, geodemographic partition, embedding k-means), measured held out.",
     "mitigate": "Fairness mitigations (EWC fine-tuning, oversampling, cohort input) and their before/after evaluation.",
+    "export": "Export streaming transducers for deployment (ONNX for sherpa-onnx / onnxruntime, int8 copies).",
+    "transcribe": "Transcribe audio files with an exported model (any rate/channels; streamed; --json word times).",
 }
 
 

@@ -19,7 +19,7 @@ def bpe() -> None:
 @bpe.command()
 @click.option("--supervisions", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Training SupervisionSet manifest (its texts train the model).")
-@config_options
+@config_options("asrtools.text.bpe_config:BpeConfig")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @force_option
 def train(supervisions: Path, config_path: Optional[Path], overrides: Tuple[str, ...], out_dir: Path,

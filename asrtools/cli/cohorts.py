@@ -5,6 +5,8 @@ discovery.json to other speakers (e.g. the ASR training speakers).
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -40,7 +42,7 @@ def _inputs(func: Any) -> Any:
 
 def _outputs(func: Any) -> Any:
     func = click.option("--out-dir", type=_DIR, required=True)(func)
-    return force_option(config_options(func))
+    return force_option(config_options("asrtools.fairness.config:CohortsConfig")(func))
 
 
 def _load_vectors(path: Path) -> Dict[str, Any]:
@@ -70,16 +72,23 @@ def _run(method: str, recogs: Path, speakers_csv: Path, zipcodes: Optional[Path]
     loaded: Dict[str, Any] = {}
 
     def load() -> None:  # everything is computed at the door: a bad input leaves the directory untouched
-        from asrtools.fairness.speakers import load_speaker_table
+        from asrtools.fairness.speakers import load_speaker_table, split_unplaced
         from asrtools.fairness.study import discover
 
         vectors = _load_vectors(embeddings) if embeddings is not None else None
-        tables = []
+        tables, unplaced = [], []
         for source in (recogs, discover_recogs):
             table = load_speaker_table(source, speakers_csv, zipcodes) if source is not None else None
+            if table is not None and cfg.unplaced_speakers == "exclude":
+                table, left_out = split_unplaced(table, method)
+                unplaced += left_out
             tables.append(table.with_vectors(vectors) if table is not None and vectors is not None else table)
+        if unplaced:
+            logging.getLogger("asrtools").warning("%d scored speakers cannot be placed by %s and are left out "
+                                                  "(unplaced_speakers: exclude): %s", len(unplaced), method,
+                                                  ", ".join(unplaced[:10]) + (", ..." if len(unplaced) > 10 else ""))
         loaded["discovery_table"] = tables[1] or tables[0]
-        loaded["study"] = discover(method, tables[0], cfg, tables[1])
+        loaded["study"] = dataclasses.replace(discover(method, tables[0], cfg, tables[1]), unplaced=unplaced)
 
     def body(ctx: Any) -> None:
         from asrtools.fairness.report import write_study
@@ -104,10 +113,11 @@ def _pct(value: Optional[float]) -> str:
 @_outputs
 def geo(recogs: Path, speakers_csv: Path, discover_recogs: Optional[Path], config_path: Optional[Path],
         overrides: Tuple[str, ...], out_dir: Path, force: bool) -> None:
-    """Regions by a recursive lat/lon partition (selection-aware permutation test per split).
+    """Regions by a spatial scan over lat/lon rectangles (default) or a recursive lat/lon tree (geo.method).
 
     Writes discovery.json, assignments.json (held-out rank labels), cohorts.json/.csv/.md and
-    regions.png. Settings: the `geo` and `measure` sections of --config (asrtools.fairness.config).
+    regions.png. Settings: the `geo` and `measure` sections of --config (asrtools.fairness.config);
+    `--set geo.method=tree` for the paper's one-threshold tree, `band_tree` for bands as well.
 
     Example: asrtools cohorts geo --recogs exp/lstm/decode_test_greedy --speakers data/synth/speakers.csv --set geo.max_leaves=6 --out-dir exp/lstm/cohorts_geo
     """
@@ -143,7 +153,11 @@ def auto(recogs: Path, speakers_csv: Path, discover_recogs: Optional[Path], embe
     Writes discovery.json, assignments.json, cohorts.json/.csv/.md and embedding_pca.png.
     Settings: the `auto` and `measure` sections of --config.
 
-    Example: asrtools cohorts auto --recogs exp/lstm/decode_test_greedy --speakers data/synth/speakers.csv --embeddings exp/embed_test/embeddings.npz --set auto.k_max=6 --out-dir exp/lstm/cohorts_auto
+    \b
+    Examples:
+      asrtools cohorts auto --recogs exp/lstm/decode_test_greedy --speakers data/synth/speakers.csv \\
+        --embeddings exp/embed_test/embeddings.npz --set auto.k_max=6 --out-dir exp/lstm/cohorts_auto
+      asrtools cohorts auto --show-config --set auto.k_max=6
     """
     _run("auto", recogs, speakers_csv, None, embeddings, discover_recogs, config_path, overrides, out_dir, force)
 

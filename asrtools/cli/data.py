@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import click
 
@@ -28,7 +28,9 @@ def data() -> None:
 @data.command()
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default", show_default=True,
               help="Corpus size preset; --config and --set override its values.")
-@config_options
+@config_options("asrtools.data.synth.config:SynthConfig",
+                defaults=lambda opts: PRESETS[click.Choice(sorted(PRESETS)).convert(opts.get("preset", "default"),
+                                                                                     None, None)])
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("-j", "--num-jobs", type=click.IntRange(min=1), default=2, show_default=True,
               help="Tasks that synthesise the utterances: local processes (or SLURM array tasks, "
@@ -38,7 +40,11 @@ def synth(preset: str, config_path: Optional[Path], overrides: Tuple[str, ...], 
           force: bool) -> None:
     """Synthesise the offline multi-accent English corpus with Debian TTS voices.
 
-    Example: asrtools data synth --preset default --config conf/synth.yaml --out-dir data/synth -j 2
+    \b
+    Examples:
+      asrtools data synth --preset default --config conf/synth.yaml --out-dir data/synth -j 2
+      asrtools data synth --preset tiny --set utts_per_speaker=2 --out-dir data/synth_small
+      asrtools data synth --preset tiny --show-config
     """
     from asrtools.data.synth.config import SynthConfig
     from asrtools.data.synth.corpus import CorpusWork
@@ -51,32 +57,90 @@ def synth(preset: str, config_path: Optional[Path], overrides: Tuple[str, ...], 
 
 @data.command()
 @click.option("--corpus-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="A directory made by `asrtools data synth`.")
+              help="A directory made by `asrtools data synth` (or written in its layout by hand).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--sample-rate", type=int, default=16000, show_default=True)
+@click.option("--sample-rate", type=int, default=None, help="Required sample rate of every recording [16000].")
+@click.option("--resample", type=click.IntRange(min=1), default=None, metavar="RATE",
+              help="Resample audio at another rate to RATE (e.g. 16000) instead of refusing it.")
 @force_option
-def manifests(corpus_dir: Path, out_dir: Path, sample_rate: int, force: bool) -> None:
+def manifests(corpus_dir: Path, out_dir: Path, sample_rate: Optional[int], resample: Optional[int],
+              force: bool) -> None:
     """Write Lhotse recordings/supervisions manifests per split, then validate them.
 
     Example: asrtools data manifests --corpus-dir data/synth --out-dir data/manifests
     """
-    from asrtools.data.manifests import format_statistics, read_synth_corpus, validate_manifest_dir, write_manifests
+    from asrtools.data.manifests import ManifestsConfig, make_manifests
 
-    loaded = {}
+    make_manifests(ManifestsConfig(sample_rate=_target_rate(sample_rate, resample), resample=resample is not None),
+                   corpus_dir, out_dir, force=force)
 
-    def load() -> None:
-        loaded["splits"] = read_synth_corpus(corpus_dir, sample_rate)
 
-    def body(ctx) -> None:
-        from asrtools.pipeline import atomic_write_json
+def _target_rate(sample_rate: Optional[int], resample: Optional[int]) -> int:
+    if sample_rate is not None and resample is not None and sample_rate != resample:
+        raise ConfigError(f"--resample {resample} and --sample-rate {sample_rate} disagree; give one of them")
+    return resample or sample_rate or 16000
 
-        write_manifests(loaded["splits"], ctx.out_dir)
-        stats = validate_manifest_dir(ctx.out_dir, sample_rate, check_audio=False)
-        atomic_write_json(ctx.out_dir / "stats.json", stats)
-        ctx.log.info("manifests:\n%s", format_statistics(stats))
 
-    run_stage(out_dir, "data manifests", {"sample_rate": sample_rate}, {"corpus": corpus_dir}, body, force=force,
-              validate=load)
+def _key_values(ctx: click.Context, param: click.Parameter, values: Tuple[str, ...]) -> Dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{value!r}: expected KEY=VALUE, e.g. text_column=sentence")
+        pairs[key.strip()] = val.strip()
+    return pairs
+
+
+@data.command()
+@click.argument("corpus")
+@click.option("--corpus-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The corpus as you have it on disk (read only; nothing is downloaded).")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--parts", default="", metavar="'P1 P2 ...'",
+              help="Corpus parts to prepare, space- or comma-separated (default: the corpus's own default; "
+                   "librispeech: train-clean-100 dev-clean test-clean; train-960 = the 960 h).")
+@click.option("--sample-rate", type=int, default=None, help="Required sample rate of every recording [16000].")
+@click.option("--resample", type=click.IntRange(min=1), default=None, metavar="RATE",
+              help="Resample audio at another rate to RATE (e.g. 16000) instead of refusing it.")
+@click.option("--option", "options", multiple=True, callback=_key_values, metavar="KEY=VALUE",
+              help="A corpus-specific setting (repeatable), e.g. csv: --option text_column=sentence.")
+@click.option("--no-geocode", is_flag=True, help="Do not place speakers from their zip/city/region/country.")
+@click.option("--no-audio-check", is_flag=True, help="Do not read the start of every audio file.")
+@click.option("--max-duration", type=float, default=60.0, show_default=True,
+              help="Longest utterance allowed (seconds).")
+@click.option("-j", "--num-jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Threads for lhotse's corpus preparation.")
+@force_option
+def prepare(corpus: str, corpus_dir: Path, out_dir: Path, parts: str, sample_rate: Optional[int],
+            resample: Optional[int], options: Dict[str, str], no_geocode: bool, no_audio_check: bool,
+            max_duration: float, num_jobs: int, force: bool) -> None:
+    """Turn a corpus you have on disk into manifests per split + speakers.csv (lhotse's own parsers).
+
+    Writes recordings_<split>.jsonl.gz, supervisions_<split>.jsonl.gz, stats.json (as
+    `data manifests` does), speakers.csv (id, split, every speaker attribute the corpus
+    gives, lat/lon and how they were placed) and notes.txt. The corpus is checked before
+    anything is written. CORPUS: librispeech, kaldi (a Kaldi data dir, or a directory of
+    them), csv (one CSV/TSV table per split), commonvoice, vctk, voxceleb, libricss, ... (an
+    unknown name prints the full list).
+
+    \b
+    kaldi: DIR is a data dir (wav.scp, text, utt2spk, [segments], spk2gender, any spk2<attr>;
+      one split named after DIR, or --option split=NAME) or holds data dirs (one split each).
+    csv: DIR holds <split>.csv / <split>.tsv with columns path|audio, text|transcript,
+      speaker|speaker_id, optional id, start, end|duration; other columns are speaker
+      attributes (--option text_column=NAME etc. for other names).
+
+    \b
+    Example: asrtools data prepare librispeech --corpus-dir /data/LibriSpeech --out-dir data/manifests
+    Example: asrtools data prepare kaldi --corpus-dir data/test --out-dir data/manifests_test
+    """
+    from asrtools.data.corpora.stage import PrepareConfig, prepare_corpus
+
+    config = PrepareConfig(corpus=corpus, parts=parts.replace(",", " ").split(),
+                           sample_rate=_target_rate(sample_rate, resample), resample=resample is not None,
+                           check_audio=not no_audio_check, geocode=not no_geocode, max_duration=max_duration,
+                           num_jobs=num_jobs, options=options)
+    prepare_corpus(config, corpus_dir, out_dir, force=force)
 
 
 @data.command()
@@ -101,7 +165,7 @@ def validate(manifest_dir: Path, sample_rate: int, no_audio_check: bool, as_json
 
 @data.command()
 @click.option("--manifest-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@config_options
+@config_options("asrtools.data.feature_config:FeatureConfig")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @feature_tasks_option
 @force_option
@@ -111,7 +175,7 @@ def features(manifest_dir: Path, config_path: Optional[Path], overrides: Tuple[s
 
     Example: asrtools data features --manifest-dir data/manifests --config conf/fbank.yaml --out-dir data/fbank -j 4
     """
-    from asrtools.data.feature_config import FeatureConfig
+    from asrtools.data.feature_config import FeatureConfig, fingerprint_params
     from asrtools.pipeline.sharding import run_sharded_stage
 
     cfg = load_config(FeatureConfig, config_path, overrides)
@@ -121,7 +185,7 @@ def features(manifest_dir: Path, config_path: Optional[Path], overrides: Tuple[s
 
         return FeatureWork(manifest_dir, ctx.out_dir, cfg)
 
-    run_sharded_stage(out_dir, "data features", to_dict(cfg), {"manifests": manifest_dir}, plan, num_jobs,
+    run_sharded_stage(out_dir, "data features", fingerprint_params(to_dict(cfg)), {"manifests": manifest_dir}, plan, num_jobs,
                       force=force)
 
 
@@ -137,7 +201,7 @@ def _speed_factors(ctx: click.Context, param: click.Parameter, value: str) -> Li
               help="Featurised cuts to perturb, e.g. data/fbank/cuts_train.jsonl.gz.")
 @click.option("--factors", callback=_speed_factors, default="0.9 1.1", show_default=True,
               help="Speed factors (space- or comma-separated); 1.1 = 10% faster.")
-@config_options
+@config_options("asrtools.data.feature_config:FeatureConfig")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @feature_tasks_option
 @force_option
@@ -152,7 +216,7 @@ def perturb(cuts_path: Path, factors: List[float], config_path: Optional[Path], 
     Example: asrtools data perturb --cuts data/fbank/cuts_train.jsonl.gz --factors "0.9 1.1" \
       --config conf/fbank.yaml --out-dir data/fbank_sp -j 2
     """
-    from asrtools.data.feature_config import FeatureConfig
+    from asrtools.data.feature_config import FeatureConfig, fingerprint_params
     from asrtools.data.features import check_speed_factors
     from asrtools.pipeline.sharding import run_sharded_stage
 
@@ -164,14 +228,14 @@ def perturb(cuts_path: Path, factors: List[float], config_path: Optional[Path], 
 
         return SpeedPerturbWork(cuts_path, factors, ctx.out_dir, cfg)
 
-    run_sharded_stage(out_dir, "data perturb", {**to_dict(cfg), "factors": factors}, {"cuts": cuts_path}, plan,
+    run_sharded_stage(out_dir, "data perturb", {**fingerprint_params(to_dict(cfg)), "factors": factors}, {"cuts": cuts_path}, plan,
                       num_jobs, force=force)
 
 
 @data.command()
 @click.option("--source-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory with source cuts_<split>.jsonl.gz (e.g. from `asrtools data features`).")
-@config_options
+@config_options("asrtools.data.conversations:MixConfig")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("-j", "--num-jobs", type=int, default=2, show_default=True, help="Feature processes.")
 @force_option
@@ -186,8 +250,9 @@ def mix(source_dir: Path, config_path: Optional[Path], overrides: Tuple[str, ...
     Example: asrtools data mix --source-dir ../asr/data/fbank --config conf/mix.yaml --out-dir data/mix
     """
     from asrtools.data.conversations import MixConfig, simulate
+    from asrtools.data.feature_config import fingerprint_params
 
     cfg = load_config(MixConfig, config_path, overrides)
     sources = {f"cuts_{s}": source_dir / f"cuts_{s}.jsonl.gz" for s in sorted(cfg.conversations)}
-    run_stage(out_dir, "data mix", to_dict(cfg), sources,
+    run_stage(out_dir, "data mix", fingerprint_params(to_dict(cfg)), sources,
               lambda ctx: simulate(source_dir, ctx.out_dir, cfg, num_jobs, ctx.log), force=force)

@@ -11,8 +11,8 @@ from asrtools.cli.options import force_option
 
 
 @click.command("decode")
-@click.option("--exp-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Experiment directory of `asrtools train`.")
+@click.option("--exp-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Experiment directory of `asrtools train` (backend torch).")
 @click.option("--checkpoint", default="averaged.pt", show_default=True,
               help="Checkpoint file, relative to --exp-dir unless it is an existing path.")
 @click.option("--cuts", "cuts_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -36,19 +36,29 @@ from asrtools.cli.options import force_option
                    "`asrtools --task I`); the result does not depend on it.")
 @click.option("--cohort-map", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="assignments.json giving each speaker's cohort, for a model with a cohort input "
-                   "(`asrtools mitigate cohort-input`); speakers not in it get no cohort (the baseline's input).")
+                   "(`asrtools mitigate cohort-input`); speakers not in it get the explicit cohort '(unknown)' "
+                   "(counted in the log).")
+@click.option("--backend", type=click.Choice(["torch", "onnx", "sherpa-onnx"]), default="torch", show_default=True,
+              help="torch: the checkpoint; onnx: the toolkit's onnxruntime decoder on --model-dir (the cuts' "
+                   "features); sherpa-onnx: sherpa-onnx's OnlineRecognizer on --model-dir (the cuts' audio).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="An `asrtools export onnx` directory (backends onnx and sherpa-onnx).")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="Which files of --model-dir (backends onnx and sherpa-onnx).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Stage directory for recogs.jsonl, ref.trn, hyp.trn, summary.json.")
 @force_option
-def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, method: str, beam: int,
+def decode(exp_dir: Optional[Path], checkpoint: str, cuts_path: Path, bpe_model: Path, method: str, beam: int,
            max_sym_per_frame: int, chunk_frames: int, max_duration: float, shard_size: int, device: str,
-           num_jobs: int, cohort_map: Optional[Path], out_dir: Path, force: bool) -> None:
+           num_jobs: int, cohort_map: Optional[Path], backend: str, model_dir: Optional[Path], precision: str,
+           out_dir: Path, force: bool) -> None:
     """Decode --cuts and write recogs.jsonl plus sclite ref.trn / hyp.trn.
 
     Utterance ids in the trn files are `<speaker>-<cut id>` (sclite -i rm). Score them with
     `asrtools score wer`. A multi-talker checkpoint (task sts) decodes conversation cuts
     (greedy or streaming_greedy, every channel) into turns.jsonl instead, with the target
-    overlap ratios of a conversations_<split>.jsonl found beside the cuts; score it with
+    overlap ratios of a conversations_<split>.jsonl found beside the cuts (else the
+    `target_overlap` the supervisions carry, e.g. LibriCSS's); score it with
     `asrtools score multitalker`.
 
     \b
@@ -56,6 +66,8 @@ def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, met
       asrtools decode --exp-dir exp/lstm --checkpoint averaged.pt \\
         --cuts data/fbank/cuts_test.jsonl.gz --bpe-model data/lang_bpe/bpe.model \\
         --method streaming_greedy --chunk-frames 32 --out-dir exp/lstm/decode_test_streaming -j 4
+      asrtools decode --backend sherpa-onnx --model-dir exp/lstm/onnx --cuts data/fbank/cuts_test.jsonl.gz \
+        --bpe-model data/lang_bpe/bpe.model --method streaming_greedy --out-dir exp/lstm/decode_test_sherpa
     """
     import torch
 
@@ -69,6 +81,17 @@ def decode(exp_dir: Path, checkpoint: str, cuts_path: Path, bpe_model: Path, met
     options = DecodeOptions(method=method, beam=beam, max_sym_per_frame=max_sym_per_frame,
                             chunk_frames=chunk_frames, max_duration=max_duration, shard_size=shard_size)
     options.validate()
+    if backend != "torch":
+        from asrtools.export.decode import OnnxDecodeOptions, run_exported_decode
+
+        if model_dir is None or cohort_map is not None or device != "cpu":
+            raise ConfigError(f"--backend {backend} needs --model-dir and runs on the CPU without --cohort-map")
+        options.max_duration = 0.0  # one cut at a time
+        run_exported_decode(model_dir, cuts_path, bpe_model, options, OnnxDecodeOptions(backend, precision),
+                            out_dir, num_jobs, force)
+        return
+    if exp_dir is None and not Path(checkpoint).is_file():
+        raise ConfigError(f"--checkpoint {checkpoint} is not a file: give --exp-dir (or the checkpoint's path)")
     ckpt_path = Path(checkpoint) if Path(checkpoint).is_file() else exp_dir / checkpoint
     if _checkpoint_task(ckpt_path) == "sts":
         _decode_multitalker(ckpt_path, cuts_path, bpe_model, options, device, out_dir, force)
@@ -111,7 +134,7 @@ def _attach_cohorts(model, cohort_map: Optional[Path], cuts) -> None:
     """Give a cohort-input model its speakers' cohorts from --cohort-map (checked against the cuts)."""
     from asrtools.data.cuts import cut_speaker
     from asrtools.errors import ConfigError
-    from asrtools.fairness.mitigation.assignments import read_assignments
+    from asrtools.data.assignments import read_assignments
     from asrtools.models.enc_cohort_input import attach_cohort_map, has_cohort_input
     from asrtools.scoring.io import check_cohort_map
 
@@ -119,9 +142,17 @@ def _attach_cohorts(model, cohort_map: Optional[Path], cuts) -> None:
         if has_cohort_input(model):
             raise ConfigError("this model has a cohort input: give the speakers' cohorts with --cohort-map")
         return
+    import logging
+
+    from asrtools.models.enc_cohort_input import cohort_coverage
+
     cohorts = read_assignments(cohort_map).cohorts
-    check_cohort_map({spk: {"cohort": c} for spk, c in cohorts.items()}, [cut_speaker(c) for c in cuts], cohort_map)
+    speakers = [cut_speaker(c) for c in cuts]
+    check_cohort_map({spk: {"cohort": c} for spk, c in cohorts.items()}, speakers, cohort_map)
     attach_cohort_map(model, cohorts)
+    coverage = cohort_coverage(cohorts, speakers)
+    if coverage.unknown_speakers:
+        logging.getLogger("asrtools").warning(coverage.describe("decode", str(cohort_map)))
 
 
 def _checkpoint_task(path: Path) -> str:
@@ -144,7 +175,7 @@ def _decode_multitalker(ckpt_path: Path, cuts_path: Path, bpe_model: Path, optio
                         force: bool) -> None:
     import torch
 
-    from asrtools.data.conversations import conversation_info
+    from asrtools.data.conversations import conversation_info, supervision_targets
     from asrtools.data.cuts import check_features, load_cuts
     from asrtools.decoding.multitalker import load_sts_model, run_multitalker_decoding
     from asrtools.errors import ConfigError
@@ -168,11 +199,14 @@ def _decode_multitalker(ckpt_path: Path, cuts_path: Path, bpe_model: Path, optio
                               f"with {model.vocab_size}")
         cuts = load_cuts(cuts_path, "cuts")
         check_features(cuts, meta["feature_dim"], "cuts")
-        targets = {k: v["target_overlap"] for k, v in conversation_info(plan).items()} if plan.is_file() else {}
+        targets = {k: v["target_overlap"] for k, v in conversation_info(plan).items()} if plan.is_file() \
+            else supervision_targets(cuts)  # a recorded corpus (LibriCSS) carries them on its supervisions
         summary = run_multitalker_decoding(ctx, model, meta, tokenizer, cuts, chunk, options.max_duration,
                                            torch_device, targets)
         ctx.log.info("decoded %d conversations, RTF %s", summary["num_conversations"], summary["real_time_factor"])
 
+    from asrtools.data.turns import TURNS_FORMAT
+
     params = {"method": options.method, "chunk_frames": chunk, "max_duration": options.max_duration,
-              "max_sym_per_frame": options.max_sym_per_frame}
+              "max_sym_per_frame": options.max_sym_per_frame, "turns_format": TURNS_FORMAT}
     run_stage(out_dir, "decode multitalker", params, inputs, body, force=force)

@@ -28,6 +28,14 @@ def mitigate() -> None:
     """Fairness mitigations (EWC, oversampling, cohort input) and their before/after evaluation."""
 
 
+def _load_mitigation_config(config_path: Optional[Path], overrides: Tuple[str, ...], opts: Dict[str, Any]) -> Any:
+    """The shared mitigation config; the model is --baseline's when given, else the default architecture."""
+    from asrtools.fairness.mitigation.finetune import Baseline, mitigation_config
+
+    model_config = Baseline.load(Path(opts["baseline"])).model_config if opts.get("baseline") else {}
+    return mitigation_config(config_path, overrides, model_config, {})
+
+
 def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by the fine-tuning commands."""
     for option in reversed([
@@ -41,14 +49,14 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
     ]):
         func = option(func)
-    return config_options(func)
+    return config_options(_load_mitigation_config)(func)
 
 
 def _train(run: Dict[str, Any], settings: Dict[str, Any], penalty_kind: str = "none", lam: float = 0.0,
            fisher: Optional[Path] = None, cohort_input: Optional[Tuple[int, str]] = None) -> None:
     """Build and run one mitigation train stage (checks every input before the stage starts)."""
     from asrtools.data.cuts import check_cuts_file
-    from asrtools.fairness.mitigation.assignments import read_assignments
+    from asrtools.data.assignments import read_assignments
     from asrtools.fairness.mitigation.finetune import Baseline, check_assignments, mitigation_config, penalty, train_paths
     from asrtools.models.enc_cohort_input import cohort_input_config
     from asrtools.pipeline import current_stage_mode
@@ -88,7 +96,7 @@ def _run_args(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @mitigate.command("fisher")
-@config_options
+@config_options(_load_mitigation_config)
 @click.option("--baseline", type=_FILE, required=True, help="Baseline checkpoint.")
 @click.option("--cuts-train", type=_FILE, required=True, help="General training cuts (the Fisher's data).")
 @click.option("--bpe-model", type=_FILE, required=True, help="The baseline's sentencepiece model.")
@@ -156,13 +164,12 @@ def finetune(run: Dict[str, Any], data: str, penalty_kind: str, lam: float, fish
 
     \b
     Examples (the same conf, so the same budget):
-      asrtools mitigate finetune --config conf/mitigate.yaml --baseline B.pt --cuts-train ... --cuts-dev ... \\
-        --bpe-model ... --assignments exp/cohorts/train_assign.json --penalty ewc --lambda 10 \\
+      asrtools mitigate finetune --config conf/mitigate.yaml --baseline exp/base/averaged.pt \\
+        --cuts-train data/fbank/cuts_train.jsonl.gz --cuts-dev data/fbank/cuts_dev.jsonl.gz \\
+        --bpe-model data/lang_bpe/bpe.model --assignments exp/cohorts/train_assign.json --penalty ewc --lambda 10 \\
         --fisher exp/mitigate/fisher --exp-dir exp/mitigate/ewc_10
-      ... --data cohorts --penalty none --exp-dir exp/mitigate/finetune      # plain fine-tuning
-      ... --data cohorts --penalty l2 --lambda 1 --exp-dir exp/mitigate/l2
-      ... --data pooled --exp-dir exp/mitigate/pooled
-      ... --data general --exp-dir exp/mitigate/continue                    # the control
+      (the same with --data cohorts --penalty none: plain fine-tuning; --penalty l2 --lambda 1;
+      --data pooled; --data general: the control)
     """
     _train(run, {"mitigation": {"data": data}}, penalty_kind, lam, fisher)
 
@@ -178,8 +185,9 @@ def ewc(run: Dict[str, Any], lam: float, fisher: Path) -> None:
 
     \b
     Example:
-      asrtools mitigate ewc --config conf/mitigate.yaml --baseline B.pt --cuts-train ... --cuts-dev ... \\
-        --bpe-model ... --assignments exp/cohorts/train_assign.json --lambda 1e7 \\
+      asrtools mitigate ewc --config conf/mitigate.yaml --baseline exp/base/averaged.pt \\
+        --cuts-train data/fbank/cuts_train.jsonl.gz --cuts-dev data/fbank/cuts_dev.jsonl.gz \\
+        --bpe-model data/lang_bpe/bpe.model --assignments exp/cohorts/train_assign.json --lambda 1e7 \\
         --fisher exp/mitigate/fisher --exp-dir exp/mitigate/ewc_1e7
     """
     _train(run, {"mitigation": {"data": "cohorts"}}, "ewc", lam, fisher)
@@ -192,7 +200,16 @@ def ewc(run: Dict[str, Any], lam: float, fisher: Path) -> None:
 @force_option
 @_run_args
 def oversample(run: Dict[str, Any], factor: float) -> None:
-    """Continue training --baseline on all data with the worst cohorts' cuts oversampled by --factor."""
+    """Continue training --baseline on all data with the worst cohorts' cuts oversampled by --factor.
+
+    \b
+    Example:
+      asrtools mitigate oversample --config conf/mitigate.yaml --baseline exp/base/averaged.pt \\
+        --cuts-train data/fbank/cuts_train.jsonl.gz --cuts-dev data/fbank/cuts_dev.jsonl.gz \\
+        --bpe-model data/lang_bpe/bpe.model --assignments exp/cohorts/train_assign.json --factor 3 \\
+        --exp-dir exp/mitigate/oversample_3
+      asrtools mitigate oversample --show-config --set max_steps=200
+    """
     _train(run, {"mitigation": {"data": "general", "oversample_factor": factor}})
 
 
@@ -208,6 +225,13 @@ def cohort_input(run: Dict[str, Any], dim: int, combine: str) -> None:
 
     The cohorts (and their ids) come from --assignments; decode the result with
     `asrtools decode --cohort-map` (e.g. the evaluation speakers' `asrtools cohorts assign` output).
+
+    \b
+    Example:
+      asrtools mitigate cohort-input --config conf/mitigate.yaml --baseline exp/base/averaged.pt \\
+        --cuts-train data/fbank/cuts_train.jsonl.gz --cuts-dev data/fbank/cuts_dev.jsonl.gz \\
+        --bpe-model data/lang_bpe/bpe.model --assignments exp/cohorts/train_assign.json --dim 8 \\
+        --exp-dir exp/mitigate/cohort_input
     """
     _train(run, {"mitigation": {"data": "general"}}, cohort_input=(dim, combine))
 
@@ -231,8 +255,14 @@ def cohort_input(run: Dict[str, Any], dim: int, combine: str) -> None:
 def evaluate(decode_dir: Path, baseline_decode: Optional[Path], assignments: Path, name: str,
              train_dir: Optional[Path], fisher_dir: Optional[Path], n_boot: int, n_permutations: int, seed: int,
              level: float, alpha: float, out_dir: Path, force: bool) -> None:
-    """Overall / worst-region / cohort-spread WER, gap with CI and paired per-cohort tests vs the baseline."""
-    from asrtools.fairness.mitigation.assignments import read_assignments
+    """Overall / worst-region / cohort-spread WER, gap with CI and paired per-cohort tests vs the baseline.
+
+    \b
+    Example:
+      asrtools mitigate evaluate --decode exp/mitigate/ewc_10/decode_test --baseline-decode exp/base/decode_test \\
+        --assignments exp/cohorts/test_assign.json --name ewc_10 --out-dir exp/mitigate/eval_ewc_10
+    """
+    from asrtools.data.assignments import read_assignments
     from asrtools.fairness.mitigation.evaluate import EVALUATION_NAME, EvalOptions, evaluation, training_cost
     from asrtools.pipeline import atomic_write_json, run_stage
     from asrtools.scoring.report import load_report
@@ -270,7 +300,13 @@ def evaluate(decode_dir: Path, baseline_decode: Optional[Path], assignments: Pat
 @click.option("--out-dir", type=_DIR, required=True, help="Stage directory: results.md, results.json, tradeoff.png.")
 @force_option
 def results(evals: Tuple[str, ...], out_dir: Path, force: bool) -> None:
-    """The mitigation table and the overall-vs-worst-region trade-off plot, from evaluation.json files only."""
+    """The mitigation table and the overall-vs-worst-region trade-off plot, from evaluation.json files only.
+
+    \b
+    Example:
+      asrtools mitigate results --eval base=exp/mitigate/eval_base --eval ewc_10=exp/mitigate/eval_ewc_10 \\
+        --out-dir exp/mitigate/results
+    """
     import json
 
     from asrtools.errors import DataError

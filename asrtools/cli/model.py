@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 
 import click
 
-from asrtools.cli.options import force_option, split_named
+from asrtools.cli.options import force_option, show_config_option, split_named, train_config_loader
 
 
 @click.group("model")
@@ -22,6 +22,7 @@ def model() -> None:
               help="Measure a trained model (architecture and vocabulary from the checkpoint) instead of CONF.yaml.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one config value, e.g. --set model.encoder_params.num_layers=2 (repeatable).")
+@show_config_option(train_config_loader)
 @click.option("--vocab-size", type=click.IntRange(min=2), default=None,
               help="Output vocabulary size V of a CONF.yaml model (sizes the decoder and joiner)  [default: 500].")
 @click.option("--depth", type=click.IntRange(min=1), default=2, show_default=True,
@@ -175,6 +176,7 @@ def rtf(checkpoints: Tuple[str, ...], configs: Tuple[str, ...], vocab_size: int,
     from asrtools.decoding import rtf as rtf_lib
     from asrtools.errors import ConfigError
     from asrtools.pipeline import atomic_write_json, atomic_write_text, run_stage
+    from asrtools.training.config import load_train_config
 
     named_checkpoints = _named_paths("--checkpoint", checkpoints)
     named_configs = _named_paths("--config", configs)
@@ -196,7 +198,8 @@ def rtf(checkpoints: Tuple[str, ...], configs: Tuple[str, ...], vocab_size: int,
 
     def load() -> None:
         models = [rtf_lib.checkpoint_model(name, path) for name, path in named_checkpoints]
-        models += [rtf_lib.random_model(name, path, vocab_size, seed) for name, path in named_configs]
+        models += [rtf_lib.random_model(name, load_train_config(path).model, str(path), vocab_size, seed)
+                   for name, path in named_configs]
         rtf_lib.check_unique_names(models)
         for entry in models:
             rtf_lib.chunk_frames_for(entry.model.encoder, chunk_frames)

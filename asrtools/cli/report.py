@@ -7,7 +7,7 @@ from typing import Any, Optional, Tuple
 
 import click
 
-from asrtools.cli.options import force_option
+from asrtools.cli.options import dataclass_loader, force_option, show_config_option
 
 
 @click.group()
@@ -20,6 +20,7 @@ def report() -> None:
               help="Report config (YAML): the artifacts of a run and the page's sections, e.g. conf/report.yaml.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one config value, e.g. --set title='My page' (repeatable).")
+@show_config_option(dataclass_loader("asrtools.report.config:ReportConfig"))
 @click.option("--system", "systems", multiple=True, required=True, metavar="NAME=RUN_DIR[,RUN_DIR...]",
               help="A system and its run directories (several: e.g. seeds, summarised by mean and spread); "
                    "repeatable, page order.")

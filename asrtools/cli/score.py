@@ -21,13 +21,31 @@ def _normalize_options(func: Any) -> Any:
     func = click.option("--glm", type=click.Path(dir_okay=False, path_type=Path), default=None,
                         help="Mapping file of 'from => to' word rules applied to ref and hyp.")(func)
     func = click.option("--normalize", "normalize", multiple=True, type=click.Choice(["lower", "punct"]),
-                        help="Normalisation step (repeatable): lower = lower-case, punct = drop punctuation. "
-                             "Default: none.")(func)
+                        help="Normalisation step (repeatable): lower = lower-case (case-insensitive scoring), "
+                             "punct = drop punctuation. Default: none (a warning says when case alone explains "
+                             "many errors).")(func)
     func = click.option("--mode", type=click.Choice(["levenshtein", "sclite"]), default="levenshtein",
                         show_default=True,
                         help="levenshtein: min S+D+I (jiwer's counts); "
                              "sclite: sclite's weights and tie-breaking.")(func)
     return func
+
+
+def _utt2spk_option(func: Any) -> Any:
+    return click.option(
+        "--utt2spk", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        help="Kaldi utt2spk file ('utterance-id speaker-id' lines) giving every scored utterance's speaker. "
+             "Without it, trn/text inputs take the speaker from the id: the text before the first '-' "
+             "(else '_'), sclite's -i rm rule; recogs.jsonl carries its own speakers.")(func)
+
+
+def _warn_case(report: Any, log: Any) -> None:
+    """Log one warning when reference and hypothesis differ mostly in letter case."""
+    from asrtools.scoring.wer import case_mismatch_warning
+
+    warning = case_mismatch_warning(report)
+    if warning:
+        log.warning("%s", warning)
 
 
 def _normalizer(normalize: Tuple[str, ...], glm: Optional[Path]) -> Any:
@@ -58,10 +76,11 @@ def score() -> None:
 @click.option("--allow-missing", is_flag=True,
               help="Score a reference without hypothesis as an empty hypothesis (listed in wer.json) "
                    "instead of failing.")
+@_utt2spk_option
 @click.option("--out-dir", type=_DIR, required=True)
 @force_option
 def wer(ref: Path, hyp: Optional[Path], ref_format: str, hyp_format: str, mode: str, normalize: Tuple[str, ...],
-        glm: Optional[Path], allow_missing: bool, out_dir: Path, force: bool) -> None:
+        glm: Optional[Path], allow_missing: bool, utt2spk: Optional[Path], out_dir: Path, force: bool) -> None:
     """Align and count word errors; write wer.json, utts.jsonl, errs.txt, wer.sys, ref/hyp.trn.
 
     Example: asrtools score wer --ref exp/decode_test/ref.trn --hyp exp/decode_test/hyp.trn --mode sclite --normalize lower --out-dir exp/decode_test/wer
@@ -76,14 +95,17 @@ def wer(ref: Path, hyp: Optional[Path], ref_format: str, hyp_format: str, mode: 
     inputs: Dict[str, Path] = {"ref": ref}
     if hyp is not None:
         inputs["hyp"] = hyp
+    if utt2spk is not None:
+        inputs["utt2spk"] = utt2spk
 
     loaded = {}
 
     def load() -> None:
-        loaded["pairs"] = load_pairs(ref, hyp, ref_format, hyp_format, allow_missing)
+        loaded["pairs"] = load_pairs(ref, hyp, ref_format, hyp_format, allow_missing, utt2spk)
 
     def body(ctx: Any) -> None:
         report = score_pairs(loaded["pairs"], mode, normalizer)
+        _warn_case(report, ctx.log)
         if report.missing_hyp:
             ctx.log.warning("%d utterances without hypothesis scored as empty (listed in %s): %s%s",
                             len(report.missing_hyp), WER_JSON, ", ".join(report.missing_hyp[:5]),
@@ -105,17 +127,21 @@ def _stats_options(func: Any) -> Any:
         click.option("--min-words", type=click.IntRange(min=0), default=200, show_default=True,
                      help="Flag cohorts with fewer reference words."),
         click.option("--min-speakers", type=click.IntRange(min=0), default=5, show_default=True,
-                     help="Flag cohorts with fewer speakers."),
+                     help="Size floor: a cohort with fewer speakers (the floor never goes below 2) is flagged "
+                          "and gets no interval, no p-value and no verdict, shown as 'too few speakers (1 < 5)'."),
         click.option("--ci", "level", type=click.FloatRange(0.5, 1.0, min_open=False, max_open=True), default=0.95,
                      show_default=True, help="Confidence level of the intervals."),
         click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True,
                      help="Bootstrap replicates (0: no CIs)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed."),
-        click.option("--cohort-map", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="Speaker attributes: a text file of 'speaker cohort' lines (field 'cohort') or a lhotse "
-                          "SupervisionSet manifest (gender + custom fields per speaker). It must name at least half "
-                          "of the scored speakers (else an error lists unmatched ids); the others are reported and "
-                          "form the cohort '(missing)'."),
+        click.option("--cohort-map", "cohort_maps", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Speaker attributes (repeatable): a Kaldi-style spk2<field> file of 'speaker value' "
+                          "lines (spk2accent gives the field 'accent'; any other name gives 'cohort'), a CSV/TSV "
+                          "speaker table with a header row (id column, every other column a field, e.g. the "
+                          "speakers.csv of 'asrtools data prepare'), or a lhotse SupervisionSet manifest. Each must "
+                          "name at least half of the scored speakers; speakers without a value are reported (log, "
+                          "cohorts.md/json) and form the cohort '(missing)', which is not tested. Without --by, "
+                          "the fields of the spk2*/plain maps are the groupings."),
         click.option("--by", "by", multiple=True,
                      help="Grouping field(s), repeatable; 'region,gender' groups by both at once."),
     ]
@@ -124,32 +150,44 @@ def _stats_options(func: Any) -> Any:
     return func
 
 
-def _groupings(by: Tuple[str, ...], cohort_map: Optional[Path], required: bool = True) -> Any:
-    """Parsed --by groupings; a plain-text --cohort-map alone means --by cohort."""
+def _groupings(by: Tuple[str, ...], cohort_maps: Tuple[Path, ...], required: bool = True) -> Any:
+    """Parsed --by groupings; without --by, the field of each spk2*/plain --cohort-map (in order)."""
     from asrtools.errors import ConfigError
     from asrtools.scoring.cohorts import parse_by
+    from asrtools.scoring.io import map_field
 
     if not by:
-        if cohort_map is not None and not cohort_map.name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
-            by = ("cohort",)
-        elif required:
+        by = tuple(dict.fromkeys(f for f in (map_field(m) for m in cohort_maps) if f is not None))
+        if not by and required:
             raise ConfigError("give at least one --by field (e.g. --by region)")
     return parse_by(by)
 
 
-def _speaker_attributes(cohort_map: Optional[Path], reports: Any, log: Any) -> Dict[str, Dict[str, Any]]:
-    """The `--cohort-map` attributes, checked against the speakers of the scored `reports`."""
-    from asrtools.scoring.io import check_cohort_map, read_speaker_attributes
+def _speaker_attributes(cohort_maps: Tuple[Path, ...], reports: Any, log: Any) -> Dict[str, Dict[str, Any]]:
+    """The `--cohort-map` attributes, each map checked against the speakers of the scored `reports`."""
+    from asrtools.scoring.io import check_cohort_map, merge_cohort_maps, read_speaker_attributes
 
-    if cohort_map is None:
-        return {}
-    attributes = read_speaker_attributes(cohort_map)
     speakers = [u.speaker for report in reports for u in report.utterances]
-    missing = check_cohort_map(attributes, speakers, cohort_map)
-    if missing:
-        log.warning("%d scored speaker(s) are not in %s and go to the cohort (missing): %s%s", len(missing),
-                    cohort_map, ", ".join(missing[:5]), " ..." if len(missing) > 5 else "")
-    return attributes
+    maps = [(cohort_map, read_speaker_attributes(cohort_map)) for cohort_map in cohort_maps]
+    for cohort_map, attributes in maps:
+        missing = check_cohort_map(attributes, speakers, cohort_map)
+        if missing:
+            log.warning("%d scored speaker(s) are not in %s: %s%s", len(missing), cohort_map,
+                        ", ".join(missing[:5]), " ..." if len(missing) > 5 else "")
+    return merge_cohort_maps(maps)
+
+
+def _log_missing(groupings: Any, n_speakers: int, log: Any) -> None:
+    """One warning per grouping field some speakers lack (they form the untested cohort '(missing)')."""
+    from asrtools.scoring.cohorts import describe_missing
+
+    for grouping in groupings:
+        for line in describe_missing(grouping.missing, n_speakers):
+            log.warning("by %s: %s; they form the cohort (missing), left out of the gap test", grouping.name, line)
+
+
+def _map_inputs(cohort_maps: Tuple[Path, ...]) -> Dict[str, Path]:
+    return {f"cohort_map_{i}": path for i, path in enumerate(cohort_maps)}
 
 
 def _provenance(sources: Dict[str, Path]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -181,33 +219,38 @@ def _file_name(grouping: Tuple[str, ...]) -> str:
 @click.option("--permutations", "n_permutations", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Speaker-label permutations for the disparity p-value and gap interval (0: neither).")
 @click.option("--allow-missing", is_flag=True, help="Score a missing hypothesis as empty (when scoring recogs).")
+@_utt2spk_option
 @click.option("--out-dir", type=_DIR, required=True)
 @force_option
-def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed: int, n_boot: int, level: float,
+def cohorts(recogs: Path, by: Tuple[str, ...], cohort_maps: Tuple[Path, ...], seed: int, n_boot: int, level: float,
             min_speakers: int, min_words: int, min_errors: int, mode: str, normalize: Tuple[str, ...],
-            glm: Optional[Path], n_permutations: int, allow_missing: bool, out_dir: Path, force: bool) -> None:
+            glm: Optional[Path], n_permutations: int, allow_missing: bool, utt2spk: Optional[Path], out_dir: Path,
+            force: bool) -> None:
     """WER per cohort with speaker-level bootstrap CIs, flags and a disparity summary.
 
     Writes cohorts.json, cohorts.csv, cohorts.md and one wer_by_<fields>.png per --by.
     --mode/--normalize/--glm apply when scoring recogs (a WER directory is read as is).
     The disparity summary compares the best and worst cohort with at least --min-speakers
     speakers and --min-words words (--min-errors only flags): the gap, its interval and a
-    permutation p-value over whole speakers (docs/statistics.md).
+    permutation p-value over whole speakers (docs/statistics.md). A cohort with fewer than
+    --min-speakers speakers (the size floor; never below 2) gets no interval and no test.
 
     Example: asrtools score cohorts --recogs exp/decode_test/recogs.jsonl --by region --by gender --by region,gender --seed 0 --bootstrap 1000 --out-dir exp/decode_test/cohorts
+
+    With a Kaldi data dir's speaker maps: asrtools score cohorts --recogs exp/decode_test --utt2spk data/test/utt2spk --cohort-map data/test/spk2gender --cohort-map data/test/spk2accent --out-dir exp/decode_test/cohorts
     """
     from asrtools.scoring.cohorts import Thresholds
 
-    groupings = _groupings(by, cohort_map)
+    groupings = _groupings(by, cohort_maps)
     normalizer = _normalizer(normalize, glm)
     thresholds = Thresholds(min_speakers, min_words, min_errors)
     params = {"by": [list(g) for g in groupings], "seed": seed, "bootstrap": n_boot, "permutations": n_permutations,
               "ci": level,
               "thresholds": {"min_speakers": min_speakers, "min_words": min_words, "min_errors": min_errors},
               "mode": mode, "normalizer": normalizer.describe(), "allow_missing": allow_missing}
-    inputs = {"recogs": recogs}
-    if cohort_map is not None:
-        inputs["cohort_map"] = cohort_map
+    inputs = {"recogs": recogs, **_map_inputs(cohort_maps)}
+    if utt2spk is not None:
+        inputs["utt2spk"] = utt2spk
 
     loaded = {}
 
@@ -215,20 +258,22 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
         from asrtools.scoring.cohorts import UtteranceTable, cohort_labels
         from asrtools.scoring.report import load_report
 
-        report = load_report(recogs, mode, normalizer, allow_missing)
-        table = loaded["table"] = UtteranceTable.from_report(report, _speaker_attributes(cohort_map, [report], _LOG))
+        report = loaded["report"] = load_report(recogs, mode, normalizer, allow_missing, utt2spk)
+        table = loaded["table"] = UtteranceTable.from_report(report, _speaker_attributes(cohort_maps, [report], _LOG))
         for grouping in groupings:
             cohort_labels(table, grouping)  # an unknown --by field fails here
 
     def body(ctx: Any) -> None:
         from asrtools.pipeline import atomic_write_json, atomic_write_text
-        from asrtools.scoring.cohorts import cohort_table, overall_stats
+        from asrtools.scoring.cohorts import cohort_table, overall_stats, speaker_floor
         from asrtools.scoring.plots import plot_cohort_wer
         from asrtools.scoring.tables import cohorts_csv, cohorts_json, cohorts_markdown
 
         table = loaded["table"]
+        _warn_case(loaded["report"], ctx.log)
         overall = overall_stats(table, n_boot, seed, level, thresholds)
         results = [cohort_table(table, g, n_boot, seed, level, thresholds, n_permutations) for g in groupings]
+        _log_missing(results, overall.n_speakers, ctx.log)
         run, decodes = _provenance({"recogs": recogs})
         atomic_write_json(ctx.out_dir / "cohorts.json",
                           {**cohorts_json(overall, results, params), "provenance": run, "inputs_provenance": decodes})
@@ -238,10 +283,17 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
         for grouping in results:
             plot_cohort_wer(grouping, overall, ctx.out_dir / f"wer_by_{_file_name(grouping.by)}.png", level)
             d = grouping.disparity
+            untested = [f"{c.label} ({c.n_speakers})" for c in grouping.cohorts if c.not_tested is not None]
+            if untested:
+                ctx.log.info("by %s: no interval or test for cohorts under the size floor of %d speakers: %s",
+                             grouping.name, speaker_floor(thresholds), ", ".join(untested))
             if d is not None:
                 test = f", permutation p = {d.p_value:.3g}" if d.n_permutations else ""
                 ctx.log.info("by %s: worst %s %.2f%%, best %s %.2f%%, gap %.2f points%s", grouping.name, d.worst,
                              100 * d.wer_worst, d.best, 100 * d.wer_best, 100 * d.abs_gap, test)
+            else:
+                ctx.log.info("by %s: no gap test (fewer than two cohorts with enough speakers and words)",
+                             grouping.name)
 
     run_stage(out_dir, "score cohorts", params, inputs, body, force=force, validate=load)
 
@@ -257,22 +309,25 @@ def cohorts(recogs: Path, by: Tuple[str, ...], cohort_map: Optional[Path], seed:
 @_stats_options
 @_normalize_options
 @click.option("--allow-missing", is_flag=True, help="Score a missing hypothesis as empty (when scoring recogs).")
+@_utt2spk_option
 @click.option("--out-dir", type=_DIR, required=True)
 @force_option
 def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optional[str], alpha: float,
-            by: Tuple[str, ...], cohort_map: Optional[Path], seed: int, n_boot: int, level: float,
+            by: Tuple[str, ...], cohort_maps: Tuple[Path, ...], seed: int, n_boot: int, level: float,
             min_speakers: int, min_words: int, min_errors: int, mode: str, normalize: Tuple[str, ...],
-            glm: Optional[Path], allow_missing: bool, out_dir: Path, force: bool) -> None:
+            glm: Optional[Path], allow_missing: bool, utt2spk: Optional[Path], out_dir: Path, force: bool) -> None:
     """Compare two systems per cohort: paired speaker-bootstrap CI and p-value, MAPSSWE.
 
     Writes compare.json, compare.csv, compare.md and compare_by_<fields>.png (before/after).
-    Without --by only the overall comparison is made.
+    Without --by only the overall comparison is made. A cohort with fewer than --min-speakers
+    speakers (the size floor; never below 2) gets no interval, no p-value and no verdict, and
+    Holm's adjustment counts only the cohorts tested.
 
     Example: asrtools score compare --a exp/base/decode_test/wer --b exp/ewc/decode_test/wer --by region --alpha 0.05 --out-dir exp/ewc/compare_base
     """
     from asrtools.scoring.cohorts import Thresholds
 
-    groupings = _groupings(by, cohort_map, required=False)
+    groupings = _groupings(by, cohort_maps, required=False)
     names = (name_a or str(system_a), name_b or str(system_b))
     normalizer = _normalizer(normalize, glm)
     thresholds = Thresholds(min_speakers, min_words, min_errors)
@@ -280,9 +335,9 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
               "names": list(names),
               "thresholds": {"min_speakers": min_speakers, "min_words": min_words, "min_errors": min_errors},
               "mode": mode, "normalizer": normalizer.describe(), "allow_missing": allow_missing}
-    inputs = {"a": system_a, "b": system_b}
-    if cohort_map is not None:
-        inputs["cohort_map"] = cohort_map
+    inputs = {"a": system_a, "b": system_b, **_map_inputs(cohort_maps)}
+    if utt2spk is not None:
+        inputs["utt2spk"] = utt2spk
 
     loaded = {}
 
@@ -291,8 +346,9 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
         from asrtools.scoring.compare import pair_tables
         from asrtools.scoring.report import load_report
 
-        reports = [load_report(p, mode, normalizer, allow_missing) for p in (system_a, system_b)]
-        attrs = _speaker_attributes(cohort_map, reports, _LOG)
+        reports = loaded["reports"] = [load_report(p, mode, normalizer, allow_missing, utt2spk)
+                                       for p in (system_a, system_b)]
+        attrs = _speaker_attributes(cohort_maps, reports, _LOG)
         tables = [UtteranceTable.from_report(report, attrs) for report in reports]
         pair_tables(tables[0], tables[1], *names)  # different utterances or references fail here
         for grouping in groupings:
@@ -306,7 +362,10 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
         from asrtools.scoring.tables import compare_csv, compare_json, compare_markdown
 
         tables = loaded["tables"]
+        for report in loaded["reports"]:
+            _warn_case(report, ctx.log)
         result = compare_systems(tables[0], tables[1], groupings, n_boot, seed, level, alpha, thresholds, names)
+        _log_missing(result.groupings, result.overall.n_speakers, ctx.log)
         run, decodes = _provenance({names[0]: system_a, names[1]: system_b})
         atomic_write_json(ctx.out_dir / "compare.json",
                           {**compare_json(result, params), "provenance": run, "inputs_provenance": decodes})
@@ -317,7 +376,11 @@ def compare(system_a: Path, system_b: Path, name_a: Optional[str], name_b: Optio
             plot_comparison(grouping, ctx.out_dir / f"compare_by_{_file_name(grouping.by)}.png", names, level)
         o = result.overall
         changed = "; ".join(
-            f"{g.name}: {', '.join(c.label for c in g.cohorts if c.significant) or 'none'}" for g in result.groupings
+            f"{g.name}: {', '.join(c.label for c in g.cohorts if c.significant) or 'none'} of "
+            f"{sum(c.not_tested is None for c in g.cohorts)} tested"
+            + (f" ({sum(c.not_tested is not None for c in g.cohorts)} under the size floor, not tested)"
+               if any(c.not_tested is not None for c in g.cohorts) else "")
+            for g in result.groupings
         )
         ctx.log.info("overall WER %s -> %s (%s); changed cohorts: %s", _fmt_pct(o.wer_a), _fmt_pct(o.wer_b),
                      o.verdict, changed or "n/a")
@@ -413,14 +476,16 @@ def sv(scores: Path, supervisions: Path, groupings: Tuple[str, ...], dcfs: Tuple
 def multitalker(turns_path: Path, out_dir: Path, force: bool) -> None:
     """Multi-talker metrics per conversation and by target overlap ratio.
 
-    Speaker-agnostic merged WER, cpWER and ORC-WER (meeteval), turn-counting accuracy and
-    the latency of turn starts/ends (<sot>/<eot>) against the reference boundaries.
+    Speaker-agnostic merged WER, ORC-WER and overlap-aware (MIMO) WER (meeteval; no cpWER:
+    the output channels are not speakers), channel segmentation error, turn counting with
+    histograms of reference and hypothesis turn counts, and the absolute latency of turn
+    starts/ends, at the decoded turn boundaries and at the first/last word.
     Writes conversations.jsonl (one row per conversation) and metrics.json.
 
     Example: asrtools score multitalker --turns exp/sts/decode_test_streaming --out-dir exp/sts/decode_test_streaming/score
     """
     from asrtools.pipeline import atomic_write_json, atomic_write_text
-    from asrtools.scoring.multitalker import read_turns, score_conversations
+    from asrtools.scoring.multitalker import SCORING_VERSION, read_turns, score_conversations
 
     source = turns_path / "turns.jsonl" if turns_path.is_dir() else turns_path
 
@@ -429,11 +494,12 @@ def multitalker(turns_path: Path, out_dir: Path, force: bool) -> None:
         atomic_write_text(ctx.out_dir / "conversations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         atomic_write_json(ctx.out_dir / "metrics.json", summary)
         total = summary["all"]
-        ctx.log.info("%d conversations: merged WER %.2f%%, cpWER %.2f%%, ORC-WER %.2f%%, turn count acc %.1f%%",
-                     total["conversations"], 100 * (total["merged_wer"] or 0), 100 * (total["cp_wer"] or 0),
+        ctx.log.info("%d conversations: merged WER %.2f%%, ORC-WER %.2f%%, turn count acc %.1f%%",
+                     total["conversations"], 100 * (total["merged_wer"] or 0),
                      100 * (total["orc_wer"] or 0), 100 * (total["turn_count_accuracy"] or 0))
 
-    run_stage(out_dir, "score multitalker", {}, {"turns": source}, body, force=force)
+    run_stage(out_dir, "score multitalker", {"scoring_version": SCORING_VERSION}, {"turns": source}, body,
+              force=force)
 
 
 @score.command("multitalker-results")

@@ -60,6 +60,24 @@ def trials(supervisions: Path, groupings: Tuple[str, ...], targets_per_speaker: 
     run_stage(out_dir, "sv trials", {"plan": vars(plan)}, {"supervisions": supervisions}, body, force=force)
 
 
+@sv.command("import-trials")
+@click.option("--list", "trial_list", type=_FILE, required=True,
+              help="An official VoxCeleb trial list (`1 id10270/VIDEO/00001.wav id10270/VIDEO/00002.wav`).")
+@click.option("--supervisions", type=_FILE, required=True,
+              help="The SupervisionSet of the trial utterances (`asrtools data prepare voxceleb`).")
+@click.option("--out-dir", type=_DIR, required=True)
+@force_option
+def import_trials(trial_list: Path, supervisions: Path, out_dir: Path, force: bool) -> None:
+    """An official trial list in the toolkit's format (trials.txt with cut ids, trials.json), as `sv trials` writes.
+
+    Example: asrtools sv import-trials --list /data/VoxCeleb1/veri_test2.txt --supervisions data/manifests/supervisions_test.jsonl.gz --out-dir exp/trials_vox1-o
+    """
+    from asrtools.sv.trial_import import TrialImportConfig
+    from asrtools.sv.trial_import import import_trials as run_import
+
+    run_import(TrialImportConfig(trial_list, supervisions), out_dir, force=force)
+
+
 @sv.command()
 @click.option("--checkpoint", type=_FILE, default=None,
               help="A `task: speaker` checkpoint (e.g. exp/baseline/averaged.pt).")

@@ -6,11 +6,11 @@ from typing import Optional, Tuple
 
 import click
 
-from asrtools.cli.options import config_options, force_option
+from asrtools.cli.options import config_options, force_option, train_config_loader
 
 
 @click.command("train")
-@config_options
+@config_options(train_config_loader)
 @click.option("--cuts-train", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Training CutSet with precomputed features (jsonl.gz).")
 @click.option("--cuts-dev", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -37,8 +37,10 @@ def train(config_path: Optional[Path], overrides: Tuple[str, ...], cuts_train: P
       asrtools train --config conf/train_lstm.yaml \\
         --cuts-train data/fbank/cuts_train.jsonl.gz --cuts-dev data/fbank/cuts_dev.jsonl.gz \\
         --bpe-model data/lang_bpe/bpe.model --exp-dir exp/lstm --set num_epochs=5
-      asrtools train --config egs/synth/sv/conf/train_ecapa.yaml --cuts-train ... --cuts-dev ... --exp-dir exp/ecapa
-      torchrun --nproc_per_node=2 --no-python asrtools train ... --device cuda
+      asrtools train --config egs/synth/sv/conf/train_ecapa.yaml --cuts-train data/fbank/cuts_train.jsonl.gz \\
+        --cuts-dev data/fbank/cuts_dev.jsonl.gz --exp-dir exp/ecapa
+      asrtools train --show-config --set task=transducer --set num_epochs=5
+      (multi-GPU: torchrun --nproc_per_node=2 --no-python asrtools train ... --device cuda)
     """
     from asrtools.data.cuts import check_cuts_file
     from asrtools.pipeline import current_stage_mode

@@ -331,3 +331,18 @@ def conversation_info(path: Path) -> Dict[str, Dict[str, Any]]:
             except (ValueError, KeyError):
                 raise DataError(f"{path}:{number}: not a conversation record") from None
     return out
+
+
+def supervision_targets(cuts: Any) -> Dict[str, float]:
+    """conversation id -> the `target_overlap` its supervisions carry in `custom`.
+
+    For conversations that were not simulated here but recorded to a design overlap ratio
+    (LibriCSS, `asrtools data prepare libricss`); a conversation whose supervisions carry no
+    such value, or disagree, is left out (reported as "unknown").
+    """
+    out = {}
+    for cut in cuts:
+        values = {(s.custom or {}).get("target_overlap") for s in cut.supervisions}
+        if len(values) == 1 and isinstance(next(iter(values)), (int, float)):
+            out[cut.id] = float(next(iter(values)))
+    return out

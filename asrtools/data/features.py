@@ -25,13 +25,13 @@ from typing import Dict, List, NamedTuple, Sequence, Tuple
 from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet, load_manifest
 from lhotse.cut import Cut
 from lhotse.utils import fastcopy
-from tqdm import tqdm
 
 from asrtools.data.feature_config import FeatureConfig
 from asrtools.data.manifests import find_splits
 from asrtools.errors import ConfigError, DataError, describe
 from asrtools.data.io import read_manifest, save_manifest
 from asrtools.pipeline.sharding import Progress, ShardedWork
+from asrtools.utils.progress import progress
 
 logger = logging.getLogger("asrtools")
 
@@ -67,15 +67,15 @@ def compute_shard(cuts: CutSet, cfg: FeatureConfig, feats_path: Path, manifest_p
 def run_shards(todo: List[Tuple[CutSet, Path, Path]], cfg: FeatureConfig, num_jobs: int = 1) -> None:
     """Run `compute_shard` on every `(cuts, feats_path, manifest_path)`, in `num_jobs` processes
     (for stages that are not sharded stages themselves, e.g. `asrtools data mix`)."""
-    with tqdm(total=sum(len(s[0]) for s in todo), desc="fbank", unit="cut", dynamic_ncols=True) as progress:
+    with progress(total=sum(len(s[0]) for s in todo), desc="fbank", unit="cut") as bar:
         if num_jobs <= 1:
             for cuts, feats, manifest in todo:
-                progress.update(compute_shard(cuts, cfg, feats, manifest))
+                bar.update(compute_shard(cuts, cfg, feats, manifest))
         else:
             with concurrent.futures.ProcessPoolExecutor(num_jobs) as pool:
                 futures = [pool.submit(compute_shard, cuts, cfg, feats, manifest) for cuts, feats, manifest in todo]
                 for future in concurrent.futures.as_completed(futures):
-                    progress.update(future.result())
+                    bar.update(future.result())
 
 
 def _id_from_recording(cut: Cut) -> Cut:
@@ -83,14 +83,29 @@ def _id_from_recording(cut: Cut) -> Cut:
     return fastcopy(cut, id=cut.recording_id)
 
 
+def _utterance_cuts(cuts: CutSet) -> CutSet:
+    """One cut per utterance. Where each recording is one utterance (the synthetic corpus,
+    LibriSpeech) the cut is named after its recording; where recordings hold several segments
+    (a Kaldi data dir with `segments`, a CSV table with start/end; `asrtools data prepare`)
+    each supervision is cut out and the cut named after it."""
+    def whole(cut: Cut) -> bool:
+        return len(cut.supervisions) == 1 and cut.supervisions[0].start < 1e-3 and \
+            abs(cut.supervisions[0].duration - cut.duration) < 1e-3
+
+    if all(whole(cut) for cut in cuts):
+        return cuts.map(_id_from_recording)
+    return cuts.trim_to_supervisions(keep_overlapping=False)
+
+
 def plan_shards(out_dir: Path, manifest_dir: Path, cfg: FeatureConfig) -> List[FeatureShard]:
     """Every split's cuts (sorted by recording id) in consecutive shards of `cfg.shard_size`."""
     shards = []
     for split in find_splits(manifest_dir):
-        cuts = CutSet.from_manifests(
+        whole = CutSet.from_manifests(
             recordings=read_manifest(manifest_dir / f"recordings_{split}.jsonl.gz", RecordingSet, "recordings"),
             supervisions=read_manifest(manifest_dir / f"supervisions_{split}.jsonl.gz", SupervisionSet, "supervisions"),
-        ).map(_id_from_recording).sort_by_recording_id()
+        )
+        cuts = (whole.map(_id_from_recording) if cfg.cuts == "recording" else _utterance_cuts(whole)).sort_by_recording_id()
         ids = [c.id for c in cuts]
         for n, start in enumerate(range(0, len(ids), cfg.shard_size)):
             piece = cuts.subset(cut_ids=ids[start:start + cfg.shard_size])

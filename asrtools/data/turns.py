@@ -28,6 +28,8 @@ SOT_EOT = "sot_eot"
 SPEAKER_CHANGE = "speaker_change"
 TURN_SCHEMES = (SOT_EOT, SPEAKER_CHANGE)
 NUM_CHANNELS = 2
+#: Version of the hypothesis turns' JSON (2: with first/last word times), part of the decode fingerprint.
+TURNS_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +42,9 @@ class Turn:
       speaker: speaker id ("" for a hypothesis turn: the model does not name speakers).
       text: the transcript.
       channel: output channel (-1 until assigned).
+      word_start, word_end: a hypothesis turn's first and last word emission times (s);
+        for a `sot_eot` turn they lie inside [start, end] (which are its `<sot>`/`<eot>`
+        times), for a `speaker_change` turn they equal them. None for reference turns.
     """
 
     start: float
@@ -47,17 +52,24 @@ class Turn:
     speaker: str
     text: str
     channel: int = -1
+    word_start: Optional[float] = None
+    word_end: Optional[float] = None
 
     def to_dict(self) -> dict:
-        """JSON form (times rounded to 1 ms)."""
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "speaker": self.speaker,
-                "text": self.text, "channel": self.channel}
+        """JSON form (times rounded to 1 ms; word times only when known)."""
+        out = {"start": round(self.start, 3), "end": round(self.end, 3), "speaker": self.speaker,
+               "text": self.text, "channel": self.channel}
+        if self.word_start is not None and self.word_end is not None:
+            out.update(word_start=round(self.word_start, 3), word_end=round(self.word_end, 3))
+        return out
 
     @staticmethod
     def from_dict(data: dict) -> "Turn":
         """Inverse of `to_dict`."""
+        word_start, word_end = data.get("word_start"), data.get("word_end")
         return Turn(float(data["start"]), float(data["end"]), str(data.get("speaker", "")),
-                    str(data.get("text", "")), int(data.get("channel", -1)))
+                    str(data.get("text", "")), int(data.get("channel", -1)),
+                    None if word_start is None else float(word_start), None if word_end is None else float(word_end))
 
 
 def turns_of_cut(cut) -> List[Turn]:
@@ -73,7 +85,8 @@ def turns_of_cut(cut) -> List[Turn]:
     return sorted(turns, key=lambda t: (t.start, t.end))
 
 
-def assign_channels(turns: Sequence[Turn], num_channels: int = NUM_CHANNELS, name: str = "conversation") -> List[Turn]:
+def assign_channels(turns: Sequence[Turn], num_channels: int = NUM_CHANNELS, name: str = "conversation",
+                    overflow: bool = False) -> List[Turn]:
     """Give each turn the first channel that is free at its start (turns taken by start time).
 
     A channel is free at time t when its last turn ended at or before t.
@@ -82,6 +95,10 @@ def assign_channels(turns: Sequence[Turn], num_channels: int = NUM_CHANNELS, nam
       turns: the turns (any order).
       num_channels: number of output channels.
       name: what the turns belong to, for the error message.
+      overflow: instead of raising, give a turn that finds every channel busy the channel
+        that frees first (reference turns of a recorded conversation scored against a
+        two-channel model: LibriCSS has rare three-talker moments, which no output channel
+        assignment can separate; training and simulation keep the error).
 
     Returns:
       The turns sorted by (start, end), each with its `channel`.
@@ -96,11 +113,13 @@ def assign_channels(turns: Sequence[Turn], num_channels: int = NUM_CHANNELS, nam
         if turn.end <= turn.start:
             raise DataError(f"{name}: turn of {turn.speaker} at {turn.start:.3f} s has no duration")
         free = [c for c in range(num_channels) if busy_until[c] <= turn.start]
+        if not free and overflow:
+            free = [min(range(num_channels), key=lambda c: busy_until[c])]
         if not free:
             raise DataError(f"{name}: {num_channels + 1} talkers at once at {turn.start:.3f} s "
                             f"(the model has {num_channels} output channels)")
         channel = free[0]
-        busy_until[channel] = turn.end
+        busy_until[channel] = max(busy_until[channel], turn.end)
         out.append(dataclasses.replace(turn, channel=channel))
     return out
 
@@ -229,7 +248,9 @@ def turns_from_tokens(
     turn closes it there, and a turn still open at the end closes at `end_time` (or at its
     last token). Scheme `speaker_change`: turns are the runs of words between
     speaker-change tokens, from the first to the last word's emission time.
-    Turns without words are dropped.
+    Turns without words are dropped. Every turn records its first and last word's emission
+    times (`word_start`, `word_end`), so latencies can be compared like for like between
+    the schemes.
 
     Args:
       token_ids: the channel's emitted ids (no blanks).
@@ -247,16 +268,17 @@ def turns_from_tokens(
     if len(token_ids) != len(frames):
         raise ValueError(f"{len(token_ids)} tokens but {len(frames)} emission frames")
     times = [(f + 1) * frame_seconds for f in frames]
-    spans: List[Tuple[float, float, List[int]]] = []
+    spans: List[Tuple[float, float, List[int], List[float]]] = []
     open_start: Optional[float] = None
     words: List[int] = []
+    word_times: List[float] = []
     last_time: Optional[float] = None
 
     def close(at: float) -> None:
-        nonlocal open_start, words
+        nonlocal open_start, words, word_times
         if open_start is not None and words:
-            spans.append((open_start, max(at, open_start), words))
-        open_start, words = None, []
+            spans.append((open_start, max(at, open_start), words, word_times))
+        open_start, words, word_times = None, [], []
 
     for token, time in zip(token_ids, times):
         if scheme == SOT_EOT:
@@ -269,6 +291,7 @@ def turns_from_tokens(
                 if open_start is None:
                     open_start = time
                 words.append(token)
+                word_times.append(time)
         else:
             if token in (sot_id, eot_id):
                 close(last_time if last_time is not None else time)
@@ -276,6 +299,7 @@ def turns_from_tokens(
                 if open_start is None:
                     open_start = time
                 words.append(token)
+                word_times.append(time)
                 last_time = time
     if open_start is not None:
         if scheme == SOT_EOT:
@@ -283,5 +307,5 @@ def turns_from_tokens(
         else:
             close(last_time if last_time is not None else times[-1])
     texts = decode([span[2] for span in spans]) if spans else []
-    return [Turn(start, end, "", " ".join(text.split()), channel)
-            for (start, end, _), text in zip(spans, texts)]
+    return [Turn(start, end, "", " ".join(text.split()), channel, times[0], times[-1])
+            for (start, end, _, times), text in zip(spans, texts)]

@@ -30,9 +30,8 @@ from asrtools.data.cuts import ConversationDataset
 from asrtools.data.turns import Turn, assign_channels, overlap_ratio, turns_from_tokens, turns_of_cut
 from asrtools.decoding.greedy import greedy_search_step, init_greedy_state
 from asrtools.decoding.streaming import check_chunk_frames
-from asrtools.errors import DataError
-from asrtools.models.checkpoint import load_checkpoint
-from asrtools.models.sts import SeparatorTransducer, build_sts_model, sts_config_from_dict
+from asrtools.models.loading import MULTITALKER, load_model
+from asrtools.models.sts import SeparatorTransducer
 from asrtools.pipeline import StageContext, atomic_write_json, atomic_write_text
 from asrtools.text.tokenizer import Tokenizer
 
@@ -45,15 +44,10 @@ def load_sts_model(checkpoint: Path, device: torch.device = torch.device("cpu"))
     Returns:
       The model in eval mode and the checkpoint's metadata (turn_scheme, frame_seconds, ...).
     """
-    ckpt = load_checkpoint(checkpoint, map_location=device)
-    if ckpt.get("task") != "sts" or "model" not in ckpt:
-        raise DataError(f"checkpoint {checkpoint} is not a multi-talker (task sts) model")
-    config = sts_config_from_dict(ckpt["model_config"], source=str(checkpoint))
-    model = build_sts_model(config, int(ckpt["vocab_size"])).to(device)
-    model.load_state_dict(ckpt["model"])
-    meta = {k: ckpt[k] for k in ("turn_scheme", "frame_seconds", "vocab_size") if k in ckpt}
-    meta["feature_dim"] = config.feature_dim
-    return model.eval(), meta
+    loaded = load_model(checkpoint, device, expect=(MULTITALKER,))
+    meta = {k: loaded.meta[k] for k in ("turn_scheme", "frame_seconds", "vocab_size") if k in loaded.meta}
+    meta["feature_dim"] = loaded.config.feature_dim
+    return loaded.model, meta
 
 
 @torch.no_grad()
@@ -117,7 +111,7 @@ def decode_turns(model: SeparatorTransducer, tokenizer: Tokenizer, features: tor
 def conversation_record(cut: Any, hyp_turns: List[Turn], tokens: List[List[int]], frames: List[List[int]],
                         seconds: float, target_overlap: Optional[float]) -> Dict[str, Any]:
     """One line of turns.jsonl."""
-    ref = assign_channels(turns_of_cut(cut), name=f"cut {cut.id}")
+    ref = assign_channels(turns_of_cut(cut), name=f"cut {cut.id}", overflow=True)  # recorded corpora: 3 talkers
     return {
         "cut_id": cut.id,
         "duration": round(float(cut.duration), 4),

@@ -3,7 +3,8 @@
 Outputs in the stage directory:
   recogs.jsonl   one JSON object per cut: cut_id, utt_id, speaker, gender, ref, hyp,
                  duration, decode_seconds, custom (the supervision's custom fields)
-  ref.trn        sclite trn: `words (utt_id)`, utt_id = `<speaker>-<cut id>` (sclite -i rm)
+  ref.trn        sclite trn: `words (utt_id)`, utt_id = the cut id, prefixed `<speaker>-` when
+                 it does not already start with the speaker (`sclite_utt_id`)
   hyp.trn        same for the hypotheses
   summary.json   method, options, utterance count, audio and decode seconds, real-time factor,
                  and for an encoder that skips work per frame (e.g. arbitrated Transformer
@@ -37,14 +38,15 @@ from asrtools.decoding.beam_search import modified_beam_search
 from asrtools.decoding.greedy import greedy_search
 from asrtools.decoding.streaming import streaming_greedy_search
 from asrtools.errors import ConfigError, DataError
-from asrtools.models.build import ModelConfig, build_model, model_config_from_dict
+from asrtools.models.build import ModelConfig
 from asrtools.models.compute import SUMMARY_KEY, summarize_compute
 from asrtools.models.enc_cohort_input import condition_on_speakers
 from asrtools.models.transducer import Transducer
 from asrtools.pipeline import StageContext, atomic_write_json, atomic_write_text
 from asrtools.pipeline.sharding import Progress, ShardedWork, run_work
 from asrtools.text.tokenizer import Tokenizer
-from asrtools.models.checkpoint import load_checkpoint
+from asrtools.models.loading import TRANSDUCER
+from asrtools.models.loading import load_model as load_any_model
 from asrtools.data.cuts import AsrDataset, cut_speaker, cut_text
 from asrtools.utils.provenance import provenance
 
@@ -90,7 +92,7 @@ class DecodeOptions:
 
 
 def load_model(checkpoint: Path, device: torch.device = torch.device("cpu")) -> Tuple[Transducer, ModelConfig]:
-    """Build the transducer stored in any model-bearing checkpoint and load its weights.
+    """The transducer of a checkpoint (`asrtools.models.loading.load_model`, transducers only).
 
     Args:
       checkpoint: `averaged.pt`, `final.pt`, `epoch-<n>.pt` or `checkpoint-<step>.pt`.
@@ -99,13 +101,8 @@ def load_model(checkpoint: Path, device: torch.device = torch.device("cpu")) -> 
     Returns:
       The model in eval mode and its architecture config.
     """
-    ckpt = load_checkpoint(checkpoint, map_location=device)
-    if "model" not in ckpt or "model_config" not in ckpt:
-        raise DataError(f"checkpoint {checkpoint} holds no model (expected keys model, model_config)")
-    config = model_config_from_dict(ckpt["model_config"], source=str(checkpoint))
-    model = build_model(config, int(ckpt["vocab_size"])).to(device)
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), config
+    loaded = load_any_model(checkpoint, device, expect=(TRANSDUCER,))
+    return loaded.model, loaded.config
 
 
 @torch.no_grad()
@@ -131,12 +128,17 @@ def decode_features(model: Transducer, features: torch.Tensor, feature_lens: tor
 
 
 def sclite_utt_id(speaker: str, cut_id: str) -> str:
-    """`<speaker>-<cut id>` with characters that break trn parsing replaced by `_`.
+    """The trn id of a cut: the corpus's own id when it already starts with the speaker, else
+    `<speaker>-<cut id>`; characters that break trn parsing are replaced by `_`.
 
-    The speaker part has no `-`, so sclite's `-i rm` reads the speaker back correctly.
+    Kaldi-style ids (`spk0-utt0` of speaker `spk0`, LibriSpeech's `1089-134686-0000`) stay as
+    they are (no `spk0-spk0-utt0`); scoring takes speakers from recogs.jsonl or `--utt2spk`.
+    An added speaker part has no `-`, so sclite's `-i rm` reads that speaker back correctly.
     """
-    speaker_part = re.sub(r"[-\s()]", "_", speaker)
     cut_part = re.sub(r"[\s()]", "_", cut_id)
+    if cut_id.startswith((f"{speaker}-", f"{speaker}_")):
+        return cut_part
+    speaker_part = re.sub(r"[-\s()]", "_", speaker)
     return f"{speaker_part}-{cut_part}"
 
 

@@ -33,6 +33,7 @@ import torch
 
 from asrtools.decoding.streaming import check_chunk_frames, streaming_greedy_search
 from asrtools.errors import ConfigError
+from asrtools.models.build import ModelConfig, build_model
 from asrtools.models.encoder import Encoder
 from asrtools.models.flops import streaming_chunk_frames
 from asrtools.models.transducer import Transducer
@@ -157,15 +158,17 @@ def checkpoint_model(name: str, path: Path) -> RtfModel:
     return RtfModel(name, model, str(path), "checkpoint", config.encoder, config.feature_dim)
 
 
-def random_model(name: str, config_path: Path, vocab_size: int, seed: int) -> RtfModel:
-    """The model of a training config with seeded random weights."""
-    from asrtools.models.build import build_model
-    from asrtools.training.config import load_train_config
+def random_model(name: str, config: ModelConfig, source: str, vocab_size: int, seed: int) -> RtfModel:
+    """The model of an architecture config with seeded random weights.
 
-    config = load_train_config(config_path).model
+    Args:
+      config: the `model` section of a training config (`load_train_config(path).model`; the
+        caller reads it, since decoding sits below training).
+      source: where the config came from (the training YAML), shown in the results.
+    """
     torch.manual_seed(seed)
     model = build_model(config, vocab_size).eval()
-    return RtfModel(name, model, str(config_path), "random", config.encoder, config.feature_dim)
+    return RtfModel(name, model, source, "random", config.encoder, config.feature_dim)
 
 
 def check_unique_names(models: Sequence[RtfModel]) -> None:

@@ -37,7 +37,7 @@ def choose_k(vectors: np.ndarray, cfg: AutoConfig, seed: int) -> Tuple[int, np.n
     S = len(vectors)
     if cfg.k is not None:
         if cfg.k > S:
-            raise DataError(f"k = {cfg.k} clusters asked for {S} speakers")
+            raise DataError(f"auto.k = {cfg.k} clusters asked for {S} speakers: lower auto.k (or unset it)")
         centroids, labels = kmeans(vectors, cfg.k, seed, cfg.n_init)
         return cfg.k, centroids, labels, {cfg.k: int(np.bincount(labels, minlength=cfg.k).min())}
     tried: Dict[int, int] = {}
@@ -46,8 +46,8 @@ def choose_k(vectors: np.ndarray, cfg: AutoConfig, seed: int) -> Tuple[int, np.n
         tried[k] = int(np.bincount(labels, minlength=k).min())
         if tried[k] >= cfg.min_cluster_speakers:
             return k, centroids, labels, tried
-    raise DataError(f"no k in 2..{cfg.k_max} gives clusters of >= {cfg.min_cluster_speakers} speakers each "
-                    f"({S} speakers; smallest cluster per k: {tried})")
+    raise DataError(f"{S} speakers; discovery needs >= 2 x {cfg.min_cluster_speakers} (no k in 2..{cfg.k_max} "
+                    f"gives clusters that large; smallest cluster per k: {tried}): lower auto.min_cluster_speakers")
 
 
 def nearest(centroids: np.ndarray, vectors: np.ndarray) -> np.ndarray:

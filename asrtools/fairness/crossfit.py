@@ -15,7 +15,10 @@
 under the size floor, shares), the disparity over all cohorts (`speaker_disparity`, the
 selection-aware best-worst gap; `cohorts_chosen_on_these_speakers` only in-sample), and the
 pre-designated comparison: the `bottom` cohort (rank1) against the `top` one (the
-best-ranked eligible cohort of the same discovery).
+best-ranked eligible cohort of the same discovery), as a *signed* gap (`signed_pair_gap`:
+speaker-bootstrap interval that goes below 0 when bottom is better on these speakers, and a
+one-sided permutation p, H1: bottom worse). A discovery with a single cohort designates no
+pair: its held-out speakers are in neither side.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from asrtools.fairness.config import MeasureConfig
 from asrtools.fairness.discovery import Discovery, rank_number
 from asrtools.fairness.speakers import SpeakerTable
 from asrtools.scoring.bootstrap import bootstrap_wer, percentile_ci, rng_for
-from asrtools.scoring.disparity import Disparity, speaker_disparity
+from asrtools.scoring.disparity import Disparity, signed_pair_gap, speaker_disparity
 
 FitFn = Callable[[SpeakerTable], Discovery]
 BOTTOM, TOP, MIDDLE = "bottom", "top", "middle"
@@ -74,7 +77,8 @@ class Labelling:
 def speaker_folds(n_speakers: int, folds: int, seed: int) -> List[np.ndarray]:
     """`folds` disjoint sorted index sets covering `range(n_speakers)` (seeded shuffle, sizes differ by <= 1)."""
     if folds < 2 or folds > n_speakers:
-        raise ConfigError(f"measure.folds = {folds}: need 2 <= folds <= speakers ({n_speakers})")
+        raise ConfigError(f"measure.folds = {folds}: need 2 <= folds <= speakers ({n_speakers}): "
+                          f"{'lower' if folds > n_speakers else 'raise'} measure.folds")
     order = rng_for(seed, "crossfit").permutation(n_speakers)
     return [np.sort(part) for part in np.array_split(order, folds)]
 
@@ -82,6 +86,8 @@ def speaker_folds(n_speakers: int, folds: int, seed: int) -> List[np.ndarray]:
 def _label(discovery: Discovery, table: SpeakerTable) -> Tuple[Dict[str, str], Dict[str, str]]:
     labels = discovery.assign_table(table)
     bottom, top = discovery.designated()
+    if top is None:  # one cohort: this discovery designates no comparison, its speakers are in neither side
+        return labels, {s: MIDDLE for s in labels}
     designated = {s: BOTTOM if label == bottom else TOP if label == top else MIDDLE for s, label in labels.items()}
     return labels, designated
 
@@ -100,6 +106,66 @@ def crossfit(table: SpeakerTable, fit: FitFn, folds: int = 5, seed: int = 0) -> 
         designated.update(fold_designated)
         records.append(FoldRecord(k, len(discovery_rows), len(held_out), len(discovery.cohorts)))
     return Labelling("crossfit", labels, designated, records, len(table), disjoint=True)
+
+
+def designated_gap(table: SpeakerTable, designated: Dict[str, str], min_speakers: int) -> Optional[float]:
+    """Pooled WER of the `bottom` speakers minus the `top` ones' (None: a side under the floor or without words).
+
+    Args:
+      table: the measured speakers (labelled ones must be in it).
+      designated: `{speaker: bottom | top | middle}`.
+      min_speakers: the smallest side (at least 2) with a gap.
+    """
+    groups = np.asarray([designated.get(s, MIDDLE) for s in table.speakers], dtype=object)
+    bottom, top = groups == BOTTOM, groups == TOP
+    if min(bottom.sum(), top.sum()) < max(2, min_speakers):
+        return None
+    w_b, w_t = table.words[bottom].sum(), table.words[top].sum()
+    if w_b <= 0 or w_t <= 0:
+        return None
+    return float(table.errors[bottom].sum() / w_b - table.errors[top].sum() / w_t)
+
+
+def permutation_orders(n_speakers: int, n_permutations: int, rng: np.random.Generator) -> np.ndarray:
+    """`(n_permutations, n_speakers)` random orders of the speakers.
+
+    Row b: the speaker at position i gets the counts of speaker `order[b, i]`.
+    """
+    return rng.permuted(np.broadcast_to(np.arange(n_speakers), (n_permutations, n_speakers)), axis=1)
+
+
+def refit_gaps(table: SpeakerTable, fit: FitFn, folds: int, seed: int, min_speakers: int,
+               orders: np.ndarray) -> np.ndarray:
+    """`(B,)` pooled held-out designated gaps of `crossfit` re-run on each reordering (NaN: no pair)."""
+    gaps = np.full(len(orders), np.nan)
+    for b, order in enumerate(orders):
+        shuffled = dataclasses.replace(table, errors=table.errors[order], words=table.words[order],
+                                       utterances=table.utterances[order])
+        gap = designated_gap(shuffled, crossfit(shuffled, fit, folds, seed).designated, min_speakers)
+        gaps[b] = np.nan if gap is None else gap
+    return gaps
+
+
+def pipeline_p_value(observed: Optional[float], permuted_gaps: np.ndarray) -> Optional[float]:
+    """One-sided p of the held-out designated gap over permutations of the whole cross-fitting pipeline.
+
+    Each permutation moves every speaker's (errors, words, utterances) to another speaker (whole
+    speakers; coordinates, zip codes and embeddings stay), re-runs `crossfit` with the same
+    folds (every fold's discovery re-fitted) and recomputes the pooled designated gap
+    (`refit_gaps`, or a method's vectorised equivalent); a permutation without a designated
+    pair (NaN) counts as not extreme. `p = (1 + #{gap_perm >= gap}) / (1 + B)`; None when the
+    observed gap is None.
+
+    Why not permute the held-out labels: a fold's labels depend on the other folds' errors, so
+    the pooled bottom speakers' errors are not exchangeable with the top ones' given the labels;
+    on null tables that test rejects ~10% at 0.05 when every fold designates a pair
+    (docs/statistics.md, "Geographic discovery").
+    """
+    if observed is None or len(permuted_gaps) == 0:
+        return None
+    tolerance = 1e-12 + 1e-9 * abs(observed)
+    extreme = int(np.count_nonzero(np.nan_to_num(permuted_gaps, nan=-np.inf) >= observed - tolerance))
+    return (1 + extreme) / (1 + len(permuted_gaps))
 
 
 def dev_test(discovery_table: SpeakerTable, measure_table: SpeakerTable, fit: FitFn) -> Tuple[Labelling, Discovery]:
@@ -155,8 +221,9 @@ class Measurement:
       labelling: the labels measured.
       cohorts: per rank label (rank order).
       disparity: `speaker_disparity` over all labelled cohorts (None: fewer than two with words).
-      designated: bottom (rank1) vs top (best-ranked eligible) as `speaker_disparity` of the
-        two, plus the signed gap (`wer_bottom - wer_top`) and its relative form.
+      designated: bottom (rank1) vs top (best-ranked eligible), `SignedGap.to_dict()`: the signed
+        gap `wer_bottom - wer_top` with its speaker-bootstrap interval, the relative gap, and the
+        one-sided permutation p (H1: bottom worse).
       bottom_share: the bottom cohort's share of speakers, utterances and word errors.
     """
 
@@ -194,24 +261,17 @@ def _rows(table: SpeakerTable, labels: List[str], descriptions: Dict[str, str], 
 
 def _designated(table: SpeakerTable, designated: List[str], cfg: MeasureConfig, seed: int, names: Tuple[str, ...],
                 chosen: bool) -> Dict[str, Any]:
+    """The signed bottom - top gap (speaker-bootstrap interval, one-sided permutation p; `SignedGap`)."""
     groups = np.asarray(designated, dtype=object)
-    pair = np.isin(groups, [BOTTOM, TOP])
-    wer = {}
-    for group in (BOTTOM, TOP):
-        mask = groups == group
-        wer[group] = float(table.errors[mask].sum() / table.words[mask].sum()) if table.words[mask].sum() else None
-    gap = rel = None
-    if wer[BOTTOM] is not None and wer[TOP] is not None:
-        gap = wer[BOTTOM] - wer[TOP]
-        rel = gap / wer[TOP] if wer[TOP] > 0 else None
-    disparity = speaker_disparity(
-        [s for s, keep in zip(table.speakers, pair) if keep], groups[pair].tolist(), table.errors[pair],
-        table.words[pair], table.utterances[pair], cfg.thresholds, cfg.level, cfg.n_permutations, seed,
-        (*names, "designated"), cohorts_chosen_on_these_speakers=chosen)
-    return {"bottom": "rank1", "top": "best-ranked eligible cohort of the same discovery",
-            "n_speakers_bottom": int((groups == BOTTOM).sum()), "n_speakers_top": int((groups == TOP).sum()),
-            "wer_bottom": wer[BOTTOM], "wer_top": wer[TOP], "abs_gap": gap, "rel_gap": rel,
-            "disparity": disparity.to_dict() if disparity else None}
+    bottom, top = groups == BOTTOM, groups == TOP
+    gap = signed_pair_gap(table.errors[bottom], table.words[bottom], table.errors[top], table.words[top], cfg.level,
+                          cfg.n_boot, cfg.n_permutations, seed, (*names, "designated"),
+                          min_speakers=cfg.thresholds.min_speakers)
+    out = {"bottom": "rank1", "top": "best-ranked eligible cohort of the same discovery", **gap.to_dict()}
+    if chosen:
+        out["method"] += ("; CAUTION: the pair was chosen on these same speakers, which neither the test nor the "
+                          "interval accounts for")
+    return out
 
 
 def measure(table: SpeakerTable, labelling: Labelling, cfg: MeasureConfig, seed: int = 0, method: str = "",

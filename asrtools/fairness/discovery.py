@@ -169,6 +169,7 @@ def discovery_from_dict(data: Mapping[str, Any], source: str = "discovery.json")
     import asrtools.fairness.auto  # noqa: F401  (registers the methods)
     import asrtools.fairness.geo  # noqa: F401
     import asrtools.fairness.geodemographic  # noqa: F401
+    import asrtools.fairness.scan  # noqa: F401
 
     if not isinstance(data, Mapping) or data.get("method") not in _METHODS:
         method = data.get("method") if isinstance(data, Mapping) else None

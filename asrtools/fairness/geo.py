@@ -1,6 +1,19 @@
-"""Geographic regions: a recursive binary partition of speakers by latitude or longitude.
+"""Geographic regions: a recursive partition of speakers by latitude or longitude, or a spatial scan.
 
-At each node, every threshold halfway between two consecutive distinct speaker coordinates on
+`geo.method` chooses (docs/statistics.md, "Geographic discovery", has the detection rates
+that chose the default):
+
+- `scan` (default): Kulldorff's spatial scan over lat/lon rectangles with a Monte-Carlo p over
+  whole-speaker permutations (`asrtools.fairness.scan`): two regions, the most elevated
+  rectangle and the rest (always with `scan_alpha` 1, the default; else when its p <=
+  `scan_alpha`, otherwise one region and no comparison designated).
+- `tree`: the paper's tree, below, with one-threshold splits.
+- `band_tree`: the same tree whose candidates also include bands `lo < coordinate <= hi` on
+  one axis (a node splits into the part below, the band and the part above), so a region in
+  the middle of the map can be carved out in two splits; band ends are `band_cuts` quantile
+  cut points per axis.
+
+The tree: at each node, every threshold halfway between two consecutive distinct speaker coordinates on
 either axis is a candidate (`asrtools.fairness.partition`); the split maximising the
 pooled-WER difference between its sides, with at least `min_speakers` speakers and
 `min_words` words on each side, is the node's best split. The tree grows best-first (the leaf
@@ -15,7 +28,8 @@ whose best split has the largest gain is split next) and a leaf stops for one of
 - `leaf_budget`: the tree already has `max_leaves` leaves.
 
 Leaves are the regions: boxes `lat in (lo, hi], lon in (lo, hi]` (a side "<= threshold" is
-the low one), so a new speaker is placed by walking the tree with its coordinates.
+the low one), so a new speaker is placed by walking the tree with its coordinates (into the
+child whose `(lo, hi]` range on the split axis holds it).
 """
 from __future__ import annotations
 
@@ -39,7 +53,13 @@ STOP_RULES = ("no_valid_split", "min_gain", "not_significant", "leaf_budget")
 
 @dataclasses.dataclass
 class CandidateSplit:
-    """A node's best split: `axis <= threshold` is the low side."""
+    """A node's best split.
+
+    Threshold split (`band_high` None): `axis <= threshold` is the low side (`wer_low`), the
+    rest the high side (`wer_high`). Band split: `threshold < axis <= band_high` is the band
+    (`wer_low` is its WER, `wer_high` the rest's); the node's children are the part below the
+    band, the band and the part above it.
+    """
 
     axis: str
     threshold: float
@@ -47,6 +67,19 @@ class CandidateSplit:
     wer_low: float
     wer_high: float
     p_value: Optional[float] = None
+    band_high: Optional[float] = None
+
+    def child_bounds(self) -> List[Tuple[float, float]]:
+        """The `(lo, hi]` ranges on `axis` of the children, in order."""
+        if self.band_high is None:
+            return [(-math.inf, self.threshold), (self.threshold, math.inf)]
+        return [(-math.inf, self.threshold), (self.threshold, self.band_high), (self.band_high, math.inf)]
+
+    def describe(self) -> str:
+        """`lat <= 40` or `lat in (35, 40]`."""
+        if self.band_high is None:
+            return f"{self.axis} <= {self.threshold:.4g}"
+        return f"{self.axis} in ({self.threshold:.4g}, {self.band_high:.4g}]"
 
 
 @dataclasses.dataclass
@@ -56,7 +89,7 @@ class GeoNode:
     Attributes:
       bounds: `{"lat": [lo, hi], "lon": [lo, hi]}`, the box `(lo, hi]` (infinite at the root).
       best: the node's best split (made or not); None when no split is valid.
-      children: `[low, high]` node ids, None for a leaf.
+      children: child node ids in `best.child_bounds()` order (2, or 3 for a band split), None for a leaf.
       stop: for a leaf, the rule that stopped it (one of `STOP_RULES`).
     """
 
@@ -126,16 +159,56 @@ def candidates(coords: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.concatenate(axes), np.concatenate(thresholds), np.concatenate(members).reshape(-1, len(coords))
 
 
+def band_candidates(coords: np.ndarray, n_cuts: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every band `lo < coordinate <= hi` on each axis, ends among `n_cuts` quantile cuts or open.
+
+    A band open at one end is a threshold split. Returns `(axis (C,), lo (C,), hi (C,), members (C, n))`.
+    """
+    from asrtools.fairness.scan import intervals, quantile_cuts
+
+    axes, lows, highs, members = [], [], [], []
+    for a in range(2):
+        iv = intervals(quantile_cuts(coords[:, a], n_cuts))
+        iv = iv[~np.all(np.isinf(iv), axis=1)]
+        axes.append(np.full(len(iv), a))
+        lows.append(iv[:, 0])
+        highs.append(iv[:, 1])
+        members.append((coords[None, :, a] > iv[:, :1]) & (coords[None, :, a] <= iv[:, 1:]))
+    return (np.concatenate(axes), np.concatenate(lows), np.concatenate(highs),
+            np.concatenate(members).reshape(-1, len(coords)))
+
+
+def _candidate_split(coords: np.ndarray, cfg: GeoConfig) -> Tuple[np.ndarray, Any]:
+    """`(members (C, n), make)`: the node's candidates and `make(index, gap, wer_in, wer_out)` -> CandidateSplit."""
+    if cfg.method == "band_tree":
+        axes, lows, highs, members = band_candidates(coords, cfg.band_cuts)
+
+        def make_band(i: int, gap: float, wer_in: float, wer_out: float) -> CandidateSplit:
+            axis, lo, hi = AXES[axes[i]], float(lows[i]), float(highs[i])
+            if math.isinf(lo):  # (-inf, hi]: the low side of a threshold split
+                return CandidateSplit(axis, hi, gap, wer_in, wer_out)
+            if math.isinf(hi):  # (lo, inf): the high side of a threshold split
+                return CandidateSplit(axis, lo, gap, wer_out, wer_in)
+            return CandidateSplit(axis, lo, gap, wer_in, wer_out, band_high=hi)
+
+        return members, make_band
+    axes, thresholds, members = candidates(coords)
+
+    def make(i: int, gap: float, wer_in: float, wer_out: float) -> CandidateSplit:
+        return CandidateSplit(AXES[axes[i]], float(thresholds[i]), gap, wer_in, wer_out)
+
+    return members, make
+
+
 def _evaluate(node: GeoNode, coords: np.ndarray, errors: np.ndarray, words: np.ndarray, cfg: GeoConfig,
               seed: int) -> Optional[str]:
     """Find the node's best split (stored in `node.best`); the stop rule it meets, or None if splittable."""
-    axes, thresholds, members = candidates(coords)
+    members, make = _candidate_split(coords, cfg)
     limits = SideLimits(cfg.min_speakers, cfg.min_words)
     split = best_split(members, errors, words, limits)
     if split is None:
         return "no_valid_split"
-    node.best = CandidateSplit(AXES[axes[split.index]], float(thresholds[split.index]), split.gap, split.wer_in,
-                               split.wer_out)
+    node.best = make(split.index, split.gap, split.wer_in, split.wer_out)
     if split.gap < cfg.min_gain:
         return "min_gain"
     p, _ = split_p_value(members, errors, words, limits, split.gap, cfg.n_permutations,
@@ -144,10 +217,12 @@ def _evaluate(node: GeoNode, coords: np.ndarray, errors: np.ndarray, words: np.n
     return "not_significant" if math.isfinite(p) and p > cfg.alpha else None
 
 
-def _child(parent: GeoNode, node_id: int, side: int, rows: np.ndarray, table: SpeakerTable) -> GeoNode:
+def _child(parent: GeoNode, node_id: int, lo_hi: Tuple[float, float], rows: np.ndarray,
+           table: SpeakerTable) -> GeoNode:
     assert parent.best is not None
     bounds = {a: list(b) for a, b in parent.bounds.items()}
-    bounds[parent.best.axis][1 - side] = parent.best.threshold  # low side: hi = t; high side: lo = t
+    axis = parent.best.axis
+    bounds[axis] = [max(bounds[axis][0], lo_hi[0]), min(bounds[axis][1], lo_hi[1])]
     return GeoNode(node_id, parent.id, bounds, int(len(rows)), int(table.words[rows].sum()),
                    int(table.errors[rows].sum()))
 
@@ -173,10 +248,11 @@ def grow_tree(table: SpeakerTable, cfg: GeoConfig, seed: int = 0) -> Tuple[List[
         pick = max(open_, key=lambda i: (nodes[i].best.gain, -i))  # type: ignore[union-attr]
         parent = nodes[pick]
         axis = AXES.index(parent.best.axis)  # type: ignore[union-attr]
-        low = coords[rows[pick], axis] <= parent.best.threshold  # type: ignore[union-attr]
+        values = coords[rows[pick], axis]
         parent.children = []
-        for side, part in enumerate((rows[pick][low], rows[pick][~low])):
-            child = _child(parent, len(nodes), side, part, table)
+        for lo, hi in parent.best.child_bounds():  # type: ignore[union-attr]
+            part = rows[pick][(values > lo) & (values <= hi)]
+            child = _child(parent, len(nodes), (lo, hi), part, table)
             nodes.append(child)
             rows[child.id] = part
             parent.children.append(child.id)
@@ -216,7 +292,8 @@ class GeoDiscovery(Discovery):
         while node.children is not None:
             assert node.best is not None
             value = lat if node.best.axis == "lat" else lon
-            node = self.nodes[node.children[0] if value <= node.best.threshold else node.children[1]]
+            ranges = node.best.child_bounds()
+            node = self.nodes[next(c for c, (lo, hi) in zip(node.children, ranges) if lo < value <= hi)]
         return node
 
     def assign_keys(self, inputs: Mapping[str, Any]) -> Dict[str, str]:
@@ -237,17 +314,21 @@ class GeoDiscovery(Discovery):
         return cls(params, cohorts, nodes)
 
 
-def fit(table: SpeakerTable, cfg: GeoConfig, thresholds: Thresholds = Thresholds(), seed: int = 0) -> GeoDiscovery:
-    """Grow the geographic tree on `table` and rank its regions by WER on these speakers.
+def fit(table: SpeakerTable, cfg: GeoConfig, thresholds: Thresholds = Thresholds(), seed: int = 0) -> Discovery:
+    """Find regions on `table` (`cfg.method`: scan, tree or band_tree) and rank them by WER on these speakers.
 
     Args:
       table: discovery speakers (each with numeric lat/lon, else `DataError`).
-      cfg: tree settings.
+      cfg: the method and its settings.
       thresholds: the size floor of the ranking.
-      seed: seeds the permutation tests (node by node).
+      seed: seeds the permutation tests (node by node, or the scan's).
     """
     if len(table) == 0:
         raise DataError("no speakers to discover regions on")
+    if cfg.method == "scan":
+        from asrtools.fairness.scan import fit_scan
+
+        return fit_scan(table, cfg, thresholds, seed)
     nodes, leaf_of = grow_tree(table, cfg, seed)
     keys = [nodes[i].key for i in leaf_of]
     descriptions = {n.key: describe_bounds(n.bounds) for n in nodes if n.children is None}

@@ -2,6 +2,8 @@
 
 - `plot_geo_map`: speakers at (lon, lat) coloured by region, each region's box, its rank and
   WER written inside.
+- `plot_scan_map`: speakers coloured by cohort (inside / outside the scan's rectangle) and
+  the rectangle (dashed when it is not significant).
 - `plot_zip_partition`: zip-code centroids (census lat/lon) coloured by side of the chosen
   partition, sized by their number of speakers.
 - `plot_embedding_projection`: a 2-D PCA projection of the speaker embeddings coloured by
@@ -18,6 +20,7 @@ from asrtools.fairness.auto import AutoDiscovery
 from asrtools.fairness.discovery import Discovery
 from asrtools.fairness.geo import GeoDiscovery
 from asrtools.fairness.geodemographic import GeodemographicDiscovery
+from asrtools.fairness.scan import ScanDiscovery
 from asrtools.fairness.speakers import LAT_KEY, LON_KEY, SpeakerTable
 from asrtools.scoring.plots import _save, plt
 
@@ -72,6 +75,26 @@ def plot_geo_map(discovery: GeoDiscovery, table: SpeakerTable, path: Path) -> No
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     ax.set_title(f"Geographic regions ({len(discovery.leaves)} leaves; WER on the discovery speakers)")
+    fig.tight_layout()
+    _save(fig, Path(path))
+
+
+def plot_scan_map(discovery: ScanDiscovery, table: SpeakerTable, path: Path) -> None:
+    """Speakers (lon, lat) coloured by cohort and the scan's best rectangle (dashed when not significant)."""
+    coords = table.coordinates()
+    labels_of = discovery.assign_table(table)
+    fig, ax = plt.subplots(figsize=(8, 6))
+    _scatter(ax, coords[:, ::-1], [labels_of[s] for s in table.speakers], discovery)
+    if discovery.result.get("statistic") is not None:
+        box = discovery.rectangle
+        lat = [min(max(x, coords[:, 0].min()), coords[:, 0].max()) for x in box["lat"]]
+        lon = [min(max(x, coords[:, 1].min()), coords[:, 1].max()) for x in box["lon"]]
+        ax.add_patch(plt.Rectangle((lon[0], lat[0]), lon[1] - lon[0], lat[1] - lat[0], fill=False, edgecolor="black",
+                                   linewidth=1.5, linestyle="-" if discovery.significant else "--"))
+    p = discovery.result.get("p_value")
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.set_title("Spatial scan: best rectangle" + ("" if p is None else f" (Monte-Carlo p = {p:.3g})"))
     fig.tight_layout()
     _save(fig, Path(path))
 
@@ -132,6 +155,8 @@ def plot_discovery(discovery: Discovery, table: SpeakerTable, path: Path) -> Non
     """The method's picture (geo map, zip partition or embedding projection)."""
     if isinstance(discovery, GeoDiscovery):
         plot_geo_map(discovery, table, path)
+    elif isinstance(discovery, ScanDiscovery):
+        plot_scan_map(discovery, table, path)
     elif isinstance(discovery, GeodemographicDiscovery):
         plot_zip_partition(discovery, table, path)
     elif isinstance(discovery, AutoDiscovery):

@@ -4,7 +4,8 @@
   ... worst first]}` (held-out labels for crossfit / dev-test; mode `applied` from
   `asrtools cohorts assign`).
 - `cohorts.json`: the held-out cohort table (`cohorts`), `held_out` (the disparity,
-  `Disparity.to_dict()`), `designated` (rank1 vs the best-ranked eligible cohort),
+  `Disparity.to_dict()`), `designated` (rank1 vs the best-ranked eligible cohort: the signed gap, its speaker-bootstrap
+  interval, the one-sided permutation p),
   `bottom_share`, the same measured in-sample (`in_sample`, `in_sample_cohorts`, ...; the
   cohorts were chosen on the measured speakers, so these are inflated), `disjoint`, speaker
   counts, folds, and the method's own details (`model`: tree nodes with stop rules,
@@ -16,10 +17,12 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from asrtools.fairness.crossfit import CohortRow, Measurement
 from asrtools.fairness.discovery import Discovery, rank_number
+from asrtools.fairness.geo import CandidateSplit
+from asrtools.fairness.scan import describe_rectangle
 from asrtools.fairness.speakers import SpeakerTable
 from asrtools.fairness.study import Study
 from asrtools.pipeline import atomic_write_json, atomic_write_text
@@ -67,6 +70,7 @@ def cohorts_json(study: Study, params: Mapping[str, Any]) -> Dict[str, Any]:
         "disjoint": labelling.disjoint,
         "n_discovery_speakers": labelling.n_discovery_speakers,
         "n_measurement_speakers": len(labelling.labels),
+        "unplaced_excluded": {"count": len(study.unplaced), "speakers": list(study.unplaced)},
         "folds": [vars(f) for f in labelling.folds],
         "discovery_cohorts": [c.to_dict() for c in study.discovery.cohorts],
         "model": model,
@@ -101,14 +105,26 @@ def _table(rows: Sequence[CohortRow]) -> List[str]:
                                _pct(r.wer), _ci(r.wer_ci), ", ".join(r.flags)] for r in rows])
 
 
+def _bounds(ci: Optional[Sequence[Optional[float]]]) -> Tuple[float, float]:
+    """A JSON interval as floats (null -> NaN)."""
+    ci = ci or [None, None]
+    return tuple(float("nan") if x is None else float(x) for x in ci)  # type: ignore[return-value]
+
+
 def _designated_line(d: Mapping[str, Any], shares: Mapping[str, float]) -> str:
-    disparity = d.get("disparity") or {}
-    p = disparity.get("p_value")
-    rel = d.get("rel_gap")
+    p = d.get("p_value")
+    level = 100 * d.get("level", 0.95)
+    note = f" ({d['note']})" if d.get("note") else ""
+    test = (f"{d['pipeline_permutations']} permutations of the whole pipeline" if d.get("pipeline_permutations")
+            else "held-out labels permuted across whole speakers")
+    if "CAUTION" in d.get("method", ""):
+        test += "; the pair was chosen on these speakers, so this is no test"
     return (f"Designated comparison (rank1 vs the best-ranked eligible cohort of the same discovery): bottom "
             f"{_pct(d.get('wer_bottom'))}% ({d['n_speakers_bottom']} speakers) vs top {_pct(d.get('wer_top'))}% "
-            f"({d['n_speakers_top']} speakers): gap {_pct(d.get('abs_gap'))} points, relative "
-            f"{_pct(rel, 1) if rel is not None else 'n/a'}%, permutation p = {'n/a' if p is None else f'{p:.3g}'}. "
+            f"({d['n_speakers_top']} speakers): signed gap bottom - top {_pct(d.get('abs_gap'))} points "
+            f"{_ci(_bounds(d.get('abs_gap_ci')))} ({level:g}% speaker-bootstrap interval; negative = bottom better), "
+            f"relative {_pct(d.get('rel_gap'), 1)}% {_ci(_bounds(d.get('rel_gap_ci')), 1)}, one-sided p = "
+            f"{'n/a' if p is None else f'{p:.3g}'} ({test}; H1: bottom worse){note}. "
             f"Bottom cohort's share: {_pct(shares['speakers'], 1)}% of speakers, {_pct(shares['utterances'], 1)}% "
             f"of utterances, {_pct(shares['errors'], 1)}% of word errors.")
 
@@ -127,7 +143,7 @@ def method_markdown(discovery: Discovery) -> List[str]:
         rows = []
         for n in model["nodes"]:
             best = n["best"] or {}
-            split = f"{best['axis']} <= {best['threshold']:.4g}" if best else "-"
+            split = CandidateSplit(**best).describe() if best else "-"
             p = best.get("p_value")
             rows.append([str(n["id"]), str(n["parent"]), str(n["n_speakers"]), _pct(n["n_errors"] / n["n_words"])
                          if n["n_words"] else "n/a", split, _pct(best.get("gain")) if best else "-",
@@ -135,6 +151,18 @@ def method_markdown(discovery: Discovery) -> List[str]:
         return ["## Tree (discovery speakers)", ""] + _md_table(
             ["node", "parent", "speakers", "WER %", "best split", "gain (points)", "p (selection-aware)",
              "split / stop rule"], rows)
+    if discovery.method == "geo_scan":
+        scan = model["scan"]
+        p = scan["p_value"]
+        where = describe_rectangle(*(tuple(math.inf * (2 * i - 1) if x is None else x for i, x in
+                                           enumerate(scan[axis])) for axis in ("lat", "lon")))
+        found = (f"best rectangle {where}: {scan['n_speakers_in']} speakers, WER {_pct(scan['wer_in'])}% inside vs "
+                 f"{_pct(scan['wer_out'])}% outside, LLR {scan['statistic']:.3g}, Monte-Carlo p = {p:.3g} "
+                 f"({'a region' if scan['significant'] else 'not significant: one cohort'})"
+                 if scan["statistic"] is not None and p is not None else "no rectangle tested")
+        return ["## Spatial scan (discovery speakers)", "",
+                f"Kulldorff's one-sided binomial scan over {scan['n_rectangles']} lat/lon rectangles, p over "
+                f"whole-speaker permutations: {found}."]
     if discovery.method == "geodemographic":
         from asrtools.fairness.geodemographic import Rule
 
@@ -160,6 +188,10 @@ def cohorts_markdown(study: Study) -> str:
              f"discovery fitted without it (discovery/measurement speakers per fold: {folds}). Labels are ranks "
              "on the discovery speakers (rank1 = worst there); cohorts under the size floor are flagged and never "
              "ranked first.", ""]
+    if study.unplaced:
+        shown = ", ".join(study.unplaced[:20]) + (", ..." if len(study.unplaced) > 20 else "")
+        lines += [f"{len(study.unplaced)} scored speakers could not be placed by {study.method} and are left out of "
+                  f"discovery and measurement (`unplaced_speakers: exclude`): {shown}.", ""]
     lines += _measurement_md(study.held_out)
     lines += ["## In-sample (inflated)", "", f"*{IN_SAMPLE_NOTE}.*", ""] + _measurement_md(study.in_sample)
     lines += method_markdown(study.discovery)

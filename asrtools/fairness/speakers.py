@@ -74,12 +74,20 @@ def parse_zipcodes(rows: Mapping[str, Mapping[str, str]]) -> Dict[str, Dict[str,
 
 
 def coordinates_of(speaker: str, attributes: Mapping[str, Any]) -> Tuple[float, float]:
-    """`(lat, lon)` of one speaker; `DataError` naming the speaker when missing or not a number."""
+    """`(lat, lon)` of one speaker; `DataError` naming the speaker, and what to do, when missing.
+
+    A speakers.csv from `asrtools data prepare` says why a speaker could not be placed
+    (`place_detail`); the message repeats it.
+    """
     values = []
     for key in (LAT_KEY, LON_KEY):
         value = _number(attributes.get(key))
         if value is None:
-            raise DataError(f"speaker {speaker!r}: no numeric '{key}' (got {attributes.get(key)!r})")
+            why = f"; {attributes['place_detail']}" if attributes.get("place_detail") else ""
+            raise DataError(f"speaker {speaker!r}: no numeric '{key}' (got {attributes.get(key)!r}{why}); the "
+                            "geographic method needs lat/lon for every scored speaker: add them to the speaker "
+                            "table, or a zip/city/region/state/country column that `asrtools data prepare` "
+                            "geocodes, or leave unplaced speakers out with --set unplaced_speakers=exclude")
         values.append(value)
     return values[0], values[1]
 
@@ -88,7 +96,9 @@ def zip_of(speaker: str, attributes: Mapping[str, Any]) -> str:
     """The zip code of one speaker; `DataError` naming the speaker when it has none."""
     value = str(attributes.get(ZIP_KEY) or "").strip()
     if not value:
-        raise DataError(f"speaker {speaker!r}: no '{ZIP_KEY}'")
+        raise DataError(f"speaker {speaker!r}: no '{ZIP_KEY}' (the geodemographic method needs a zip code for every "
+                        "scored speaker in the speaker table, and --zipcodes with that zip's attributes; "
+                        "--set unplaced_speakers=exclude leaves speakers without one out)")
     return value
 
 
@@ -167,6 +177,32 @@ class SpeakerTable:
             bad = self.speakers[int(np.flatnonzero(~np.all(np.isfinite(matrix), axis=1))[0])]
             raise DataError(f"speaker {bad!r}: embedding has NaN or inf values")
         return dataclasses.replace(self, vectors=matrix)
+
+
+def split_unplaced(table: SpeakerTable, method: str) -> Tuple[SpeakerTable, List[str]]:
+    """The speakers `method` can place, and the ids of those it cannot.
+
+    Args:
+      table: the scored speakers.
+      method: `geo` (needs numeric lat/lon) or `geodemographic` (needs a zip in the zip table);
+        any other method places every speaker.
+
+    Returns:
+      (the table of the placed speakers, the unplaced speakers' ids in table order).
+    """
+    def placed(speaker: str, attributes: Mapping[str, Any]) -> bool:
+        try:
+            if method == "geo":
+                coordinates_of(speaker, attributes)
+            elif method == "geodemographic":
+                return zip_of(speaker, attributes) in table.zipcodes
+        except DataError:
+            return False
+        return True
+
+    is_placed = [placed(s, a) for s, a in zip(table.speakers, table.attributes)]
+    unplaced = [s for s, ok in zip(table.speakers, is_placed) if not ok]
+    return (table.subset(np.flatnonzero(is_placed)) if unplaced else table), unplaced
 
 
 def table_from_counts(speakers: Sequence[str], errors: Sequence[float], words: Sequence[float],

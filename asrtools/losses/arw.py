@@ -25,6 +25,16 @@ Variants (`ArwConfig.variant`), for pair-based metric losses (`asrtools.losses.m
 (the paper's x_i is the sample; the embedding is its fixed-size summary); k-means runs
 (scikit-learn, cosine geometry via normalised vectors) on a ring buffer of the most
 recent training embeddings, refitted every `kmeans_every` steps.
+
+Cluster identity across refits: a pseudo-label is only a useful adversary input if cluster
+j means the same region of embedding space at every step. A fresh k-means numbers its
+clusters arbitrarily, so every refit after the first is warm-started from the previous
+centroids (`init=` the previous centroids, one Lloyd run) and its centroids are then
+matched one-to-one to the previous ones by maximum total cosine similarity (Hungarian
+assignment, `scipy.optimize.linear_sum_assignment`): the warm start keeps the numbering
+when the regions move a little, the matching keeps it when k-means relocates an emptied
+cluster or the regions swap. Each refit records the share of the buffered embeddings whose
+cluster changed (`PseudoLabeler.last_changed`).
 """
 from __future__ import annotations
 
@@ -141,6 +151,12 @@ class PseudoLabeler:
       num_clusters: k.
       buffer_size: embeddings kept.
       seed: k-means seed (plus the step of the fit).
+
+    Attributes:
+      centroids: (k, E) normalised centroids, row j = cluster j (None before the first fit).
+      refits: fits so far (the first included).
+      last_changed: share of the buffered embeddings whose cluster the last refit changed
+        (None after the first fit).
     """
 
     def __init__(self, embed_dim: int, num_clusters: int, buffer_size: int, seed: int) -> None:
@@ -150,6 +166,8 @@ class PseudoLabeler:
         self.filled = 0
         self.position = 0
         self.centroids: Optional[torch.Tensor] = None
+        self.refits = 0
+        self.last_changed: Optional[float] = None
 
     def add(self, embeddings: torch.Tensor) -> None:
         """Append (N, E) embeddings (normalised here) to the ring buffer."""
@@ -160,15 +178,32 @@ class PseudoLabeler:
         self.filled = min(self.filled + len(x), len(self.buffer))
 
     def fit(self, step: int) -> bool:
-        """Refit k-means on the buffer (deterministic); False if it holds fewer than k embeddings."""
+        """Refit k-means on the buffer, keeping the clusters' identity (see the module doc).
+
+        The first fit is a seeded k-means++ (3 inits); later fits start from the previous
+        centroids and are matched to them. Deterministic. False (nothing fitted) while the
+        buffer holds fewer than k embeddings.
+        """
         from sklearn.cluster import KMeans
 
         if self.filled < self.num_clusters:
             return False
         data = self.buffer[: self.filled].numpy().astype(np.float64)
-        kmeans = KMeans(self.num_clusters, n_init=3, random_state=(self.seed + step) % (2**31), algorithm="lloyd")
+        previous = self.centroids
+        if previous is None:
+            kmeans = KMeans(self.num_clusters, n_init=3, random_state=(self.seed + step) % (2**31), algorithm="lloyd")
+        else:
+            kmeans = KMeans(self.num_clusters, init=previous.numpy().astype(np.float64), n_init=1,
+                            random_state=(self.seed + step) % (2**31), algorithm="lloyd")
         kmeans.fit(data)
-        self.centroids = F.normalize(torch.from_numpy(kmeans.cluster_centers_).float(), dim=1)
+        fitted = F.normalize(torch.from_numpy(kmeans.cluster_centers_).float(), dim=1)
+        if previous is None:
+            self.centroids, self.last_changed = fitted, None
+        else:
+            before = self.assign(self.buffer[: self.filled])
+            self.centroids = fitted[torch.from_numpy(match_clusters(fitted, previous))]
+            self.last_changed = float((self.assign(self.buffer[: self.filled]) != before).float().mean())
+        self.refits += 1
         return True
 
     def assign(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -180,13 +215,32 @@ class PseudoLabeler:
 
     def state_dict(self) -> Dict[str, Any]:
         return {"buffer": self.buffer.clone(), "filled": self.filled, "position": self.position,
-                "centroids": None if self.centroids is None else self.centroids.clone()}
+                "centroids": None if self.centroids is None else self.centroids.clone(), "refits": self.refits}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.buffer = state["buffer"].clone()
         self.filled = int(state["filled"])
         self.position = int(state["position"])
         self.centroids = None if state["centroids"] is None else state["centroids"].clone()
+        self.refits = int(state["refits"])
+
+
+def match_clusters(new: torch.Tensor, previous: torch.Tensor) -> np.ndarray:
+    """Which new cluster takes each previous cluster's index.
+
+    Args:
+      new: (K, E) normalised centroids of a refit.
+      previous: (K, E) normalised centroids they replace.
+
+    Returns:
+      (K,) int64 order: `new[order]` puts at row j the new centroid matched to previous
+      centroid j (one-to-one, maximum total cosine similarity).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    similarity = (previous @ new.T).numpy().astype(np.float64)
+    rows, cols = linear_sum_assignment(similarity, maximize=True)
+    return cols[np.argsort(rows)].astype(np.int64)
 
 
 def adversary_input(variant: str, embeddings: torch.Tensor, clusters: Optional[torch.Tensor],

@@ -21,9 +21,15 @@ from asrtools.pipeline import atomic_path
 
 
 def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    """Write `state` to `path` atomically and durably (file and directory fsynced)."""
+    """Write `state` to `path` atomically and durably (file and directory fsynced).
+
+    Identical states give identical bytes: given a path, torch.save names the zip archive
+    inside the file after it (here the temporary `.tmp-<pid>-...` name, different in every
+    run); given an open file, it uses the fixed name `archive`.
+    """
     with atomic_path(path, durable=True) as tmp:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as stream:
+            torch.save(state, stream)
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu", mmap: bool = False) -> Dict[str, Any]:

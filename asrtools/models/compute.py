@@ -22,6 +22,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
 
+from asrtools.utils.encoder_compute import fraction
+
 #: summary.json key of the aggregated record.
 SUMMARY_KEY = "encoder_compute"
 
@@ -61,10 +63,6 @@ class ComputeMeter:
         return [{"frames": f, "executed_frames": dict(zip(self.names, row))} for f, row in zip(frames, executed)]
 
 
-def _fraction(numerator: float, denominator: float) -> Optional[float]:
-    return numerator / denominator if denominator > 0 else None
-
-
 def summarize_compute(records: Iterable[Optional[Mapping[str, Any]]]) -> Optional[Dict[str, Any]]:
     """Add up per-stream compute records (see the module docstring) into fractions.
 
@@ -96,41 +94,11 @@ def summarize_compute(records: Iterable[Optional[Mapping[str, Any]]]) -> Optiona
     return {
         "streams": streams,
         "frames": frames,
-        "encoder_fraction": _fraction(front + flops.get("layers", 0.0), front + dense),
-        "encoder_fraction_kv_skipped": _fraction(front + flops.get("layers_kv_skipped", 0.0), front + dense),
-        "layers_fraction": _fraction(flops.get("layers", 0.0), dense),
-        "layers_fraction_kv_skipped": _fraction(flops.get("layers_kv_skipped", 0.0), dense),
-        "executed_fraction": {name: _fraction(count, frames) for name, count in executed.items()},
+        "encoder_fraction": fraction(front + flops.get("layers", 0.0), front + dense),
+        "encoder_fraction_kv_skipped": fraction(front + flops.get("layers_kv_skipped", 0.0), front + dense),
+        "layers_fraction": fraction(flops.get("layers", 0.0), dense),
+        "layers_fraction_kv_skipped": fraction(flops.get("layers_kv_skipped", 0.0), dense),
+        "executed_fraction": {name: fraction(count, frames) for name, count in executed.items()},
         "flops": flops,
         "accounting": ACCOUNTING,
-    }
-
-
-def relative_compute(compute: Mapping[str, Any], reference: Mapping[str, Any]) -> Dict[str, Optional[float]]:
-    """One encoder's executed FLOPs as fractions of another encoder's dense FLOPs on the same streams.
-
-    `summarize_compute` divides by the encoder's own dense stack; a smaller or windowed model has
-    to be compared with the full model it stands in for, so both are read from their summed FLOPs.
-
-    Args:
-      compute: the `summarize_compute` result of the encoder measured.
-      reference: the `summarize_compute` result of the reference encoder on the same utterances.
-
-    Returns:
-      {"encoder_fraction", "encoder_fraction_kv_skipped", "layers_fraction", "layers_fraction_kv_skipped"}
-      (None where the reference counted no FLOPs).
-
-    Raises:
-      ValueError: the two counted different numbers of frames (not the same utterances).
-    """
-    if int(compute["frames"]) != int(reference["frames"]):
-        raise ValueError(f"compute over {compute['frames']} frames cannot be compared with a reference over "
-                         f"{reference['frames']} frames (different utterances or subsampling)")
-    flops, ref = compute["flops"], reference["flops"]
-    front, ref_front, ref_dense = flops.get("front_end", 0.0), ref.get("front_end", 0.0), ref.get("dense_layers", 0.0)
-    return {
-        "encoder_fraction": _fraction(front + flops.get("layers", 0.0), ref_front + ref_dense),
-        "encoder_fraction_kv_skipped": _fraction(front + flops.get("layers_kv_skipped", 0.0), ref_front + ref_dense),
-        "layers_fraction": _fraction(flops.get("layers", 0.0), ref_dense),
-        "layers_fraction_kv_skipped": _fraction(flops.get("layers_kv_skipped", 0.0), ref_dense),
     }

@@ -1,16 +1,20 @@
 """Cohort-aware input for any encoder: a learned cohort embedding joined to the features.
 
 `CohortInputEncoder` (registered as `cohort_input`) wraps any registered encoder. Each
-utterance carries a cohort id (0 = no cohort; 1..K = the labels in `cohorts`); its
-low-dimensional embedding `e` (`dim`) is joined to every input frame before the wrapped
-encoder sees it:
+utterance carries a cohort id (0 = no cohort; 1..K = the labels in `cohorts`; K + 1 = the
+explicit cohort `(unknown)` of a speaker missing from the cohort map); its low-dimensional
+embedding `e` (`dim`) is joined to every input frame before the wrapped encoder sees it:
 
 - `combine: add`     x' = x + W e            (W: (F, dim), zero-initialised)
 - `combine: concat`  x' = A [x; e] + b       (A: (F, F + dim) initialised to [I | 0], b = 0)
 
 so a fresh wrapper computes exactly what its inner encoder computes: fine-tuning starts from
 the baseline. The embedding table itself starts random (so the zero projection receives a
-gradient), and row 0 stays zero (`padding_idx`). The cohort is constant over an utterance,
+gradient), row 0 stays zero (`padding_idx`), and the `(unknown)` row starts at zero (an
+unknown speaker gets the baseline's input until training speakers missing from the map
+train it). A speaker missing from the map is never silently given another cohort's input:
+it gets `(unknown)`, and `cohort_coverage` counts such speakers and utterances for the
+training log and the mitigation page. The cohort is constant over an utterance,
 so streaming adds the same vector to every chunk and stays equal to offline decoding
 whenever the inner encoder is causal.
 
@@ -29,6 +33,7 @@ Weights of the plain inner encoder (`encoder.<name>`) load into the wrapper
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -38,6 +43,7 @@ from asrtools.errors import ConfigError, DataError
 from asrtools.models.encoder import Encoder, State, build_encoder, register_encoder
 
 NO_COHORT = 0
+UNKNOWN_COHORT = "(unknown)"  # the label of speakers missing from the cohort map
 COMBINES = ("add", "concat")
 _OWN = ("cohort_embedding.", "cohort_proj.", "inner.")
 
@@ -64,10 +70,14 @@ class CohortInputEncoder(Encoder):
             raise ConfigError(f"cohort_input: combine {combine!r} is unknown (known: {', '.join(COMBINES)})")
         if dim < 1 or not cohorts or len(set(cohorts)) != len(cohorts):
             raise ConfigError("cohort_input: dim must be >= 1 and cohorts a non-empty list of distinct labels")
+        if UNKNOWN_COHORT in cohorts:
+            raise ConfigError(f"cohort_input: {UNKNOWN_COHORT!r} is reserved for speakers missing from the cohort map")
         self.inner = build_encoder(encoder, input_dim=input_dim, **(encoder_params or {}))
         self.cohorts: List[str] = [str(c) for c in cohorts]
         self.combine = combine
-        self.cohort_embedding = nn.Embedding(len(self.cohorts) + 1, dim, padding_idx=NO_COHORT)
+        self.cohort_embedding = nn.Embedding(len(self.cohorts) + 2, dim, padding_idx=NO_COHORT)
+        with torch.no_grad():
+            self.cohort_embedding.weight[self.unknown_id].zero_()
         if combine == "add":
             self.cohort_proj = nn.Linear(dim, input_dim, bias=False)
             nn.init.zeros_(self.cohort_proj.weight)
@@ -82,16 +92,21 @@ class CohortInputEncoder(Encoder):
         self.chunk_frames_multiple = self.inner.chunk_frames_multiple
         self._cohort_ids: Optional[torch.Tensor] = None
         self.speaker_cohorts: Optional[Dict[str, str]] = None  # attached at run time, not saved
-        self._register_load_state_dict_pre_hook(_nest_plain_encoder_keys)
+        self._register_load_state_dict_pre_hook(_nest_plain_encoder_keys, with_module=True)
 
     # ------------------------------------------------------------------ conditioning
+
+    @property
+    def unknown_id(self) -> int:
+        """The id of the explicit `(unknown)` cohort (K + 1)."""
+        return len(self.cohorts) + 1
 
     def set_cohorts(self, ids: Optional[torch.Tensor]) -> None:
         """Cohort ids `(B,)` int64 of the next batch (0 = none); None = cohort 0 for all."""
         self._cohort_ids = None if ids is None else ids.to(torch.int64)
 
     def cohort_ids_of(self, speakers: Sequence[str]) -> torch.Tensor:
-        """`(B,)` int64 ids of the speakers' cohorts by the attached map (0 if not in it)."""
+        """`(B,)` int64 ids of the speakers' cohorts by the attached map (`unknown_id` if not in it)."""
         if self.speaker_cohorts is None:
             raise ConfigError("this model has a cohort input: give it the speakers' cohorts (decode --cohort-map)")
         index = {label: k + 1 for k, label in enumerate(self.cohorts)}
@@ -101,7 +116,7 @@ class CohortInputEncoder(Encoder):
             if label is not None and label not in index:
                 raise DataError(f"speaker {speaker}: cohort {label!r} is not one the model was trained with "
                                 f"({', '.join(self.cohorts)})")
-            ids.append(index.get(label, NO_COHORT) if label is not None else NO_COHORT)
+            ids.append(self.unknown_id if label is None else index[label])
         return torch.tensor(ids, dtype=torch.int64)
 
     def _join(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,10 +175,17 @@ class CohortInputEncoder(Encoder):
         return self.inner.compute_counts()
 
 
-def _nest_plain_encoder_keys(state_dict: Dict[str, Any], prefix: str, *args: Any) -> None:
-    """Load a plain encoder's weights (`<prefix><name>`) as the inner encoder's (`<prefix>inner.<name>`)."""
+def _nest_plain_encoder_keys(module: "CohortInputEncoder", state_dict: Dict[str, Any], prefix: str,
+                             *args: Any) -> None:
+    """Load a plain encoder's weights (`<prefix><name>`) as the inner encoder's (`<prefix>inner.<name>`);
+    refuse, in one line, a cohort table without the `(unknown)` row (written before it existed)."""
     for key in [k for k in state_dict if k.startswith(prefix) and not k[len(prefix):].startswith(_OWN)]:
         state_dict[prefix + "inner." + key[len(prefix):]] = state_dict.pop(key)
+    table = state_dict.get(prefix + "cohort_embedding.weight")
+    if table is not None and int(table.shape[0]) == len(module.cohorts) + 1:
+        raise DataError(f"the checkpoint's cohort embedding has no row for {UNKNOWN_COHORT!r} (speakers missing "
+                        "from the cohort map): it was trained when such speakers silently got cohort 0; "
+                        "train the cohort-input model again")
 
 
 def has_cohort_input(model: nn.Module) -> bool:
@@ -192,3 +214,42 @@ def cohort_input_config(model_config: Dict[str, Any], cohorts: Sequence[str], di
     params = {"encoder": model_config["encoder"], "encoder_params": dict(model_config.get("encoder_params", {})),
               "cohorts": list(cohorts), "dim": int(dim), "combine": combine}
     return {**model_config, "encoder": "cohort_input", "encoder_params": params}
+
+
+@dataclasses.dataclass(frozen=True)
+class CohortCoverage:
+    """How many of a split's speakers and utterances the cohort map misses (cohort `(unknown)`).
+
+    Attributes:
+      speakers, utterances: the split's distinct speakers and its utterances.
+      unknown_speakers: the speakers missing from the map, sorted.
+      unknown_utterances: their utterances.
+    """
+
+    speakers: int
+    utterances: int
+    unknown_speakers: List[str]
+    unknown_utterances: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"speakers": self.speakers, "utterances": self.utterances,
+                "unknown_speakers": len(self.unknown_speakers), "unknown_utterances": self.unknown_utterances,
+                "unknown_examples": self.unknown_speakers[:5], "unknown_label": UNKNOWN_COHORT}
+
+    def describe(self, what: str, source: str) -> str:
+        """One log line: `train: 3 of 40 speakers (120 of 4000 utterances) are not in FILE: ...`."""
+        examples = ", ".join(self.unknown_speakers[:3]) + (" ..." if len(self.unknown_speakers) > 3 else "")
+        line = (f"cohort input, {what}: {len(self.unknown_speakers)} of {self.speakers} speakers "
+                f"({self.unknown_utterances} of {self.utterances} utterances) are not in {source}")
+        return line + (f" and get the explicit cohort {UNKNOWN_COHORT!r} (e.g. {examples})" if examples else "")
+
+
+def cohort_coverage(speaker_cohorts: Mapping[str, str], utterance_speakers: Sequence[str]) -> CohortCoverage:
+    """Count the speakers (and their utterances) of `utterance_speakers` missing from the map.
+
+    Args:
+      speaker_cohorts: speaker -> cohort label.
+      utterance_speakers: the speaker of every utterance of a split (repeats expected).
+    """
+    missing = [s for s in utterance_speakers if s not in speaker_cohorts]
+    return CohortCoverage(len(set(utterance_speakers)), len(utterance_speakers), sorted(set(missing)), len(missing))

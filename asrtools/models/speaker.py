@@ -18,6 +18,7 @@ import dataclasses
 from typing import Any, Dict, List
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from asrtools.config import from_dict, to_dict
@@ -191,6 +192,22 @@ class EcapaTdnn(nn.Module):
             outputs.append(h)
         h = self.aggregate(torch.cat(outputs, dim=1))
         return self.embed(self.pool_norm(self.pool(h, mask)))
+
+
+def mean_normalize(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Subtract each utterance's mean over its valid frames; (B, T, F) -> (B, T, F), padding stays 0."""
+    mask = length_mask(lengths, x.shape[1]).unsqueeze(2).to(x.dtype)
+    mean = (x * mask).sum(dim=1, keepdim=True) / lengths.clamp(min=1)[:, None, None].to(x.dtype)
+    return (x - mean) * mask
+
+
+def embed_batch(embedder: nn.Module, features: torch.Tensor, lengths: torch.Tensor, cmn: bool,
+                device: torch.device) -> torch.Tensor:
+    """L2-normalised embeddings (B, E) of padded whole utterances (B, T, F) with lengths (B,)."""
+    x, lengths = features.to(device), lengths.to(device)
+    if cmn:
+        x = mean_normalize(x, lengths)
+    return F.normalize(embedder(x, lengths), dim=1)
 
 
 def build_speaker_model(config: SpeakerModelConfig) -> EcapaTdnn:

@@ -35,11 +35,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from asrtools.errors import ConfigError
-from asrtools.models.compute import relative_compute, summarize_compute
+from asrtools.models.compute import summarize_compute
 from asrtools.models.encoder import Encoder
+from asrtools.utils.encoder_compute import SPEED_SCHEMA as SCHEMA
+from asrtools.utils.encoder_compute import SPEED_SCHEMA_VERSION as SCHEMA_VERSION
+from asrtools.utils.encoder_compute import relative_compute
 from asrtools.utils.provenance import provenance
 
-SCHEMA, SCHEMA_VERSION = "asrtools.encoder_speed", 1
 MODES = ("offline", "streaming")
 
 
@@ -284,10 +286,11 @@ def speed_markdown(doc: Dict[str, Any], heading: str) -> str:
 
 def load_timed_models(specs: Sequence[tuple], device: torch.device = torch.device("cpu")) -> List[TimedModel]:
     """`TimedModel`s of `(name, checkpoint path)` pairs (encoder only)."""
-    from asrtools.decoding.recognize import load_model
+    from asrtools.models.loading import TRANSDUCER, load_model
 
     models = []
     for name, path in specs:
-        model, config = load_model(Path(path), device)
-        models.append(TimedModel(name, model.encoder, str(path), config.encoder, config.feature_dim))
+        loaded = load_model(Path(path), device, expect=(TRANSDUCER,))
+        models.append(TimedModel(name, loaded.model.encoder, str(path), loaded.config.encoder,
+                                 loaded.config.feature_dim))
     return models

@@ -36,8 +36,6 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from tqdm import tqdm
-
 from asrtools import errors
 from asrtools.errors import ConfigError
 from asrtools.pipeline.atomic import atomic_write_json
@@ -53,6 +51,7 @@ from asrtools.pipeline.stage import (
     run_whole_stage,
     stage_log_path,
 )
+from asrtools.utils.progress import progress
 
 SETUP_MARKER = ".setup.json"
 SETUP_LOCK = LOCK_PREFIX + ".setup"
@@ -264,15 +263,15 @@ def _run_task(out_dir: Path, name: str, params: Mapping[str, Any], inputs: Mappi
             held.enter_context(StageLogFile(stage_log_path(out_dir, task)))
             if fresh:
                 logger.info("[%s] %s: running (%s)", name, out_dir, evaluation.reason)
-                prepare_stage_dir(out_dir, evaluation.fingerprint, logger)
+                prepare_stage_dir(out_dir, evaluation.fingerprint, logger, by_tasks=True)
                 lock.downgrade()
             ctx = StageContext(out_dir, evaluation.params, evaluation.fingerprint, True, logger)
             work = plan(ctx)
             _setup_once(ctx, work)
         units = [k for k in task_units(work.num_units(), num_tasks, task) if not work.unit_done(k)]
         logger.info("[%s] %s: task %d/%d: %d unit(s) to run", name, out_dir, task, num_tasks, len(units))
-        with tqdm(total=sum(work.unit_size(k) for k in units), desc=f"{work.label} (task {task}/{num_tasks})",
-                  dynamic_ncols=True) as bar:
+        with progress(total=sum(work.unit_size(k) for k in units), desc=f"{work.label} (task {task}/{num_tasks})") \
+                as bar:
             work.run_units(units, bar.update, 1)
         logger.info("[%s] %s: task %d/%d done; the stage is complete once "
                     "the command runs without --task", name, out_dir, task, num_tasks)
@@ -293,7 +292,7 @@ def run_tasks_locally(work: ShardedWork, todo: Dict[int, List[int]]) -> None:
     """
     total = sum(work.unit_size(k) for units in todo.values() for k in units)
     if len(todo) == 1:
-        with tqdm(total=total, desc=work.label, dynamic_ncols=True) as bar:
+        with progress(total=total, desc=work.label) as bar:
             work.run_units(next(iter(todo.values())), bar.update, 1)
         return
     context = multiprocessing.get_context("fork")
@@ -307,7 +306,7 @@ def run_tasks_locally(work: ShardedWork, todo: Dict[int, List[int]]) -> None:
             child.start()
             writer.close()
             children.append((task, child, reader))
-        with tqdm(total=total, desc=work.label, dynamic_ncols=True) as bar:
+        with progress(total=total, desc=work.label) as bar:
             open_readers = {reader: task for task, _, reader in children}
             while open_readers and failure is None:
                 for reader in multiprocessing.connection.wait(list(open_readers)):

@@ -206,21 +206,39 @@ def _clear_outputs(out_dir: Path) -> None:
             path.unlink()
 
 
+def _inprogress_record(out_dir: Path) -> Dict[str, Any]:
+    """`.inprogress.json` of `out_dir` ({} if missing or unreadable)."""
+    try:
+        record = json.loads((Path(out_dir) / INPROGRESS_MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def inprogress_fingerprint(out_dir: Path) -> Optional[str]:
     """The fingerprint of the run in progress (or killed) in `out_dir`, if any."""
-    try:
-        return json.loads((Path(out_dir) / INPROGRESS_MARKER).read_text()).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return _inprogress_record(out_dir).get("fingerprint")
 
 
-def prepare_stage_dir(out_dir: Path, fingerprint: str, log: logging.Logger) -> bool:
-    """Make `out_dir` ready to run; return True when resuming a killed run's items.
+def started_by_tasks(out_dir: Path, fingerprint: str) -> bool:
+    """Whether the unfinished run with this fingerprint in `out_dir` was started by the tasks of
+    a sharded stage (`asrtools --task I`): its whole-stage command then continues their work
+    (merges it) as planned, which is no sign of an interrupted run."""
+    record = _inprogress_record(out_dir)
+    return record.get("fingerprint") == fingerprint and bool(record.get("by_tasks"))
+
+
+def prepare_stage_dir(out_dir: Path, fingerprint: str, log: logging.Logger, by_tasks: bool = False) -> bool:
+    """Make `out_dir` ready to run; return True when continuing an unfinished run's items.
 
     Call with the stage lock held exclusively (no other process writes into `out_dir`):
     a stale done-marker is removed, then either the run in progress with the same
-    fingerprint resumes (its leftover temporary files are deleted) or every old output is
+    fingerprint continues (its leftover temporary files are deleted) or every old output is
     deleted and `.inprogress.json` records the new fingerprint.
+
+    Args:
+      by_tasks: the caller is a task of a sharded stage (recorded, so that the whole-stage
+        command that merges the tasks' work does not report it as an interrupted run).
     """
     progress = out_dir / INPROGRESS_MARKER
     had_marker = (out_dir / DONE_MARKER).exists()
@@ -229,7 +247,12 @@ def prepare_stage_dir(out_dir: Path, fingerprint: str, log: logging.Logger) -> b
     if progress.exists():
         if inprogress_fingerprint(out_dir) == fingerprint:
             removed = remove_stale_tmp(out_dir)
-            log.info("resuming an interrupted run in %s (%d partial files dropped)", out_dir, removed)
+            if started_by_tasks(out_dir, fingerprint):
+                log.info("continuing the work of the stage's tasks in %s", out_dir)
+                if removed:
+                    log.warning("%s: %d partial files of an interrupted task dropped", out_dir, removed)
+            else:
+                log.info("resuming an interrupted run in %s (%d partial files dropped)", out_dir, removed)
             return True
     elif not had_marker and _has_outputs(out_dir):
         raise DataError(
@@ -237,7 +260,7 @@ def prepare_stage_dir(out_dir: Path, fingerprint: str, log: logging.Logger) -> b
             "refusing to overwrite them (choose another output directory)"
         )
     _clear_outputs(out_dir)
-    atomic_write_json(progress, {"fingerprint": fingerprint, "started": time.time()})
+    atomic_write_json(progress, {"fingerprint": fingerprint, "started": time.time(), "by_tasks": by_tasks})
     return False
 
 
@@ -296,7 +319,10 @@ def evaluate_stage(out_dir: Path, name: str, params: Mapping[str, Any], inputs: 
     if not up_to_date:
         reason = "forced" if force else _why_stale(marker, params, input_fps)
         if not marker and (out_dir / INPROGRESS_MARKER).exists():
-            reason = "an earlier run did not finish"
+            if started_by_tasks(out_dir, fingerprint):
+                reason = "continuing the work of its tasks"
+            else:
+                reason = "an earlier run did not finish"
     return StageEvaluation(params, input_fps, fingerprint, up_to_date, reason)
 
 

@@ -10,4 +10,5 @@ here loads a model or scores recognitions: stages do that and write JSON; a reci
 kind of result registers an artifact kind and a section kind here.
 
 `amortized`: the page of the compute-amortized Transformer recipe (egs/synth/amortized).
+`markdown`: rewrites one `## ` section of a generated page (the benchmark scripts' docs/benchmarks.md).
 """

@@ -31,11 +31,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from asrtools.errors import ConfigError, DataError
-from asrtools.models.compute import relative_compute
 from asrtools.scoring.bootstrap import bootstrap_p_value, bootstrap_wer_pair, percentile_ci, rng_for
 from asrtools.scoring.cohorts import ALL, UtteranceTable, per_speaker_sums
 from asrtools.scoring.compare import pair_tables
 from asrtools.scoring.report import WER_JSON, read_json, read_wer_dir
+from asrtools.utils.encoder_compute import SPEED_SCHEMA, relative_compute
+from asrtools.utils.paths import display_path, relative_paths
 
 KINDS = ("dense", "arbitrated", "window", "static", "random")
 KIND_LABELS = {"dense": "dense", "arbitrated": "arbitrated", "window": "sliding-window attention",
@@ -154,8 +155,6 @@ def read_split(spec: SystemSpec, split: str, reference: Optional[Mapping[str, An
 
 def read_speed(path: Path) -> Dict[str, Any]:
     """An `asrtools bench encoder` document; `DataError` naming the file otherwise."""
-    from asrtools.models.timing import SCHEMA as SPEED_SCHEMA
-
     doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("schema") != SPEED_SCHEMA or not isinstance(doc.get("models"), dict):
         raise DataError(f"{path}: not an {SPEED_SCHEMA} file (made by `asrtools bench encoder`)")
@@ -333,7 +332,7 @@ def results_markdown(rows: Sequence[SystemRow], chosen: Optional[SystemRow], spe
         f"Generated on {generated} by",
         "",
         "```",
-        command,
+        relative_paths(command),
         "```",
         "",
         "from JSON artifacts of the recipe's stages (listed under Sources). Compute = executed encoder FLOPs / "
@@ -371,9 +370,9 @@ def results_markdown(rows: Sequence[SystemRow], chosen: Optional[SystemRow], spe
     for row in rows:
         for split in SPLITS:
             d = decode_dir(row.spec, split)
-            lines.append(f"| {row.spec.name} | {split} decode (compute) | {d / 'summary.json'} |")
-            lines.append(f"| {row.spec.name} | {split} WER | {d / 'wer' / WER_JSON} |")
-    lines.append(f"| all | encoder speed | `{speed.get('command')}` |")
+            lines.append(f"| {row.spec.name} | {split} decode (compute) | {display_path(d / 'summary.json')} |")
+            lines.append(f"| {row.spec.name} | {split} WER | {display_path(d / 'wer' / WER_JSON)} |")
+    lines.append(f"| all | encoder speed | `{relative_paths(str(speed.get('command')))}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -403,7 +402,7 @@ def results_json(rows: Sequence[SystemRow], chosen: Optional[SystemRow], speed: 
         "command": command,
         "operating_point": chosen.spec.name if chosen else None,
         "speed_command": speed.get("command"),
-        "systems": [{"name": r.spec.name, "kind": r.spec.kind, "exp_dir": str(r.spec.exp_dir), "params": r.params,
+        "systems": [{"name": r.spec.name, "kind": r.spec.kind, "exp_dir": display_path(r.spec.exp_dir), "params": r.params,
                      "dev": split_dict(r.dev), "test": split_dict(r.test), "dev_delta": delta_dict(r.dev_delta),
                      "test_delta": delta_dict(r.test_delta), "speedup": r.speed.get("speedup") if r.speed else None}
                     for r in rows],

@@ -8,7 +8,8 @@ disparity `held_out`, the same in-sample (`in_sample_*`), `disjoint`, speaker co
 the stage's `.done.json` marker (its provenance). Nothing is recomputed.
 
 The headline gap is the designated one: its cohorts were fixed on other speakers (the
-other folds, or dev), so its permutation p-value and interval are an honest held-out test.
+other folds, or dev); it is signed (a reversed gap has a negative interval) and its p-value is
+one-sided (`asrtools.fairness.crossfit`, `asrtools.fairness.study`).
 The in-sample figures beside it come from cohorts chosen on the measured speakers.
 
 `build_fairness_page` returns the Markdown page and its JSON twin; `asrtools report fairness`
@@ -25,6 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from asrtools.errors import ConfigError, DataError
 from asrtools.scoring.report import read_json
 from asrtools.scoring.tables import _md_table, format_p_value
+from asrtools.utils.paths import display_path, relative_paths
 from asrtools.utils.provenance import format_provenance
 
 COHORTS_JSON = "cohorts.json"
@@ -70,10 +72,13 @@ class Side:
     cohorts: List[Dict[str, Any]]
     wer_bottom: Optional[float]
     wer_top: Optional[float]
+    abs_gap: Optional[float] = None
+    abs_gap_ci: Tuple[Optional[float], Optional[float]] = (None, None)
 
     @property
     def significant(self) -> bool:
-        return self.p_value is not None and self.p_value < ALPHA and not self.reversed
+        """One-sided test (H1: bottom worse) significant at ALPHA."""
+        return self.p_value is not None and self.p_value < ALPHA
 
 
 @dataclasses.dataclass
@@ -99,14 +104,16 @@ def _get(document: Mapping[str, Any], key: str, path: Path) -> Any:
 def _side(document: Mapping[str, Any], prefix: str, path: Path) -> Side:
     """The designated comparison, shares and cohort rows of one measurement (`prefix` "" or "in_sample_")."""
     designated = _get(document, f"{prefix}designated", path)
-    disparity = designated.get("disparity") or {}
-    reversed_ = bool(disparity) and disparity.get("worst") != "bottom"
-    ci = disparity.get("rel_gap_ci") or [None, None]
-    return Side(rel_gap=designated.get("rel_gap"), rel_gap_ci=(None, None) if reversed_ else (ci[0], ci[1]),
-                p_value=disparity.get("p_value"), reversed=reversed_,
-                share=dict(_get(document, f"{prefix}bottom_share", path)),
+    if "p_value" not in designated or "abs_gap_ci" not in designated:
+        raise DataError(f"{path}: {prefix}designated has no signed interval / one-sided p-value (written by an "
+                        "older asrtools: rerun the cohorts stage)")
+    gap = designated.get("abs_gap")
+    ci = designated.get("rel_gap_ci") or [None, None]
+    return Side(rel_gap=designated.get("rel_gap"), rel_gap_ci=(ci[0], ci[1]), p_value=designated.get("p_value"),
+                reversed=gap is not None and gap < 0, share=dict(_get(document, f"{prefix}bottom_share", path)),
                 cohorts=list(_get(document, "cohorts" if not prefix else f"{prefix}cohorts", path)),
-                wer_bottom=designated.get("wer_bottom"), wer_top=designated.get("wer_top"))
+                wer_bottom=designated.get("wer_bottom"), wer_top=designated.get("wer_top"),
+                abs_gap=gap, abs_gap_ci=tuple(designated.get("abs_gap_ci") or (None, None)))
 
 
 def read_run(spec: RunSpec) -> Run:
@@ -136,11 +143,10 @@ def _pct(value: Optional[float], digits: int = 1) -> str:
 
 
 def _gap_cell(side: Side) -> str:
-    if side.reversed:
-        return f"{_pct(side.rel_gap)} (reversed: top worse)"
+    """`25.0 [10.0, 40.0]`: the signed relative gap and its interval (a reversed gap is marked)."""
     low, high = side.rel_gap_ci
     ci = "" if low is None or high is None else f" [{_pct(low)}, {_pct(high)}]"
-    return f"{_pct(side.rel_gap)}{ci}"
+    return f"{_pct(side.rel_gap)}{ci}" + (" (reversed: top worse)" if side.reversed else "")
 
 
 def _p_cell(side: Side) -> str:
@@ -221,8 +227,7 @@ def paper_comparison(runs: Sequence[Run], system: str) -> List[str]:
                      f"{_pct(side.share.get('speakers'))} / {_pct(side.share.get('utterances'))}"])
         inside = _ci_contains(side, paper["rel_gap"])
         verdict = ("significant" if side.significant else "not significant") + f" at {ALPHA:g}"
-        paper_note = ("not comparable: on held-out speakers the designated bottom cohort was not the worse one"
-                      if side.reversed else "n/a (no interval)" if inside is None else
+        paper_note = ("n/a (no interval)" if inside is None else
                       "inside our 95% CI: consistent with it" if inside else
                       "outside our 95% CI: our gap differs from it significantly")
         notes.append(f"- {paper['label']}: our held-out gap is {_pct(side.rel_gap)}% ({verdict}); the paper's "
@@ -286,7 +291,8 @@ def mitigation_sections(mitigations: Sequence[Mitigations]) -> List[str]:
     lines: List[str] = []
     for m in mitigations:
         lines += ["", f"## Mitigations, measured by {m.name} cohorts", "",
-                  f"From {m.directory / 'results.json'} (trade-off plot: {m.directory / 'tradeoff.png'}).", ""]
+                  f"From {display_path(m.directory / 'results.json')} (trade-off plot: "
+                  f"{display_path(m.directory / 'tradeoff.png')}).", ""]
         lines += results_markdown(m.rows).rstrip("\n").split("\n")
     return lines
 
@@ -298,13 +304,16 @@ def build_fairness_page(runs: Sequence[Run], *, title: str, paper_system: str, c
         raise ConfigError("no discovery runs given (--run METHOD:SYSTEM=DIR)")
     lines = [
         f"# {title}", "",
-        f"Generated on {generated} by", "", "```", command, "```", "",
+        f"Generated on {generated} by", "", "```", relative_paths(command), "```", "",
         "from the discovery stages' JSON artifacts (Sources below); nothing is recomputed here.", "",
         "**Held-out WER gap**: relative WER gap (bottom - top) / top between the pre-designated bottom cohort "
         "(rank1: the worst cohort on the *discovery* speakers) and the best-ranked eligible cohort of the same "
         "discovery, measured on speakers the discovery never saw (crossfit: pooled over the K held-out folds; "
-        "dev-test: discovered on dev, measured on test). 95% CI and p from a permutation test over whole "
-        f"speakers (`speaker_disparity`); * = significant at {ALPHA:g}. **Bottom share**: the bottom cohort's "
+        "dev-test: discovered on dev, measured on test); signed (negative: the bottom cohort did better on "
+        "these speakers), with the 95% speaker-bootstrap interval of log(bottom / top) mapped back; p one-sided "
+        "(H1: bottom worse), from permutations of whole speakers: of the whole pipeline in crossfit mode "
+        f"(every fold re-discovered), of the labels in dev-test mode; * = significant at {ALPHA:g}. "
+        "**Bottom share**: the bottom cohort's "
         "share of the measured speakers / utterances / word errors. **In-sample** columns: the same method "
         "fitted and measured on the same speakers: the cohorts were chosen on these errors, so these figures "
         "are inflated by selection and are shown only for comparison. † = cohort under the size floor "
@@ -313,17 +322,20 @@ def build_fairness_page(runs: Sequence[Run], *, title: str, paper_system: str, c
     lines += results_table(runs) + ["", "## Cohort sizes (held-out)", ""] + cohort_sizes(runs)
     lines += ["", "## Comparison with the paper", ""] + paper_comparison(runs, paper_system)
     lines += mitigation_sections(mitigations)
-    lines += ["", "## Sources", ""] + [f"- {r.spec.method}:{r.spec.system} ({r.mode}): {r.spec.directory / COHORTS_JSON}"
+    lines += ["", "## Sources", ""] + [f"- {r.spec.method}:{r.spec.system} ({r.mode}): "
+                                      f"{display_path(r.spec.directory / COHORTS_JSON)}"
                                       for r in runs]
     lines += ["", "## Provenance", "", f"Page built {generated}. The discovery stages ran on:", ""]
     lines += provenance_lines(runs)
-    document = {"schema": SCHEMA, "version": SCHEMA_VERSION, "generated": generated, "command": command,
+    document = {"schema": SCHEMA, "version": SCHEMA_VERSION, "generated": generated,
+                "command": relative_paths(command),
                 "paper": PAPER, "paper_system": paper_system,
-                "runs": [{"method": r.spec.method, "system": r.spec.system, "dir": str(r.spec.directory),
+                "runs": [{"method": r.spec.method, "system": r.spec.system, "dir": display_path(r.spec.directory),
                           "mode": r.mode, "disjoint": r.disjoint, "n_discovery_speakers": r.n_discovery,
                           "n_measurement_speakers": r.n_measurement, "held_out": _side_dict(r.held_out),
                           "in_sample": _side_dict(r.in_sample), "provenance": r.provenance} for r in runs],
-                "mitigations": [{"name": m.name, "dir": str(m.directory), "rows": m.rows} for m in mitigations]}
+                "mitigations": [{"name": m.name, "dir": display_path(m.directory), "rows": m.rows}
+                                for m in mitigations]}
     return "\n".join(lines) + "\n", document
 
 

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from asrtools.report.data import ReportData
 from asrtools.report.sections import Section, SectionOutput
+from asrtools.utils.paths import display_path, relative_paths
 from asrtools.utils.provenance import SHORT_COMMIT, format_provenance
 
 REPORT_SCHEMA, REPORT_SCHEMA_VERSION = "asrtools.report", 1
@@ -49,9 +50,10 @@ def _sources(data: ReportData, index: ProvenanceIndex) -> Tuple[List[str], List[
                 run = "all" if shared else str(run_index + 1)
                 made = [(role, index.tag(record)) for role, record in artifact.provenance()]
                 cell = ", ".join(f"{role}: {tag}" for role, tag in made)
-                lines.append(f"| {system.name} | {run} | {name} | {artifact.path} | {artifact.describe()} | {cell} |")
-                rows.append({"system": system.name, "run": run, "artifact": name, "file": str(artifact.path),
-                             "produced_by": artifact.describe(), "provenance": dict(made)})
+                path, produced_by = display_path(artifact.path), relative_paths(artifact.describe())
+                lines.append(f"| {system.name} | {run} | {name} | {path} | {produced_by} | {cell} |")
+                rows.append({"system": system.name, "run": run, "artifact": name, "file": path,
+                             "produced_by": produced_by, "provenance": dict(made)})
     return lines, rows
 
 
@@ -88,7 +90,7 @@ def build_page(data: ReportData, sections: Sequence[Section], outputs: Sequence[
         f"Generated on {generated} by",
         "",
         "```",
-        command,
+        relative_paths(command),
         "```",
         "",
         "from the stage artifacts (JSON files) listed under Sources; the page computes nothing from "
@@ -110,9 +112,9 @@ def build_page(data: ReportData, sections: Sequence[Section], outputs: Sequence[
         "version": REPORT_SCHEMA_VERSION,
         "title": data.config.title,
         "generated": generated,
-        "command": command,
+        "command": relative_paths(command),
         "provenance": page_provenance,
-        "systems": [{"name": s.name, "runs": [str(r) for r in s.runs]} for s in data.systems],
+        "systems": [{"name": s.name, "runs": [display_path(r) for r in s.runs]} for s in data.systems],
         "sections": [{"kind": s.kind, "title": s.title, **o.document} for s, o in zip(sections, outputs)],
         "sources": source_rows,
         "provenances": index.records,

@@ -21,6 +21,7 @@ from asrtools.errors import ConfigError
 from asrtools.report.artifacts import Field, field_reference
 from asrtools.report.config import ReportConfig
 from asrtools.report.data import ReportData, SystemData
+from asrtools.utils.paths import display_path
 
 
 @dataclasses.dataclass
@@ -185,7 +186,7 @@ class MetricsSection(Section):
                                                                   self._expected(system, artifact), field)
                 cells.append(text)
             lines.append("| " + " | ".join([system.name] + ([str(len(system.runs))] if several else []) + cells) + " |")
-            rows.append({"system": system.name, "runs": [str(r) for r in system.runs], "cells": cell_docs})
+            rows.append({"system": system.name, "runs": [display_path(r) for r in system.runs], "cells": cell_docs})
         if several:
             lines += ["", "A system with several runs (e.g. seeds) shows the mean ± standard deviation over its runs."]
         columns = [{"value": f"{artifact}.{name}", "title": title} for artifact, name, _, title in self.fields]

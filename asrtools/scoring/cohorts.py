@@ -4,7 +4,14 @@ A cohort is the set of utterances sharing the values of the grouping fields (``-
 region`` or ``--by region,gender``). A field is looked up, in order, in the speaker
 attributes given with ``--cohort-map``, in the utterance's cohort fields (``custom`` of
 recogs.jsonl), and as ``speaker`` itself; an utterance without the field falls in the
-cohort ``(missing)``.
+cohort ``(missing)``, and every grouping reports which speakers lack which field
+(`missing_attributes`: in the log, cohorts.json and cohorts.md). The ``(missing)`` cohort is
+shown but never enters the gap test: it is not a group of speakers that share anything.
+
+The size floor (`speaker_floor`): a cohort with fewer speakers than ``--min-speakers`` (never
+fewer than 2) gets no interval, no p-value and no verdict, since a speaker bootstrap over one
+speaker has nothing to resample; it is shown with "too few speakers (1 < 5)" instead, and it
+does not enter the gap test.
 
 Per cohort: speakers, utterances, reference words, pooled WER (sum of errors / sum of
 words), substitution/deletion/insertion rates, mean/median/SD of per-speaker WER (speakers
@@ -31,6 +38,22 @@ from asrtools.scoring.wer import WerReport
 
 MISSING = "(missing)"
 ALL = "all"
+MIN_SPEAKERS_FOR_A_TEST = 2  # below this no speaker-level variance exists, whatever --min-speakers says
+
+
+def speaker_floor(thresholds: Thresholds) -> int:
+    """The fewest speakers a cohort needs for an interval, a p-value or a verdict.
+
+    It is `thresholds.min_speakers` (`--min-speakers`, default 5), and never below
+    `MIN_SPEAKERS_FOR_A_TEST`.
+    """
+    return max(int(thresholds.min_speakers), MIN_SPEAKERS_FOR_A_TEST)
+
+
+def too_few_speakers(n_speakers: int, thresholds: Thresholds) -> Optional[str]:
+    """Why a cohort of `n_speakers` is not tested (e.g. "too few speakers (1 < 5)"), or None if it is."""
+    floor = speaker_floor(thresholds)
+    return f"too few speakers ({n_speakers} < {floor})" if n_speakers < floor else None
 
 
 @dataclasses.dataclass
@@ -120,6 +143,25 @@ def cohort_labels(table: UtteranceTable, by: Sequence[str]) -> Tuple[List[str], 
     return labels, values
 
 
+def missing_attributes(table: UtteranceTable, by: Sequence[str]) -> Dict[str, List[str]]:
+    """For each field of `by`, the speakers with an utterance that lacks it (sorted; fields with none left out)."""
+    missing: Dict[str, set] = {}
+    for speaker, attrs in zip(table.speakers, table.attributes):
+        for field in by:
+            if attrs.get(field) in (None, ""):
+                missing.setdefault(field, set()).add(speaker)
+    return {field: sorted(speakers) for field, speakers in missing.items()}
+
+
+def describe_missing(missing: Mapping[str, Sequence[str]], n_speakers: int, examples: int = 5) -> List[str]:
+    """One line per field, e.g. "accent: 2 of 40 speakers have no value (s1, s2)"."""
+    lines = []
+    for field, speakers in missing.items():
+        shown = ", ".join(speakers[:examples]) + (" ..." if len(speakers) > examples else "")
+        lines.append(f"{field}: {len(speakers)} of {n_speakers} speakers have no value ({shown})")
+    return lines
+
+
 def _mean_median_sd(values: np.ndarray) -> Tuple[Optional[float], Optional[float], Optional[float]]:
     if values.size == 0:
         return None, None, None
@@ -171,6 +213,7 @@ class CohortStats(CohortSize):
     share_speakers: float = 1.0
     share_utts: float = 1.0
     share_errors: float = 1.0
+    not_tested: Optional[str] = None  # why there is no interval (e.g. "too few speakers (1 < 5)")
 
     @property
     def sub_rate(self) -> Optional[float]:
@@ -208,6 +251,7 @@ class CohortStats(CohortSize):
             "share_speakers": self.share_speakers,
             "share_utts": self.share_utts,
             "share_errors": self.share_errors,
+            "not_tested": self.not_tested,
         }
 
 
@@ -249,7 +293,8 @@ def cohort_stats(
       n_boot: bootstrap replicates (0 disables the CIs).
       seed: base seed; the generators also depend on `rng_names` and `label`.
       level: confidence level of the intervals, e.g. 0.95.
-      thresholds: size thresholds for the flags.
+      thresholds: size thresholds for the flags; a cohort below `speaker_floor(thresholds)`
+        speakers gets no interval.
       rng_names: extra names identifying the grouping (keeps cohorts' streams distinct).
     """
     counts = table.counts[rows]
@@ -261,7 +306,8 @@ def cohort_stats(
     mean, median, sd = _mean_median_sd(spk_wer)
     nan_ci = (float("nan"), float("nan"))
     ci_speaker = ci_utterance = nan_ci
-    if n_boot > 0 and len(rows):
+    not_tested = too_few_speakers(len(speakers), thresholds)
+    if not_tested is None and n_boot > 0 and len(rows):
         replicates = bootstrap_wer(spk_sums[:, 0], spk_sums[:, 1], n_boot, rng_for(seed, "speaker", *rng_names, label))
         ci_speaker = percentile_ci(replicates, level)
         utt_replicates = bootstrap_wer(errors, words, n_boot, rng_for(seed, "utterance", *rng_names, label))
@@ -283,6 +329,7 @@ def cohort_stats(
         ci_speaker=ci_speaker,
         ci_utterance=ci_utterance,
         flags=thresholds.flags(len(speakers), n_words, n_errors),
+        not_tested=not_tested,
     )
 
 
@@ -295,6 +342,7 @@ class Grouping(Generic[CohortT]):
 
     by: Tuple[str, ...]
     cohorts: List[CohortT]
+    missing: Dict[str, List[str]]  # field -> speakers without a value (see `missing_attributes`)
 
     @property
     def name(self) -> str:
@@ -306,6 +354,8 @@ class Grouping(Generic[CohortT]):
         return {
             "by": list(self.by),
             "cohorts": [c.to_dict() for c in self.cohorts],
+            "missing_attributes": {field: {"count": len(speakers), "speakers": list(speakers)}
+                                   for field, speakers in self.missing.items()},
         }
 
 
@@ -354,8 +404,9 @@ def cohort_table(
       seed: base seed (results are a deterministic function of it).
       level: confidence level, e.g. 0.95.
       thresholds: cohort sizes; cohorts below the speaker or word minimum are flagged and
-        left out of the disparity summary (unless fewer than two cohorts pass), cohorts
-        below the error minimum are only flagged.
+        left out of the disparity summary (unless fewer than two cohorts pass the word
+        minimum), cohorts below the error minimum are only flagged. Cohorts below the
+        speaker floor (`speaker_floor`) and the `(missing)` cohort never enter the gap test.
       n_permutations: label permutations of the disparity test and interval (0: neither).
     """
     by = tuple(by)
@@ -370,9 +421,13 @@ def cohort_table(
         stats.share_errors = stats.n_errors / n_errors_total if n_errors_total else 0.0
         cohorts.append(stats)
     cohorts = sort_worst_first(cohorts)
-    gap = speaker_disparity(table.speakers, labels, table.errors, table.words, thresholds=thresholds, level=level,
+    testable = {c.label for c in cohorts if c.not_tested is None and MISSING not in c.values.values()}
+    keep = np.asarray([label in testable for label in labels], dtype=bool)
+    gap = speaker_disparity([spk for spk, k in zip(table.speakers, keep) if k],
+                            [label for label, k in zip(labels, keep) if k],
+                            table.errors[keep], table.words[keep], thresholds=thresholds, level=level,
                             n_permutations=n_permutations, seed=seed, rng_names=(",".join(by),))
-    return CohortGrouping(by, cohorts, gap)
+    return CohortGrouping(by, cohorts, missing_attributes(table, by), gap)
 
 
 def overall_stats(

@@ -10,6 +10,12 @@ Testing every cohort of a grouping is a family of tests: each p-value is also gi
 Holm-adjusted over the cohorts of its grouping, and a cohort's verdict ("changed
 significantly", better / worse) uses the Holm-adjusted bootstrap p-value. The overall
 comparison is a single test (its adjusted p equals the raw one).
+
+A cohort with fewer speakers than the size floor (`speaker_floor`: `--min-speakers`, at least
+2) is not tested: a speaker bootstrap over one speaker has no between-speaker variance to
+estimate, so its interval collapses to a point and its p-value is meaningless. Such a cohort
+gets its WERs and difference but no interval, no p-value (bootstrap or NIST) and the verdict
+"too few speakers (1 < 5)"; Holm's adjustment counts only the cohorts actually tested.
 """
 from __future__ import annotations
 
@@ -29,7 +35,9 @@ from asrtools.scoring.cohorts import (
     cohort_labels,
     finite_or_none,
     group_rows,
+    missing_attributes,
     per_speaker_sums,
+    too_few_speakers,
 )
 from asrtools.scoring.significance import (
     McNemarResult,
@@ -131,11 +139,18 @@ class CohortChange(CohortSize):
     ci_b: Tuple[float, float]
     ci_diff: Tuple[float, float]
     p_bootstrap: float
-    tests: NistTests
+    tests: Optional[NistTests]
     flags: List[str]
     alpha: float
     p_bootstrap_holm: float = float("nan")
     p_tests_holm: Dict[str, float] = dataclasses.field(default_factory=dict)
+    not_tested: Optional[str] = None  # why no interval, p-value or verdict (e.g. "too few speakers (1 < 5)")
+
+    def p_values(self) -> Dict[str, float]:
+        """`{NIST test name: p-value}` (NaN for a cohort that was not tested)."""
+        if self.tests is None:
+            return {name: float("nan") for name in NIST_TESTS}
+        return self.tests.p_values()
 
     @property
     def diff(self) -> Optional[float]:
@@ -151,9 +166,9 @@ class CohortChange(CohortSize):
         return diff / self.wer_a if diff is not None and self.wer_a else None
 
     @property
-    def mapsswe(self) -> MapssweResult:
-        """The matched-pairs test of this cohort."""
-        return self.tests.mapsswe
+    def mapsswe(self) -> Optional[MapssweResult]:
+        """The matched-pairs test of this cohort (None when not tested)."""
+        return self.tests.mapsswe if self.tests is not None else None
 
     @property
     def significant(self) -> bool:
@@ -167,7 +182,9 @@ class CohortChange(CohortSize):
 
     @property
     def verdict(self) -> str:
-        """`better` / `worse` (B relative to A, significant by Holm-adjusted bootstrap) or no change."""
+        """`better` / `worse` (B relative to A, significant by Holm-adjusted bootstrap), no change, or why not tested."""
+        if self.not_tested is not None:
+            return self.not_tested
         if not self.significant or self.diff is None or self.diff == 0:
             return UNCHANGED
         return BETTER if self.diff < 0 else WORSE
@@ -187,9 +204,12 @@ class CohortChange(CohortSize):
             "ci_diff": [finite_or_none(x) for x in self.ci_diff],
             "p_bootstrap": finite_or_none(self.p_bootstrap),
             "p_bootstrap_holm": finite_or_none(self.p_bootstrap_holm),
-            "tests": {name: {**getattr(self.tests, name).to_dict(),
-                             "p_value_holm": finite_or_none(self.p_tests_holm.get(name, float("nan")))}
-                      for name in NIST_TESTS},
+            "tests": None if self.tests is None else {
+                name: {**getattr(self.tests, name).to_dict(),
+                       "p_value_holm": finite_or_none(self.p_tests_holm.get(name, float("nan")))}
+                for name in NIST_TESTS},
+            "tested": self.not_tested is None,
+            "not_tested": self.not_tested,
             "significant": self.significant,
             "significant_mapsswe": self.significant_mapsswe,
             "verdict": self.verdict,
@@ -220,7 +240,8 @@ def cohort_change(
       seed: base seed.
       level: confidence level of the intervals.
       alpha: significance level.
-      thresholds: size thresholds for the flags.
+      thresholds: size thresholds for the flags; below `speaker_floor(thresholds)` speakers
+        the cohort is not tested (no interval, no p-value, no verdict).
       rng_names: names of the grouping, for the generator.
     """
     words = a.words[rows]
@@ -232,7 +253,8 @@ def cohort_change(
     nan_ci = (float("nan"), float("nan"))
     ci_a = ci_b = ci_diff = nan_ci
     p_boot = float("nan")
-    if n_boot > 0 and len(rows) and n_words:
+    not_tested = too_few_speakers(len(speakers), thresholds)
+    if not_tested is None and n_boot > 0 and len(rows) and n_words:
         rep_a, rep_b = bootstrap_wer_pair(sums[:, 0], sums[:, 1], sums[:, 2], n_boot,
                                           rng_for(seed, "paired", *rng_names, label))
         ci_a, ci_b = percentile_ci(rep_a, level), percentile_ci(rep_b, level)
@@ -252,9 +274,10 @@ def cohort_change(
         ci_b=ci_b,
         ci_diff=ci_diff,
         p_bootstrap=p_boot,
-        tests=nist_tests(a, b, rows),
+        tests=nist_tests(a, b, rows) if not_tested is None else None,
         flags=thresholds.flags(len(speakers), n_words, int(max(err_a.sum(), err_b.sum()))),
         alpha=alpha,
+        not_tested=not_tested,
     )
 
 
@@ -263,11 +286,13 @@ class ComparisonGrouping(Grouping[CohortChange]):
     """The per-cohort comparison of one `--by` grouping (cohorts by name)."""
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON form, with the labels of significantly changed cohorts."""
+        """JSON form, with the labels of significantly changed and of untested cohorts."""
         return {
             **super().to_dict(),
             "changed": [c.label for c in self.cohorts if c.significant],
             "changed_mapsswe": [c.label for c in self.cohorts if c.significant_mapsswe],
+            "not_tested": {c.label: c.not_tested for c in self.cohorts if c.not_tested is not None},
+            "n_tests": sum(c.not_tested is None for c in self.cohorts),
         }
 
 
@@ -302,14 +327,15 @@ def compare_systems(
       seed: base seed.
       level: confidence level of the intervals.
       alpha: significance level.
-      thresholds: cohort size thresholds (flags only).
+      thresholds: cohort size thresholds: flags, and the size floor below which a cohort
+        (or the overall comparison) is not tested (`speaker_floor`).
       names: display names of A and B (used in error messages too).
     """
     a, b = pair_tables(a, b, *names)
     everything = np.arange(len(a.ids), dtype=np.int64)
     overall = cohort_change(a, b, everything, ALL, {}, n_boot, seed, level, alpha, thresholds, ("overall",))
     overall.p_bootstrap_holm = overall.p_bootstrap  # one test: nothing to adjust
-    overall.p_tests_holm = overall.tests.p_values()
+    overall.p_tests_holm = overall.p_values()
     results = []
     for by in groupings:
         by = tuple(by)
@@ -318,10 +344,11 @@ def compare_systems(
             cohort_change(a, b, rows, label, values[label], n_boot, seed, level, alpha, thresholds, (",".join(by),))
             for label, rows in sorted(group_rows(labels).items())
         ]
-        for cohort, value in zip(cohorts, holm([c.p_bootstrap for c in cohorts])):
+        tested = [c for c in cohorts if c.not_tested is None]  # Holm counts only the tests made
+        for cohort, value in zip(tested, holm([c.p_bootstrap for c in tested])):
             cohort.p_bootstrap_holm = value
         for name in NIST_TESTS:
-            for cohort, value in zip(cohorts, holm([c.tests.p_values()[name] for c in cohorts])):
+            for cohort, value in zip(tested, holm([c.p_values()[name] for c in tested])):
                 cohort.p_tests_holm[name] = value
-        results.append(ComparisonGrouping(by, cohorts))
+        results.append(ComparisonGrouping(by, cohorts, missing_attributes(a, by)))
     return Comparison(names[0], names[1], overall, results)

@@ -414,3 +414,127 @@ def _projected_interval(diff: np.ndarray, se: np.ndarray, lower_crit: float, upp
         low = max(0.0, float(np.max(diff - lower_crit * se)))
     high = float(np.max(diff + upper_t * se))
     return low, max(high, low)
+
+
+# ----------------------------------------------------------------- a designated (fixed) pair
+
+SIGNED_METHOD = (
+    "signed gap of a pair fixed in advance (bottom - top, pooled WERs): percentile interval of the stratified "
+    "speaker bootstrap (each side's speakers resampled whole); relative gap bottom / top - 1 with the "
+    "percentile interval of log(bottom / top) mapped back; one-sided permutation p (H1: bottom worse; the "
+    "two sides' speakers relabelled whole, sizes kept)"
+)
+
+
+@dataclasses.dataclass
+class SignedGap:
+    """A pre-designated comparison `bottom - top` (fractions), signed: negative when bottom is better.
+
+    `abs_gap_ci` and `p_value` are NaN when not computed (no replicates / permutations, or a
+    side under the size floor: `note` says which); the relative fields are None when top's WER is 0.
+    """
+
+    n_speakers_bottom: int
+    n_speakers_top: int
+    wer_bottom: Optional[float]
+    wer_top: Optional[float]
+    abs_gap: Optional[float]
+    abs_gap_ci: Tuple[float, float]
+    rel_gap: Optional[float]
+    rel_gap_ci: Tuple[float, float]
+    p_value: float
+    alternative: str
+    level: float
+    n_boot: int
+    n_permutations: int
+    method: str
+    note: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON form (NaN/inf become null)."""
+        out = dataclasses.asdict(self)
+        for key in ("abs_gap_ci", "rel_gap_ci"):
+            out[key] = [_finite_or_none(x) for x in out[key]]
+        for key in ("abs_gap", "rel_gap", "p_value", "wer_bottom", "wer_top"):
+            out[key] = _finite_or_none(out[key])
+        return out
+
+
+def _pooled(errors: np.ndarray, words: np.ndarray) -> Optional[float]:
+    total = float(words.sum())
+    return float(errors.sum()) / total if total > 0 else None
+
+
+def _bootstrap_wers(errors: np.ndarray, words: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """`(n_boot,)` pooled WERs of whole-speaker resamples (a replicate without words is NaN)."""
+    rows = rng.integers(0, len(errors), size=(n_boot, len(errors)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return errors[rows].sum(axis=1) / words[rows].sum(axis=1)
+
+
+def signed_pair_gap(
+    errors_bottom: np.ndarray,
+    words_bottom: np.ndarray,
+    errors_top: np.ndarray,
+    words_top: np.ndarray,
+    level: float = 0.95,
+    n_boot: int = 1000,
+    n_permutations: int = 1000,
+    seed: int = 0,
+    rng_names: Sequence[str] = (),
+    min_speakers: int = 2,
+) -> SignedGap:
+    """Signed gap `WER_bottom - WER_top` of a pair chosen before looking at these speakers.
+
+    Args:
+      errors_bottom, words_bottom: per-speaker counts of the bottom side `(S_b,)`.
+      errors_top, words_top: per-speaker counts of the top side `(S_t,)`.
+      level: confidence level of the intervals.
+      n_boot: speaker-bootstrap replicates (0: no interval).
+      n_permutations: label permutations of the one-sided test (0: no p-value).
+      seed, rng_names: fix the random draws.
+      min_speakers: a side with fewer speakers (at least 2) gets no interval and no p-value.
+    """
+    e_b, w_b = np.asarray(errors_bottom, np.float64), np.asarray(words_bottom, np.float64)
+    e_t, w_t = np.asarray(errors_top, np.float64), np.asarray(words_top, np.float64)
+    wer_b, wer_t = _pooled(e_b, w_b), _pooled(e_t, w_t)
+    gap = None if wer_b is None or wer_t is None else wer_b - wer_t
+    rel = gap / wer_t if gap is not None and wer_t > 0 else None
+    nan2 = (float("nan"), float("nan"))
+    abs_ci, rel_ci, p = nan2, nan2, float("nan")
+    floor = max(2, min_speakers)
+    note = ""
+    if gap is None:
+        note = "a side has no reference words"
+    elif min(len(e_b), len(e_t)) < floor:
+        note = f"a side has fewer than {floor} speakers: no interval, no test"
+    else:
+        tail = (1.0 - level) / 2.0
+        if n_boot > 0:
+            boot_b = _bootstrap_wers(e_b, w_b, n_boot, rng_for(seed, "signed-gap", "boot-bottom", *rng_names))
+            boot_t = _bootstrap_wers(e_t, w_t, n_boot, rng_for(seed, "signed-gap", "boot-top", *rng_names))
+            diff = boot_b - boot_t
+            abs_ci = tuple(float(x) for x in np.nanquantile(diff, [tail, 1.0 - tail]))
+            if rel is not None:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    log_ratio = np.log(boot_b / boot_t)
+                low, high = np.quantile(np.where(np.isnan(log_ratio), np.inf, log_ratio), [tail, 1.0 - tail])
+                rel_ci = (math.expm1(low), math.expm1(high))
+        if n_permutations > 0:
+            p = _one_sided_p(np.concatenate([e_b, e_t]), np.concatenate([w_b, w_t]), len(e_b), gap, n_permutations,
+                             rng_for(seed, "signed-gap", "perm", *rng_names))
+    return SignedGap(len(e_b), len(e_t), wer_b, wer_t, gap, abs_ci, rel, rel_ci, p, "greater (bottom worse)", level,
+                     int(n_boot), int(n_permutations), SIGNED_METHOD, note)
+
+
+def _one_sided_p(errors: np.ndarray, words: np.ndarray, n_bottom: int, gap: float, n_permutations: int,
+                 rng: np.random.Generator) -> float:
+    """`(1 + #{gap_perm >= gap}) / (1 + n_permutations)`, the first `n_bottom` of each shuffle being bottom."""
+    columns = np.stack([errors, words], axis=1)
+    exceed = 0
+    for chunk in permutation_sums(columns, np.asarray([n_bottom, len(errors) - n_bottom]), n_permutations, rng):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wer = chunk[..., 0] / chunk[..., 1]  # (b, 2)
+        perm_gap = wer[:, 0] - wer[:, 1]
+        exceed += int(np.count_nonzero(perm_gap >= gap - (1e-12 + 1e-9 * abs(gap))))
+    return (1 + exceed) / (1 + n_permutations)

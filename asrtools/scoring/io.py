@@ -9,6 +9,15 @@
 - recogs.jsonl (written by the decode stage): one JSON object per line with ``id``,
   ``speaker``, ``ref``, ``hyp`` and ``custom`` (cohort fields).
 - A decode directory holds ``recogs.jsonl`` (preferred) or ``ref.trn`` + ``hyp.trn``.
+- Kaldi ``utt2spk`` (``--utt2spk``): ``utterance-id speaker-id`` per line; it sets every
+  scored utterance's speaker. Without it, trn and text inputs take the speaker from the id
+  (sclite's ``-i rm`` rule, `asrtools.scoring.wer.speaker_of`: the text before the first ``-``,
+  else before the first ``_``) and say so in the log; recogs.jsonl carries its own speakers.
+- Speaker attribute maps (``--cohort-map``, repeatable; `read_speaker_attributes`): a Kaldi-style
+  ``spk2<field>`` file (``speaker value`` lines, the field named after the file: ``spk2accent``
+  gives ``accent``), any other ``speaker value`` file (field ``cohort``), a CSV/TSV speaker table
+  with a header row (the ``id`` / ``speaker`` column, else the first, is the speaker; every other
+  column is a field), or a lhotse SupervisionSet manifest.
 
 Every reader fails with a one-line `DataError` naming the file and line (malformed line,
 duplicate id, bad UTF-8); `load_pairs` also names ids present on one side only.
@@ -22,7 +31,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from asrtools.errors import ConfigError, DataError
 from asrtools.pipeline import atomic_path
-from asrtools.scoring.wer import UttPair, speaker_of
+from asrtools.scoring.wer import UttPair, WerReport, speaker_of
 
 logger = logging.getLogger("asrtools")
 
@@ -32,8 +41,8 @@ RECOGS_NAME = "recogs.jsonl"
 Entry = Tuple[str, str, int]  # (utterance id, text, line number)
 
 
-def _lines(path: Path) -> Iterator[Tuple[int, str]]:
-    """`(line number, stripped text)` of the non-blank lines of a UTF-8 file."""
+def _lines(path: Path, strip: bool = True) -> Iterator[Tuple[int, str]]:
+    """`(line number, text)` of the non-blank lines of a UTF-8 file, stripped (else only without the newline)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -44,9 +53,8 @@ def _lines(path: Path) -> Iterator[Tuple[int, str]]:
         lineno = data.count(b"\n", 0, err.start) + 1
         raise DataError(f"{path}:{lineno}: not valid UTF-8 ({err.reason})") from None
     for lineno, line in enumerate(text.split("\n"), start=1):
-        line = line.strip()
-        if line:
-            yield lineno, line
+        if line.strip():
+            yield lineno, line.strip() if strip else line.rstrip("\r")
 
 
 def _unique(path: Path, entries: List[Entry]) -> Dict[str, Tuple[str, int]]:
@@ -184,6 +192,7 @@ def load_pairs(
     ref_format: str = "auto",
     hyp_format: str = "auto",
     allow_missing: bool = False,
+    utt2spk: Optional[Path] = None,
 ) -> List[UttPair]:
     """Load the utterances to score, matched by id, in reference order.
 
@@ -194,14 +203,24 @@ def load_pairs(
       ref_format, hyp_format: `auto`, `trn`, `text` or `recogs`.
       allow_missing: a reference id without hypothesis is scored as an empty hypothesis
         (and reported) instead of failing. A hypothesis id without reference always fails.
+      utt2spk: a Kaldi `utt2spk` file that sets every utterance's speaker (it must name
+        every scored utterance). Without it trn/text inputs take the speaker from the id.
     """
+    if utt2spk is None:
+        return _load_pairs(ref, hyp, ref_format, hyp_format, allow_missing, log_speakers=True)
+    pairs = _load_pairs(ref, hyp, ref_format, hyp_format, allow_missing, log_speakers=False)
+    return apply_utt2spk(pairs, read_utt2spk(utt2spk), utt2spk)
+
+
+def _load_pairs(ref: Path, hyp: Optional[Path], ref_format: str, hyp_format: str, allow_missing: bool,
+                log_speakers: bool) -> List[UttPair]:
     ref = Path(ref)
     if ref.is_dir():
         recogs, trn_hyp = resolve_decode_dir(ref)
         if trn_hyp is not None:
             if hyp is not None:
                 raise ConfigError(f"--hyp given, but {ref} already holds ref.trn and hyp.trn")
-            return load_pairs(recogs, trn_hyp, "trn", "trn", allow_missing)
+            return _load_pairs(recogs, trn_hyp, "trn", "trn", allow_missing, log_speakers)
         ref, ref_format = recogs, "recogs"
     ref_format = detect_format(ref) if ref_format == "auto" else ref_format
     if ref_format == "recogs":
@@ -228,7 +247,56 @@ def load_pairs(
     for utt_id, (ref_text, _) in refs.items():
         hyp_text = hyps.get(utt_id, ("", 0))[0]
         pairs.append(UttPair(utt_id, speaker_of(utt_id), ref_text, hyp_text, {}, utt_id not in hyps))
-    return _non_empty(pairs, ref)
+    pairs = _non_empty(pairs, ref)
+    if log_speakers:
+        logger.info("%s: speakers taken from the utterance ids (text before the first '-', else '_'; e.g. %r -> "
+                    "%r): %d speakers; give --utt2spk to set them", ref, pairs[0].id, pairs[0].speaker,
+                    len({p.speaker for p in pairs}))
+    return pairs
+
+
+def read_utt2spk(path: Path) -> Dict[str, str]:
+    """Read a Kaldi `utt2spk` file (`utterance-id speaker-id` per line) into `{utterance: speaker}`.
+
+    Raises:
+      DataError: naming the file and line of a malformed line or a repeated utterance id.
+    """
+    path = Path(path)
+    mapping: Dict[str, str] = {}
+    first: Dict[str, int] = {}
+    for lineno, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 2:
+            raise DataError(f"{path}:{lineno}: expected 'utterance-id speaker-id', got {line[:60]!r}")
+        utt, speaker = parts
+        if utt in mapping:
+            raise DataError(f"{path}:{lineno}: duplicate utterance id {utt!r} (first on line {first[utt]})")
+        mapping[utt] = speaker
+        first[utt] = lineno
+    if not mapping:
+        raise DataError(f"{path}: empty utt2spk file")
+    return mapping
+
+
+def _speaker_for(utt2spk: Dict[str, str], utt_ids: Sequence[str], path: Path) -> List[str]:
+    missing = [utt for utt in utt_ids if utt not in utt2spk]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{path}: no speaker for scored utterance {missing[0]!r}{more}")
+    return [utt2spk[utt] for utt in utt_ids]
+
+
+def apply_utt2spk(pairs: List[UttPair], utt2spk: Dict[str, str], path: Path) -> List[UttPair]:
+    """`pairs` with every speaker set from `utt2spk` (read from `path`); a missing id is a `DataError`."""
+    speakers = _speaker_for(utt2spk, [p.id for p in pairs], path)
+    return [p._replace(speaker=speaker) for p, speaker in zip(pairs, speakers)]
+
+
+def report_with_utt2spk(report: WerReport, utt2spk: Dict[str, str], path: Path) -> WerReport:
+    """`report` (e.g. read from a WER directory) with every speaker set from `utt2spk`."""
+    speakers = _speaker_for(utt2spk, [u.id for u in report.utterances], path)
+    utterances = [u._replace(speaker=speaker) for u, speaker in zip(report.utterances, speakers)]
+    return WerReport(report.mode, utterances, list(report.missing_hyp), dict(report.normalizer))
 
 
 def _non_empty(pairs: List[UttPair], source: Path) -> List[UttPair]:
@@ -251,14 +319,34 @@ def write_lines(path: Path, lines: Sequence[str]) -> None:
                 f.write("\n")
 
 
+MANIFEST_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
+TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+SPEAKER_ID_COLUMNS = ("id", "speaker", "speaker_id", "spk")
+
+
+def map_field(path: Path) -> Optional[str]:
+    """The field a `speaker value` map gives: `accent` for `spk2accent[.txt]`, `cohort` for any other
+    plain map; None for a CSV/TSV table or a lhotse manifest (they name their own fields)."""
+    name = Path(path).name
+    if name.endswith(MANIFEST_SUFFIXES) or Path(path).suffix.lower() in TABLE_SUFFIXES:
+        return None
+    stem = name.split(".", 1)[0]
+    return stem[len("spk2"):] if stem.startswith("spk2") and len(stem) > len("spk2") else "cohort"
+
+
 def read_speaker_attributes(path: Path) -> Dict[str, Dict[str, Any]]:
     """Speaker-level cohort attributes for `--cohort-map`.
 
     Args:
-      path: either a lhotse SupervisionSet manifest (`.jsonl`, `.jsonl.gz`, `.json`):
-        each speaker gets `gender` and its `custom` fields (a field whose value differs
-        between a speaker's supervisions is left out for that speaker); or a text file of
-        `speaker cohort` lines (`#` comments), giving the attribute `cohort`.
+      path: one of
+        - a lhotse SupervisionSet manifest (`.jsonl`, `.jsonl.gz`, `.json`): each speaker gets
+          `gender` and its `custom` fields (a field whose value differs between a speaker's
+          supervisions is left out for that speaker);
+        - a CSV (`.csv`) or TSV (`.tsv`) speaker table with a header row: the column `id`
+          (else `speaker`, `speaker_id`, `spk`, else the first) holds the speaker, every other
+          column is a field; an empty cell leaves that field unset for the speaker;
+        - a text file of `speaker value` lines (`#` comments), Kaldi's `spk2gender` style: the
+          field is named after the file (`spk2accent` -> `accent`), or `cohort` for any other name.
 
     Returns:
       `{speaker: {attribute: value}}`.
@@ -266,8 +354,11 @@ def read_speaker_attributes(path: Path) -> Dict[str, Dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: cohort map not found")
-    if path.name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
+    if path.name.endswith(MANIFEST_SUFFIXES):
         return _supervision_attributes(path)
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        return _table_attributes(path, TABLE_SUFFIXES[path.suffix.lower()])
+    field = map_field(path)
     attrs: Dict[str, Dict[str, Any]] = {}
     lines: Dict[str, int] = {}
     for lineno, line in _lines(path):
@@ -275,16 +366,70 @@ def read_speaker_attributes(path: Path) -> Dict[str, Dict[str, Any]]:
             continue
         parts = line.split(maxsplit=1)
         if len(parts) != 2:
-            raise DataError(f"{path}:{lineno}: expected 'speaker cohort', got {line[:60]!r}")
-        speaker, cohort = parts
-        if speaker in attrs and attrs[speaker]["cohort"] != cohort:
+            raise DataError(f"{path}:{lineno}: expected 'speaker {field}', got {line[:60]!r}")
+        speaker, value = parts
+        if speaker in attrs and attrs[speaker][field] != value:
             raise DataError(
-                f"{path}:{lineno}: speaker {speaker!r} mapped to {cohort!r} but to "
-                f"{attrs[speaker]['cohort']!r} on line {lines[speaker]}"
+                f"{path}:{lineno}: speaker {speaker!r} mapped to {value!r} but to "
+                f"{attrs[speaker][field]!r} on line {lines[speaker]}"
             )
-        attrs[speaker] = {"cohort": cohort}
+        attrs[speaker] = {field: value}
         lines[speaker] = lineno
     return attrs
+
+
+def _table_attributes(path: Path, delimiter: str) -> Dict[str, Dict[str, Any]]:
+    """A CSV/TSV speaker table with a header row -> `{speaker: {column: value}}` (empty cells left out)."""
+    import csv
+
+    rows = [(lineno, line) for lineno, line in _lines(path, strip=False) if not line.startswith("#")]
+    if not rows:
+        raise DataError(f"{path}: empty speaker table (expected a header row, then one row per speaker)")
+    header_line, header_text = rows[0]
+    header = [h.strip() for h in next(csv.reader([header_text], delimiter=delimiter))]
+    if len(header) < 2 or len(set(header)) != len(header) or any(not h for h in header):
+        raise DataError(f"{path}:{header_line}: expected a header row of distinct column names (id column, then "
+                        f"attributes), got {header_text[:80]!r}")
+    id_column = next((i for i, h in enumerate(header) if h.lower() in SPEAKER_ID_COLUMNS), 0)
+    attrs: Dict[str, Dict[str, Any]] = {}
+    first: Dict[str, int] = {}
+    for lineno, text in rows[1:]:
+        cells = [c.strip() for c in next(csv.reader([text], delimiter=delimiter))]
+        if len(cells) != len(header):
+            raise DataError(f"{path}:{lineno}: {len(cells)} columns, the header has {len(header)}")
+        speaker = cells[id_column]
+        if not speaker:
+            raise DataError(f"{path}:{lineno}: empty speaker id in column {header[id_column]!r}")
+        if speaker in attrs:
+            raise DataError(f"{path}:{lineno}: speaker {speaker!r} repeated (first on line {first[speaker]})")
+        first[speaker] = lineno
+        attrs[speaker] = {h: c for i, (h, c) in enumerate(zip(header, cells)) if i != id_column and c != ""}
+    return attrs
+
+
+def read_cohort_maps(paths: Sequence[Path]) -> Dict[str, Dict[str, Any]]:
+    """Several `--cohort-map` files merged into `{speaker: {field: value}}` (`merge_cohort_maps`)."""
+    return merge_cohort_maps([(Path(path), read_speaker_attributes(path)) for path in paths])
+
+
+def merge_cohort_maps(maps: Sequence[Tuple[Path, Dict[str, Dict[str, Any]]]]) -> Dict[str, Dict[str, Any]]:
+    """`(path, {speaker: {field: value}})` maps merged into one `{speaker: {field: value}}`.
+
+    Raises:
+      ConfigError: two maps give the same field (say which one to use).
+    """
+    merged: Dict[str, Dict[str, Any]] = {}
+    owner: Dict[str, Path] = {}
+    for path, attrs in maps:
+        fields = sorted({f for values in attrs.values() for f in values})
+        for field in fields:
+            if field in owner:
+                raise ConfigError(f"--cohort-map: {path} and {owner[field]} both give the field {field!r}; "
+                                  "give only one of them")
+            owner[field] = Path(path)
+        for speaker, values in attrs.items():
+            merged.setdefault(speaker, {}).update(values)
+    return merged
 
 
 def _supervision_attributes(path: Path) -> Dict[str, Dict[str, Any]]:

@@ -5,9 +5,6 @@ hypothesis turns with channels, both timed):
 
 - merged WER (speaker-agnostic): all turns of each side, both channels merged, ordered by
   start time and concatenated, then one Levenshtein alignment;
-- cpWER: concatenated minimum-permutation WER, reference speakers against hypothesis
-  channels (the model does not name speakers, so a speaker whose turns land on both
-  channels is penalised, as cpWER intends);
 - ORC-WER: optimal reference combination, each reference turn assigned to the hypothesis
   channel that minimises the total errors (channel-agnostic, speaker-agnostic);
 - overlap-aware WER (asclite's): the hypothesis words of both channels merged into ONE
@@ -21,32 +18,54 @@ hypothesis turns with channels, both timed):
   (`assign_channels`), with the channel mapping that maximises matched time: how well the
   model segments the conversation into its output channels. Equal to NIST md-eval
   (`sctk`'s md-eval.pl) on RTTM files (tests/test_multitalker_scoring.py);
-- turn counting: whether the number of hypothesis turns equals the number of reference turns;
+- turn counting: whether the number of hypothesis turns (both channels) equals the number
+  of reference turns; the summaries keep the histograms of both counts and of their
+  difference, and the turns per channel, so a failure can be told from a counting bug
+  (a hypothesis equal to the reference counts 100% at every overlap ratio,
+  tests/test_multitalker_scoring.py);
 - latency: hypothesis turns are matched one-to-one to reference turns by maximum temporal
-  overlap (Hungarian assignment, scipy); for each matched pair, start latency = hyp start -
-  ref start (the `<sot>` emission for STS) and end latency = hyp end - ref end (`<eot>`).
-  For the speaker-change baseline, hypothesis turns start and end at their first and last
-  word, so the same numbers measure its boundary latency.
+  overlap (Hungarian assignment, scipy; closed intervals, so a one-word turn whose span is
+  a point still matches the turn it falls in); for each matched pair, start latency = hyp
+  start - ref start and end latency = hyp end - ref end, with two kinds of hypothesis
+  boundary: `turn` (as decoded: the `<sot>`/`<eot>` emissions for STS, the first/last
+  word for the speaker-change baseline, which emits no turn tokens) and `word` (every
+  system's first/last word emission: the like-for-like boundary between the two schemes;
+  comparing STS's `<eot>` with the baseline's last word would charge STS the time between
+  its last word and its `<eot>`). Systems are compared by the median ABSOLUTE latency (a
+  signed median can be near 0 while turns end seconds early and late); the signed median
+  is kept as the bias.
 
-All three WERs come from meeteval (`siso_word_error_rate`, `cp_word_error_rate`,
-`orc_word_error_rate`), the field's implementation. Summaries pool errors and words, so
+cpWER is not reported: it needs speaker-attributed hypothesis streams (meeteval's cpWER and
+tcpWER map reference speakers to hypothesis speakers), while these models' output channels
+are not tied to speakers: a turn takes the first free channel, so without overlap every
+turn is on channel 0 and cpWER charges all but one speaker's words as deletions plus
+insertions (> 100% for a perfect transcript). For channel outputs meeteval's documentation
+prescribes ORC-WER (and MIMO-WER), which are reported.
+
+The WERs come from meeteval (`siso_word_error_rate`, `orc_word_error_rate`,
+`mimo_word_error_rate`), the field's implementation. Summaries pool errors and words, so
 each WER is a ratio of sums, per target overlap ratio and over all conversations.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from asrtools.data.turns import Turn, assign_channels
+from asrtools.data.turns import NUM_CHANNELS, Turn, assign_channels
 from asrtools.errors import DataError
 
 ALL = "all"
-WER_KINDS = ("merged", "cp", "orc", "overlap")
+WER_KINDS = ("merged", "orc", "overlap")
+BOUNDARIES = ("turn", "word")  # hypothesis turn boundaries: as decoded, or first / last word
+#: Changes when the rows or summaries change, so `asrtools score multitalker` reruns (its fingerprint).
+SCORING_VERSION = 2
 
 
 def _quiet_meeteval() -> None:
@@ -74,16 +93,6 @@ def _seglst(turns: Sequence[Turn], speaker_of: Any, session: str) -> Any:
 
     return SegLST([{"session_id": session, "speaker": speaker_of(t), "words": t.text,
                     "start_time": t.start, "end_time": t.end} for t in turns if t.text])
-
-
-def cp_errors(ref: Sequence[Turn], hyp: Sequence[Turn]) -> Tuple[int, int]:
-    """(errors, reference words) of cpWER: reference speakers vs hypothesis channels (meeteval)."""
-    from meeteval.wer import cp_word_error_rate
-
-    _quiet_meeteval()
-    ref_segments = _seglst(ref, lambda t: t.speaker, "c")
-    result = cp_word_error_rate(ref_segments, _seglst(hyp, lambda t: f"channel{t.channel}", "c"))
-    return int(result.errors), int(result.length)
 
 
 def orc_errors(ref: Sequence[Turn], hyp: Sequence[Turn]) -> Tuple[int, int]:
@@ -169,7 +178,9 @@ def channel_segmentation_error(ref: Sequence[Turn], hyp: Sequence[Turn]) -> Tupl
 def match_turns(ref: Sequence[Turn], hyp: Sequence[Turn]) -> List[Tuple[int, int]]:
     """One-to-one (ref index, hyp index) pairs maximising the total temporal overlap.
 
-    Pairs whose intervals do not overlap are dropped.
+    Intervals are closed: a hypothesis span that is a single instant (a one-word turn
+    whose first and last word are the same emission) overlaps the turn it falls in by a
+    tie-breaking epsilon. Pairs whose intervals do not meet are dropped.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -178,15 +189,47 @@ def match_turns(ref: Sequence[Turn], hyp: Sequence[Turn]) -> List[Tuple[int, int
     overlap = np.zeros((len(ref), len(hyp)))
     for i, r in enumerate(ref):
         for j, h in enumerate(hyp):
-            overlap[i, j] = max(0.0, min(r.end, h.end) - max(r.start, h.start))
+            if h.start <= r.end and r.start <= h.end:
+                overlap[i, j] = min(r.end, h.end) - max(r.start, h.start) + 1e-6
     rows, cols = linear_sum_assignment(overlap, maximize=True)
     return [(int(i), int(j)) for i, j in zip(rows, cols) if overlap[i, j] > 0.0]
 
 
-def turn_latencies(ref: Sequence[Turn], hyp: Sequence[Turn]) -> Tuple[List[float], List[float]]:
-    """(start latencies, end latencies) in seconds of the matched turns (hyp - ref)."""
+def hypothesis_boundaries(hyp: Sequence[Turn], boundary: str, name: str = "conversation") -> List[Turn]:
+    """The hypothesis turns with their `turn` boundaries (as decoded) or their `word` boundaries.
+
+    Raises:
+      DataError: `word` boundaries of turns decoded without word times (naming `name`).
+    """
+    if boundary == "turn":
+        return list(hyp)
+    if any(t.word_start is None or t.word_end is None for t in hyp):
+        raise DataError(f"{name}: hypothesis turns carry no word times (decoded before asrtools recorded "
+                        "them): decode again (asrtools decode ... --force), then score")
+    return [dataclasses.replace(t, start=t.word_start, end=t.word_end) for t in hyp]
+
+
+def turn_latencies(ref: Sequence[Turn], hyp: Sequence[Turn], boundary: str = "turn",
+                   name: str = "conversation") -> Tuple[List[float], List[float]]:
+    """(start latencies, end latencies) in seconds of the matched turns (hyp - ref).
+
+    Args:
+      ref, hyp: the reference and hypothesis turns.
+      boundary: the hypothesis boundary, "turn" or "word" (`hypothesis_boundaries`); the
+        turns are matched on their decoded (turn) spans either way, so both kinds measure
+        the same pairs.
+      name: for messages.
+    """
     pairs = match_turns(ref, hyp)
-    return ([hyp[j].start - ref[i].start for i, j in pairs], [hyp[j].end - ref[i].end for i, j in pairs])
+    spans = hypothesis_boundaries(hyp, boundary, name)
+    return ([spans[j].start - ref[i].start for i, j in pairs], [spans[j].end - ref[i].end for i, j in pairs])
+
+
+def turns_by_channel(turns: Sequence[Turn]) -> List[int]:
+    """Turns on each channel (at least `NUM_CHANNELS` entries)."""
+    count = Counter(t.channel for t in turns)
+    width = max([NUM_CHANNELS] + [c + 1 for c in count])
+    return [count.get(c, 0) for c in range(width)]
 
 
 def conversation_scores(record: Dict[str, Any]) -> Dict[str, Any]:
@@ -198,11 +241,10 @@ def conversation_scores(record: Dict[str, Any]) -> Dict[str, Any]:
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"turns record {record.get('cut_id', '?')}: malformed ({err})") from None
     merged = merged_word_errors(ref, hyp)
-    cp = cp_errors(ref, hyp)
     orc = orc_errors(ref, hyp)
     overlap = overlap_aware_errors(ref, hyp)
-    seg_error, seg_speech = channel_segmentation_error(assign_channels(ref), hyp)
-    start_lat, end_lat = turn_latencies(ref, hyp)
+    seg_error, seg_speech = channel_segmentation_error(assign_channels(ref, overflow=True), hyp)
+    latencies = {b: turn_latencies(ref, hyp, b, name=f"turns record {cut_id}") for b in BOUNDARIES}
     target = record.get("target_overlap")
     return {
         "cut_id": cut_id,
@@ -210,17 +252,23 @@ def conversation_scores(record: Dict[str, Any]) -> Dict[str, Any]:
         "overlap_ratio": record.get("overlap_ratio"),
         "words": merged[1],
         "merged_errors": merged[0],
-        "cp_errors": cp[0],
         "orc_errors": orc[0],
         "overlap_errors": overlap[0],
         "segmentation_error_seconds": round(seg_error, 4),
         "speech_seconds": round(seg_speech, 4),
         "ref_turns": len(ref),
         "hyp_turns": len(hyp),
+        "ref_turns_by_channel": turns_by_channel(ref),
+        "hyp_turns_by_channel": turns_by_channel(hyp),
         "turn_count_correct": len(ref) == len(hyp),
-        "start_latency": [round(x, 4) for x in start_lat],
-        "end_latency": [round(x, 4) for x in end_lat],
+        **{f"{_prefix(b)}{which}_latency": [round(x, 4) for x in latencies[b][k]]
+           for b in BOUNDARIES for k, which in enumerate(("start", "end"))},
     }
+
+
+def _prefix(boundary: str) -> str:
+    """Row-key prefix of a boundary kind: "" for turn boundaries, "word_" for word boundaries."""
+    return "" if boundary == "turn" else f"{boundary}_"
 
 
 def read_turns(path: Path) -> List[Dict[str, Any]]:
@@ -246,6 +294,16 @@ def _quantile(values: Sequence[float], q: float) -> Optional[float]:
     return float(np.quantile(np.asarray(values, dtype=np.float64), q)) if len(values) else None
 
 
+def _histogram(values: Iterable[int]) -> Dict[str, int]:
+    """{value: count} in increasing value order, keys as strings (JSON)."""
+    return {str(k): v for k, v in sorted(Counter(values).items())}
+
+
+def _channel_totals(rows: Sequence[Dict[str, Any]], key: str) -> List[int]:
+    width = max([NUM_CHANNELS] + [len(r[key]) for r in rows])
+    return [sum(r[key][c] for r in rows if c < len(r[key])) for c in range(width)]
+
+
 def summarize(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Pooled metrics of a set of per-conversation rows."""
     words = sum(r["words"] for r in rows)
@@ -259,11 +317,24 @@ def summarize(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     speech = sum(r["speech_seconds"] for r in rows)
     out["segmentation_error"] = sum(r["segmentation_error_seconds"] for r in rows) / speech if speech else None
     out["turn_count_accuracy"] = sum(r["turn_count_correct"] for r in rows) / len(rows) if rows else None
-    for which in ("start", "end"):
-        values = [x for r in rows for x in r[f"{which}_latency"]]
-        out[f"{which}_latency_median"] = _quantile(values, 0.5)
-        out[f"{which}_latency_p90"] = _quantile(values, 0.9)
-        out[f"{which}_latency_count"] = len(values)
+    differences = [r["hyp_turns"] - r["ref_turns"] for r in rows]
+    out["turn_counts"] = {
+        "ref": _histogram(r["ref_turns"] for r in rows),
+        "hyp": _histogram(r["hyp_turns"] for r in rows),
+        "hyp_minus_ref": _histogram(differences),
+        "fewer": sum(d < 0 for d in differences), "equal": sum(d == 0 for d in differences),
+        "more": sum(d > 0 for d in differences),
+        "ref_by_channel": _channel_totals(rows, "ref_turns_by_channel"),
+        "hyp_by_channel": _channel_totals(rows, "hyp_turns_by_channel"),
+    }
+    for boundary in BOUNDARIES:
+        for which in ("start", "end"):
+            key = f"{_prefix(boundary)}{which}_latency"
+            values = np.asarray([x for r in rows for x in r[key]], dtype=np.float64)
+            out[f"{key}_median"] = _quantile(values, 0.5)
+            out[f"{key}_abs_median"] = _quantile(np.abs(values), 0.5)
+            out[f"{key}_abs_p90"] = _quantile(np.abs(values), 0.9)
+            out[f"{key}_count"] = len(values)
     return out
 
 
@@ -285,10 +356,12 @@ def score_conversations(records: Iterable[Dict[str, Any]]) -> Tuple[List[Dict[st
 
 # ------------------------------------------------------------------- system comparison
 
-RATIO_METRICS = ("merged_wer", "cp_wer", "orc_wer", "overlap_wer", "segmentation_error")
+RATIO_METRICS = ("merged_wer", "orc_wer", "overlap_wer", "segmentation_error")
 MEAN_METRICS = ("turn_count_accuracy",)
-MEDIAN_METRICS = ("start_latency_median", "end_latency_median")
-COMPARED_METRICS = RATIO_METRICS + MEAN_METRICS + MEDIAN_METRICS
+#: median |latency| (the compared latency statistic), word boundaries (like for like) and turn boundaries
+ABS_LATENCY_METRICS = ("word_start_latency_abs_median", "word_end_latency_abs_median",
+                       "start_latency_abs_median", "end_latency_abs_median")
+COMPARED_METRICS = RATIO_METRICS + MEAN_METRICS + ABS_LATENCY_METRICS
 
 
 def _pair_rows(rows_a: Sequence[Dict[str, Any]], rows_b: Sequence[Dict[str, Any]]) -> List[Tuple[Dict, Dict]]:
@@ -317,8 +390,7 @@ def _metric_replicates(rows: Sequence[Dict[str, Any]], metric: str, index: np.nd
     if metric in MEAN_METRICS:
         correct = np.array([float(r["turn_count_correct"]) for r in rows])
         return float(correct.mean()), correct[index].mean(axis=1)
-    which = metric.split("_")[0]
-    values = [np.asarray(r[f"{which}_latency"], dtype=np.float64) for r in rows]
+    values = [np.abs(np.asarray(r[metric[: -len("_abs_median")]], dtype=np.float64)) for r in rows]
     pooled = np.concatenate(values) if values else np.zeros(0)
     observed = float(np.median(pooled)) if pooled.size else float("nan")
     replicates = np.full(len(index), np.nan)

@@ -1,26 +1,43 @@
 """The multi-talker results page: Markdown from the `results.json` of `asrtools score multitalker-results`.
 
-Self-contained (standard library only) so it can move to a shared report package: every
-number comes from the JSON document, which the results stage builds from the stage
-artifacts of each system (training marker, decode summary, scores, paired comparisons).
+Self-contained (standard library and `asrtools.utils.paths`) so it can move to a shared report
+package: every number comes from the JSON document, which the results stage builds from the
+stage artifacts of each system (training marker, decode summary, scores, paired comparisons).
+Paths in the recipe's notes are shown relative to the working directory.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
+
+from asrtools.utils.paths import relative_paths
 
 PAPER = ("Sklyar et al. (Interspeech 2022) report on LibriCSS, against their multi-turn RNN-T baseline, "
          "+4.6% absolute turn-counting accuracy and 17% relative lower WER.")
 
 _LABELS = {
     "merged_wer": "merged WER",
-    "cp_wer": "cpWER",
     "orc_wer": "ORC-WER",
     "overlap_wer": "overlap-aware WER",
     "segmentation_error": "channel segmentation error",
     "turn_count_accuracy": "turn counting accuracy",
-    "start_latency_median": "median start (<sot>) latency",
-    "end_latency_median": "median end (<eot>) latency",
+    "word_start_latency_abs_median": "median abs. start latency (words)",
+    "word_end_latency_abs_median": "median abs. end latency (words)",
+    "start_latency_abs_median": "median abs. start latency (turn boundaries)",
+    "end_latency_abs_median": "median abs. end latency (turn boundaries)",
 }
+
+METHOD_NOTES = (
+    "cpWER is not reported: it needs speaker-attributed hypothesis streams (meeteval's cpWER/tcpWER map "
+    "reference speakers to hypothesis speakers), while these models' output channels are not tied to "
+    "speakers (a turn takes the first free channel, so without overlap every turn is on channel 0 and cpWER "
+    "exceeds 100% even for a perfect transcript). ORC-WER and the overlap-aware (MIMO) WER are meeteval's "
+    "metrics for channel outputs.",
+    "Latency, like for like: *words* = every system's turn boundaries at its first and last word's emission "
+    "(the only boundaries the speaker-change baseline has); *turn boundaries* = as decoded, STS's `<sot>`/`<eot>` "
+    "emissions (for the baseline the same as words). Comparing STS's `<eot>` with the baseline's last word would "
+    "charge STS the time between its last word and its `<eot>`, so systems of different schemes are compared on "
+    "words. Systems are compared by the median absolute latency; the signed median is shown as the bias.",
+)
 
 
 def _pct(value: Optional[float], digits: int = 1) -> str:
@@ -39,29 +56,92 @@ def _overlap_name(key: str) -> str:
     return "all" if key == "all" else f"{100 * float(key):.0f}%" if key != "unknown" else key
 
 
+def _buckets(metrics: Dict[str, Any]) -> List[str]:
+    return [k for k in metrics if k != "all"] + ["all"]
+
+
 def system_table(doc: Dict[str, Any]) -> List[str]:
     """One row per system and overlap bucket."""
-    lines = ["| system | overlap | conv. | merged WER % | overlap-aware WER % | cpWER % | ORC-WER % | "
-             "channel seg. error % | turn count acc. % | start latency med / p90 s | end latency med / p90 s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| system | overlap | conv. | merged WER % | overlap-aware WER % | ORC-WER % | channel seg. error % | "
+             "turn count acc. % | turns ref / hyp |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in doc["order"]:
         metrics = doc["systems"][name]["metrics"]
-        keys = [k for k in metrics if k != "all"] + ["all"]
-        for key in keys:
+        for key in _buckets(metrics):
             m = metrics[key]
             label = f"**{name}**" if key == "all" else name
             lines.append(
                 f"| {label} | {_overlap_name(key)} | {m['conversations']} | {_pct(m['merged_wer'])} | "
-                f"{_pct(m['overlap_wer'])} | "
-                f"{_pct(m['cp_wer'])} | {_pct(m['orc_wer'])} | {_pct(m['segmentation_error'])} | "
-                f"{_pct(m['turn_count_accuracy'])} | "
-                f"{_sec(m['start_latency_median'])} / {_sec(m['start_latency_p90'])} | "
-                f"{_sec(m['end_latency_median'])} / {_sec(m['end_latency_p90'])} |")
+                f"{_pct(m['overlap_wer'])} | {_pct(m['orc_wer'])} | {_pct(m['segmentation_error'])} | "
+                f"{_pct(m['turn_count_accuracy'])} | {m['ref_turns']} / {m['hyp_turns']} |")
+    return lines
+
+
+def _histogram_cell(histogram: Dict[str, int], signed: bool = False) -> str:
+    """`3:12 4:20 5:18` (value:conversations)."""
+    return " ".join(f"{int(k):+d}:{v}" if signed else f"{k}:{v}" for k, v in histogram.items()) or "–"
+
+
+def _overlapped(metrics: Dict[str, Any]) -> List[Dict[str, Any]]:
+    return [metrics[k] for k in metrics if k not in ("all", "unknown") and float(k) > 0]
+
+
+def turn_count_lines(doc: Dict[str, Any]) -> List[str]:
+    """Histograms of reference and hypothesis turn counts per overlap bucket, and what they say."""
+    lines = ["Per overlap bucket: how many conversations have each number of reference turns, of hypothesis "
+             "turns (both channels), and each difference hyp - ref; and the turns on each output channel "
+             "(reference turns take the first free channel, so channel 1 holds only turns that start while "
+             "channel 0 is busy). A hypothesis equal to the reference counts 100% in every bucket "
+             "(tests/test_multitalker_scoring.py), so a 0% bucket is the model's, not the counting's.", ""]
+    for name in doc["order"]:
+        metrics = doc["systems"][name]["metrics"]
+        lines += [f"**{name}**", "", "| overlap | conv. | ref turns | hyp turns | hyp - ref | fewer / equal / more | "
+                  "ref turns ch0 / ch1 | hyp turns ch0 / ch1 |", "|---|---|---|---|---|---|---|---|"]
+        for key in _buckets(metrics):
+            m, counts = metrics[key], metrics[key]["turn_counts"]
+            lines.append(f"| {_overlap_name(key)} | {m['conversations']} | {_histogram_cell(counts['ref'])} | "
+                         f"{_histogram_cell(counts['hyp'])} | {_histogram_cell(counts['hyp_minus_ref'], True)} | "
+                         f"{counts['fewer']} / {counts['equal']} / {counts['more']} | "
+                         f"{' / '.join(map(str, counts['ref_by_channel']))} | "
+                         f"{' / '.join(map(str, counts['hyp_by_channel']))} |")
+        lines += ["", _turn_count_reading(name, metrics), ""]
+    return lines
+
+
+def _turn_count_reading(name: str, metrics: Dict[str, Any]) -> str:
+    """One sentence: in the overlapped buckets, fewer / more hypothesis turns, and channel 1's share."""
+    buckets = _overlapped(metrics)
+    if not buckets:
+        return f"{name}: no overlapped bucket."
+    total = sum(m["conversations"] for m in buckets)
+    fewer, equal, more = (sum(m["turn_counts"][k] for m in buckets) for k in ("fewer", "equal", "more"))
+
+    def share_ch1(side: str) -> str:
+        by_channel = [sum(m["turn_counts"][f"{side}_by_channel"][c] for m in buckets) for c in range(2)]
+        return "–" if not sum(by_channel) else f"{100 * by_channel[1] / sum(by_channel):.0f}%"
+
+    return (f"{name}, overlapped buckets ({total} conversations): the hypothesis has fewer turns than the reference "
+            f"in {fewer}, as many in {equal}, more in {more}; channel 1 holds {share_ch1('hyp')} of the hypothesis "
+            f"turns against {share_ch1('ref')} of the reference turns.")
+
+
+def latency_table(doc: Dict[str, Any]) -> List[str]:
+    """Start / end latency of every system over all conversations, at word and at turn boundaries."""
+    lines = ["| system | boundary | matched turns | start: signed median s | start: abs. median / p90 s | "
+             "end: signed median s | end: abs. median / p90 s |", "|---|---|---|---|---|---|---|"]
+    for name in doc["order"]:
+        m = doc["systems"][name]["metrics"]["all"]
+        for prefix, label in (("word_", "words"), ("", "turn boundaries")):
+            lines.append(f"| {name} | {label} | {m[f'{prefix}start_latency_count']} | "
+                         f"{_signed(m[f'{prefix}start_latency_median'], 1.0, 2)} | "
+                         f"{_sec(m[f'{prefix}start_latency_abs_median'])} / {_sec(m[f'{prefix}start_latency_abs_p90'])} | "
+                         f"{_signed(m[f'{prefix}end_latency_median'], 1.0, 2)} | "
+                         f"{_sec(m[f'{prefix}end_latency_abs_median'])} / {_sec(m[f'{prefix}end_latency_abs_p90'])} |")
     return lines
 
 
 def _diff_cell(metric: str, entry: Dict[str, Any]) -> str:
-    latency = metric.endswith("latency_median")
+    latency = "latency" in metric
     scale, digits, unit = (1.0, 2, " s") if latency else (100.0, 1, "")
     low, high = entry["ci"]
     p = entry["p_value"]
@@ -70,13 +150,16 @@ def _diff_cell(metric: str, entry: Dict[str, Any]) -> str:
             f"{_signed(high, scale, digits)}] p={'–' if p is None else f'{p:.3f}'}{star}")
 
 
+COMPARED_ON_PAGE = ("orc_wer", "merged_wer", "segmentation_error", "turn_count_accuracy",
+                    "word_end_latency_abs_median", "end_latency_abs_median")
+
+
 def comparison_table(doc: Dict[str, Any]) -> List[str]:
     """B minus A with bootstrap CIs and p-values, one row per comparison."""
-    metrics = ["orc_wer", "merged_wer", "cp_wer", "segmentation_error", "turn_count_accuracy", "end_latency_median"]
-    lines = ["| B vs A | " + " | ".join(f"Δ {_LABELS[m]}" for m in metrics) + " |",
-             "|---|" + "---|" * len(metrics)]
+    lines = ["| B vs A | " + " | ".join(f"Δ {_LABELS[m]}" for m in COMPARED_ON_PAGE) + " |",
+             "|---|" + "---|" * len(COMPARED_ON_PAGE)]
     for comp in doc["comparisons"]:
-        cells = [_diff_cell(m, comp["metrics"][m]) for m in metrics]
+        cells = [_diff_cell(m, comp["metrics"][m]) for m in COMPARED_ON_PAGE]
         lines.append(f"| {comp['b']} vs {comp['a']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -124,21 +207,25 @@ def setup_lines(doc: Dict[str, Any]) -> List[str]:
 
 def results_markdown(doc: Dict[str, Any]) -> str:
     """The whole page."""
+    n_conv = doc["comparisons"][0]["metrics"]["orc_wer"]["n_conversations"] if doc["comparisons"] else 0
     lines = [f"# {doc['title']}", "", *setup_lines(doc), "",
              "## Test results by target overlap ratio", "",
-             "WERs pool errors over words; latency = hypothesis minus reference turn boundary for "
-             "turns matched by overlap (negative = early). Start/end latencies of the speaker-change "
-             "baseline are those of its first/last word (it emits no turn tokens).", "",
+             "WERs pool errors over words; turns ref / hyp = reference and hypothesis turns summed over the "
+             "bucket's conversations.", "",
              *system_table(doc), "",
+             "## Turn counts", "", *turn_count_lines(doc),
+             "## Turn-boundary latency (all conversations)", "",
+             "Latency = hypothesis minus reference turn boundary, for turns matched one-to-one by temporal overlap "
+             "(negative = early).", "",
+             *latency_table(doc), "",
              "## Differences (B - A), paired conversation-level bootstrap", "",
-             f"{doc['n_boot']} resamples of the {doc['comparisons'][0]['metrics']['orc_wer']['n_conversations'] if doc['comparisons'] else 0} "
-             "test conversations; 95% percentile intervals; two-sided p-values; * = p < 0.05. WER and "
-             "latency differences below 0 favour B, turn-count differences above 0 favour B.", "",
+             f"{doc['n_boot']} resamples of the {n_conv} test conversations; 95% percentile intervals; two-sided "
+             "p-values; * = p < 0.05. WER and absolute-latency differences below 0 favour B, turn-count "
+             "differences above 0 favour B.", "",
              *comparison_table(doc), ""]
     paper = paper_lines(doc)
     if paper:
         lines += ["## Against the paper", "", *paper, ""]
-    notes = doc.get("notes") or []
-    if notes:
-        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    notes = [*METHOD_NOTES, *(relative_paths(n) for n in doc.get("notes") or [])]  # no machine paths
+    lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)

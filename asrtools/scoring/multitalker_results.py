@@ -47,7 +47,8 @@ def train_info(exp_dir: Path) -> Dict[str, Any]:
     config = marker.get("params", {}).get("config", {})
     loss = config.get("loss", {})
     summary = _read_json(exp_dir / "train_summary.json")
-    return {"seconds": marker.get("seconds"), "num_threads": config.get("num_threads"),
+    # the trainer's own sum over every resumed run (the marker's seconds are the last run's only)
+    return {"seconds": summary.get("train_seconds"), "num_threads": config.get("num_threads"),
             "num_epochs": config.get("num_epochs"), "max_steps": config.get("max_steps"),
             "steps": summary.get("steps"), "epochs_reached": summary.get("epochs"),
             "world_size": marker.get("params", {}).get("world_size"),

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from asrtools.errors import DataError
 from asrtools.pipeline import atomic_write_json
-from asrtools.scoring.io import format_trn, load_pairs, write_lines
+from asrtools.scoring.io import format_trn, load_pairs, read_utt2spk, report_with_utt2spk, write_lines
 from asrtools.scoring.wer import Alignment, ErrorCounts, UtteranceScore, WerReport, score_pairs
 from asrtools.utils.provenance import format_provenance, provenance
 
@@ -334,7 +334,8 @@ def _check_alignment(alignment: Alignment) -> None:
 
 
 def load_report(
-    source: Path, mode: str = "levenshtein", normalizer: Optional[Any] = None, allow_missing: bool = False
+    source: Path, mode: str = "levenshtein", normalizer: Optional[Any] = None, allow_missing: bool = False,
+    utt2spk: Optional[Path] = None,
 ) -> WerReport:
     """Scores from a WER directory, or by scoring a recogs.jsonl / decode directory.
 
@@ -344,10 +345,12 @@ def load_report(
       mode: alignment mode when scoring.
       normalizer: text normaliser when scoring (None: whitespace split).
       allow_missing: score missing hypotheses as empty when scoring.
+      utt2spk: a Kaldi `utt2spk` file setting every utterance's speaker (see `load_pairs`).
     """
     if is_wer_dir(source):
-        return read_wer_dir(source)
-    return score_pairs(load_pairs(Path(source), allow_missing=allow_missing), mode, normalizer)
+        report = read_wer_dir(source)
+        return report if utt2spk is None else report_with_utt2spk(report, read_utt2spk(utt2spk), utt2spk)
+    return score_pairs(load_pairs(Path(source), allow_missing=allow_missing, utt2spk=utt2spk), mode, normalizer)
 
 
 DECODE_SUMMARY = "summary.json"

@@ -39,6 +39,18 @@ _CHUNK_ELEMENTS = 1 << 22  # (replicates x trials) weights handled at once
 
 
 @dataclasses.dataclass(frozen=True)
+class Trial:
+    """One verification trial: `label` 1 (target) or 0, enrolment and test utterance ids."""
+
+    label: int
+    enroll: str
+    test: str
+
+    def line(self) -> str:
+        return f"{self.label} {self.enroll} {self.test}"
+
+
+@dataclasses.dataclass(frozen=True)
 class DcfParams:
     """A detection cost function: target prior and the two error costs."""
 

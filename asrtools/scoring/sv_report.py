@@ -28,6 +28,7 @@ from asrtools.scoring.bootstrap import bootstrap_p_value, rng_for
 from asrtools.scoring.sv import (
     DcfParams,
     SortedTrials,
+    Trial,
     TrialSet,
     interval,
     metric_replicates,
@@ -35,7 +36,6 @@ from asrtools.scoring.sv import (
     speaker_draws,
     within_group_mask,
 )
-from asrtools.sv.trials import Trial
 
 SV_JSON = "sv.json"
 SV_SCHEMA = "asrtools.sv_scores"
@@ -353,3 +353,58 @@ def sv_markdown(doc: Mapping[str, Any], title: str) -> str:
             if key in grouping:
                 lines.append(f"\n{label}: {_pct_ci(grouping[key])} (percentage points)")
     return "\n".join(lines) + "\n"
+
+
+def checkpoint_selection(summary: Mapping[str, Any]) -> Dict[str, Any]:
+    """Which epochs a trained speaker model's `averaged.pt` came from, and the ARW steps each saw.
+
+    Args:
+      summary: the training stage's `train_summary.json` (its `selection.chosen` names the
+        averaged epoch checkpoints; `valid_history` holds, for ARW runs, each epoch's
+        `arw_steps` and `pseudo_label_refits`, `asrtools.training.tasks.speaker`).
+
+    Returns:
+      {epochs_trained, selected_epochs (None when the final model was used, no epoch having
+      been validated), arw_steps and pseudo_label_refits (one per selected epoch; None for a
+      run without ARW)}.
+    """
+    import re
+
+    chosen = summary.get("selection", {}).get("chosen", [])
+    history = summary.get("valid_history", {})
+    epochs = []
+    for name in chosen:
+        match = re.fullmatch(r"epoch-(\d+)\.pt", name)
+        if match is None:  # final.pt: no validated epoch was there to choose from
+            return {"epochs_trained": summary.get("epochs"), "selected_epochs": None, "arw_steps": None,
+                    "pseudo_label_refits": None}
+        epochs.append(int(match.group(1)))
+
+    def per_epoch(key: str) -> Optional[List[int]]:
+        values = [history.get(str(e), {}).get(key) for e in epochs]
+        return None if any(v is None for v in values) else [int(v) for v in values]
+
+    return {"epochs_trained": summary.get("epochs"), "selected_epochs": epochs,
+            "arw_steps": per_epoch("arw_steps"), "pseudo_label_refits": per_epoch("pseudo_label_refits")}
+
+
+def selection_lines(rows: Sequence[Mapping[str, Any]]) -> List[str]:
+    """Markdown table: per system, the epochs `averaged.pt` averages and the ARW steps each had seen."""
+    lines = ["", "## Checkpoint selection", "",
+             "The epochs whose checkpoints `averaged.pt` averages (chosen by dev EER), out of the epochs "
+             "trained, and for ARW systems how many learner steps each had trained with adversarial weights "
+             "and how many k-means pseudo-label fits it had seen.", "",
+             "| system | selected epochs (of trained) | ARW steps | k-means fits |", "|---|---|---|---|"]
+
+    def listed(values: Optional[Sequence[int]]) -> str:
+        return "–" if values is None else ", ".join(str(v) for v in values)
+
+    for row in rows:
+        sel = row.get("provenance", {}).get("selection")
+        if not sel:
+            lines.append(f"| {row['name']} | n/a | n/a | n/a |")
+            continue
+        epochs = "final model" if sel["selected_epochs"] is None else listed(sel["selected_epochs"])
+        lines.append(f"| {row['name']} | {epochs} (of {sel.get('epochs_trained') or 'n/a'}) | "
+                     f"{listed(sel['arw_steps'])} | {listed(sel['pseudo_label_refits'])} |")
+    return lines

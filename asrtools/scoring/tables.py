@@ -12,7 +12,7 @@ import io
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from asrtools.scoring.cohorts import CohortGrouping, CohortStats
+from asrtools.scoring.cohorts import MISSING, CohortGrouping, CohortStats, Grouping, describe_missing
 from asrtools.scoring.disparity import Disparity
 from asrtools.scoring.compare import NIST_TESTS, CohortChange, Comparison
 
@@ -63,7 +63,7 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 COHORT_CSV_HEADER = (
     "by", "cohort", "n_speakers", "n_utts", "n_words", "n_errors", "wer", "ci_speaker_low", "ci_speaker_high",
     "ci_utterance_low", "ci_utterance_high", "sub_rate", "del_rate", "ins_rate", "speaker_wer_mean",
-    "speaker_wer_median", "speaker_wer_sd", "share_speakers", "share_utts", "share_errors", "flags",
+    "speaker_wer_median", "speaker_wer_sd", "share_speakers", "share_utts", "share_errors", "flags", "not_tested",
 )
 
 
@@ -73,8 +73,13 @@ def _cohort_csv_row(by: str, c: CohortStats) -> List[Any]:
         _num(c.ci_speaker[0]), _num(c.ci_speaker[1]), _num(c.ci_utterance[0]), _num(c.ci_utterance[1]),
         _num(c.sub_rate), _num(c.del_rate), _num(c.ins_rate), _num(c.speaker_wer_mean),
         _num(c.speaker_wer_median), _num(c.speaker_wer_sd), _num(c.share_speakers), _num(c.share_utts),
-        _num(c.share_errors), ";".join(c.flags),
+        _num(c.share_errors), ";".join(_flags(c)), c.not_tested or "",
     ]
+
+
+def _flags(c: Any) -> List[str]:
+    """A cohort's size flags, plus `attribute missing` for the `(missing)` cohort."""
+    return list(c.flags) + (["attribute missing"] if MISSING in c.values.values() else [])
 
 
 def cohorts_csv(overall: CohortStats, groupings: Sequence[CohortGrouping]) -> str:
@@ -105,11 +110,20 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]
 
 def _cohort_md_row(c: CohortStats) -> List[str]:
     return [
-        c.label, str(c.n_speakers), str(c.n_utts), str(c.n_words), _pct(c.wer), _ci(c.ci_speaker),
-        _ci(c.ci_utterance), f"{_pct(c.sub_rate)} / {_pct(c.del_rate)} / {_pct(c.ins_rate)}",
+        c.label, str(c.n_speakers), str(c.n_utts), str(c.n_words), _pct(c.wer), c.not_tested or _ci(c.ci_speaker),
+        c.not_tested or _ci(c.ci_utterance), f"{_pct(c.sub_rate)} / {_pct(c.del_rate)} / {_pct(c.ins_rate)}",
         f"{_pct(c.speaker_wer_mean)} / {_pct(c.speaker_wer_median)} / {_pct(c.speaker_wer_sd)}",
-        ", ".join(c.flags),
+        ", ".join(_flags(c)),
     ]
+
+
+def missing_markdown(grouping: Grouping, n_speakers: int) -> List[str]:
+    """Lines saying which speakers lack a grouping field (nothing when none does)."""
+    if not grouping.missing:
+        return []
+    lines = [f"- {line}; they form the cohort {MISSING}, shown but left out of the gap test."
+             for line in describe_missing(grouping.missing, n_speakers)]
+    return ["Missing attributes:", "", *lines, ""]
 
 
 def format_p_value(value: Optional[float]) -> str:
@@ -156,15 +170,19 @@ def cohorts_markdown(overall: CohortStats, groupings: Sequence[CohortGrouping], 
         "cohort", "speakers", "utts", "words", "WER %", f"{level_pct} CI (speakers)", f"{level_pct} CI (utts)",
         "sub / del / ins %", "speaker WER mean / median / SD %", "flags",
     ]
-    lines = ["# WER by cohort", "", f"Overall WER {_pct(overall.wer)}% {_ci(overall.ci_speaker)} "
+    lines = ["# WER by cohort", "", f"Overall WER {_pct(overall.wer)}% "
+             f"{f'(no interval: {overall.not_tested})' if overall.not_tested else _ci(overall.ci_speaker)} "
              f"({overall.n_speakers} speakers, {overall.n_utts} utterances, {overall.n_words} words).", ""]
     for grouping in groupings:
         lines += [f"## By {grouping.name}", ""]
         lines += _md_table(header, [_cohort_md_row(c) for c in grouping.cohorts])
         lines.append("")
+        lines += missing_markdown(grouping, overall.n_speakers)
         d = grouping.disparity
         if d is None:
-            lines += ["Disparity: fewer than two cohorts with reference words.", ""]
+            untested = [f"{c.label} ({c.n_speakers})" for c in grouping.cohorts if c.not_tested is not None]
+            reason = f"; too few speakers: {', '.join(untested)}" if untested else ""
+            lines += [f"No gap test: fewer than two cohorts with enough speakers and reference words{reason}.", ""]
             continue
         lines += disparity_markdown(d) + [""]
     return "\n".join(lines)
@@ -179,14 +197,15 @@ COMPARE_CSV_HEADER = (
 
 
 def _change_csv_row(by: str, c: CohortChange) -> List[Any]:
-    p_values = c.tests.p_values()
+    p_values = c.p_values()
+    mapsswe = c.mapsswe
     return [
         by, c.label, c.n_speakers, c.n_utts, c.n_words, _num(c.wer_a), _num(c.wer_b), _num(c.diff),
         _num(c.rel_diff), _num(c.ci_diff[0]), _num(c.ci_diff[1]), _num(c.ci_a[0]), _num(c.ci_a[1]),
         _num(c.ci_b[0]), _num(c.ci_b[1]), _num(c.p_bootstrap), _num(c.p_bootstrap_holm),
-        c.mapsswe.n_segments, _num(c.mapsswe.z),
+        mapsswe.n_segments if mapsswe is not None else "", _num(mapsswe.z) if mapsswe is not None else "",
         *(_num(v) for name in NIST_TESTS for v in (p_values[name], c.p_tests_holm.get(name, float("nan")))),
-        int(c.significant), int(c.significant_mapsswe), c.verdict, ";".join(c.flags),
+        int(c.significant), int(c.significant_mapsswe), c.verdict, ";".join(_flags(c)),
     ]
 
 
@@ -205,14 +224,15 @@ def _p(value: float) -> str:
 
 
 def _change_md_row(c: CohortChange) -> List[str]:
-    diff = f"{100 * c.diff:+.2f} {_ci(c.ci_diff)}" if c.diff is not None else "n/a"
+    interval = "(no interval)" if c.not_tested is not None else _ci(c.ci_diff)
+    diff = f"{100 * c.diff:+.2f} {interval}" if c.diff is not None else "n/a"
     rel = f"{100 * c.rel_diff:+.1f}" if c.rel_diff is not None else "n/a"
     mark = " *" if c.significant else ""
-    p = c.tests.p_values()
+    p = c.p_values()
     return [
         c.label + mark, str(c.n_speakers), str(c.n_words), _pct(c.wer_a), _pct(c.wer_b), diff, rel,
         _p(c.p_bootstrap), _p(c.p_bootstrap_holm), f"{_p(p['mapsswe'])} / {_p(c.p_tests_holm.get('mapsswe', float('nan')))}",
-        " / ".join(_p(p[name]) for name in ("sign", "wilcoxon", "mcnemar")), c.verdict, ", ".join(c.flags),
+        " / ".join(_p(p[name]) for name in ("sign", "wilcoxon", "mcnemar")), c.verdict, ", ".join(_flags(c)),
     ]
 
 
@@ -228,8 +248,9 @@ def compare_markdown(comparison: Comparison, level: float, alpha: float) -> str:
         "",
         f"A = `{comparison.name_a}`, B = `{comparison.name_b}`; differences are WER_B - WER_A "
         f"(negative = B better). `*` and the verdict: paired speaker-bootstrap p < {alpha:g} after Holm's "
-        "adjustment over the cohorts of the grouping (raw p beside it). MAPSSWE, sign, Wilcoxon and McNemar "
-        "are NIST sc_stats' tests (matched-pairs segments, speaker WER, utterance errors).",
+        "adjustment over the cohorts of the grouping that were tested (raw p beside it). MAPSSWE, sign, Wilcoxon "
+        "and McNemar are NIST sc_stats' tests (matched-pairs segments, speaker WER, utterance errors). A cohort "
+        "with fewer speakers than the size floor (--min-speakers) gets no interval, p-value or verdict.",
         "",
     ]
     lines += _md_table(header, [_change_md_row(comparison.overall)])
@@ -238,5 +259,12 @@ def compare_markdown(comparison: Comparison, level: float, alpha: float) -> str:
         lines += [f"## By {grouping.name}", ""]
         lines += _md_table(header, [_change_md_row(c) for c in grouping.cohorts])
         changed = [c.label for c in grouping.cohorts if c.significant]
-        lines += ["", "Changed significantly: " + (", ".join(changed) if changed else "none") + ".", ""]
+        n_tests = sum(c.not_tested is None for c in grouping.cohorts)
+        untested = [c.label for c in grouping.cohorts if c.not_tested is not None]
+        lines += ["", f"Changed significantly: {', '.join(changed) if changed else 'none'} "
+                      f"({n_tests} cohort(s) tested, Holm over these)."]
+        if untested:
+            lines.append(f"Not tested (fewer speakers than the size floor): {', '.join(untested)}.")
+        lines.append("")
+        lines += missing_markdown(grouping, comparison.overall.n_speakers)
     return "\n".join(lines)

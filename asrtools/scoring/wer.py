@@ -10,7 +10,13 @@ per-speaker and total `ErrorCounts`. Two alignment modes:
   ``lower`` normalisation to reproduce its default).
 
 A speaker is the utterance-id part before the first ``-`` (else before the first ``_``),
-as sclite's ``-i rm``; inputs that carry an explicit speaker (recogs.jsonl) use it instead.
+as sclite's ``-i rm``; inputs that carry an explicit speaker (recogs.jsonl) use it instead,
+and a Kaldi ``utt2spk`` file (``--utt2spk``) overrides both.
+
+Scoring is case-sensitive unless the ``lower`` normalisation is asked for. Because a model
+that writes upper case scored against lower-case references gets ~100% WER without a single
+wrong word, `case_mismatch` counts the substitutions that differ only in letter case and
+`case_mismatch_warning` turns a large share of them into one warning line.
 """
 from __future__ import annotations
 
@@ -34,6 +40,8 @@ __all__ = [
     "WerReport",
     "align",
     "align_many",
+    "case_mismatch",
+    "case_mismatch_warning",
     "score_pairs",
     "speaker_of",
 ]
@@ -306,3 +314,33 @@ def score_pairs(
         missing_hyp=[p.id for p in pairs if p.missing_hyp],
         normalizer=describe() if callable(describe) else {},
     )
+
+
+CASE_WARNING_SHARE = 0.2  # warn when at least this share of the word errors are case-only substitutions
+
+
+def case_mismatch(report: WerReport) -> Tuple[int, int, int]:
+    """How much of `report`'s errors letter case alone explains.
+
+    Returns:
+      `(case-only substitutions, word errors, utterances whose reference and hypothesis
+      are equal once case is folded but differ as written)`.
+    """
+    case_only = utterances = 0
+    for utt in report.utterances:
+        ali = utt.alignment
+        case_only += sum(1 for r, h, op in ali.pairs() if op == "S" and r.casefold() == h.casefold())
+        if ali.ref != ali.hyp and [w.casefold() for w in ali.ref] == [w.casefold() for w in ali.hyp]:
+            utterances += 1
+    return case_only, report.total.err, utterances
+
+
+def case_mismatch_warning(report: WerReport) -> Optional[str]:
+    """One warning line when letter case explains `CASE_WARNING_SHARE` or more of the errors, else None."""
+    case_only, errors, utterances = case_mismatch(report)
+    if not case_only or case_only < CASE_WARNING_SHARE * errors:
+        return None
+    return (f"{case_only} of {errors} word errors ({100 * case_only / errors:.0f}%) are substitutions that differ "
+            f"from the reference only in letter case, and {utterances} of {len(report.utterances)} utterances "
+            "match it once case is folded: reference and hypothesis are written in different case; "
+            "score with --normalize lower to compare them case-insensitively")

@@ -19,9 +19,9 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import torch
 
-from asrtools.errors import ConfigError, DataError, ToolError
-from asrtools.models.checkpoint import load_checkpoint
-from asrtools.models.speaker import EcapaTdnn, build_speaker_model, speaker_config_from_dict
+from asrtools.errors import DataError, ToolError
+from asrtools.models.loading import SPEAKER, load_model
+from asrtools.models.speaker import EcapaTdnn, embed_batch
 from asrtools.sv.embeddings import EmbedFn
 
 RESEMBLYZER = "resemblyzer"
@@ -29,28 +29,15 @@ RESEMBLYZER = "resemblyzer"
 
 def load_speaker_checkpoint(path: Path, device: str = "cpu") -> Tuple[EcapaTdnn, bool, Dict[str, Any]]:
     """The embedding network of a speaker-task checkpoint: (model in eval mode, cmn, info)."""
-    ckpt = load_checkpoint(path)
-    if ckpt.get("task") != "speaker" or "speaker_model_config" not in ckpt:
-        raise ConfigError(f"{path} is not a speaker-embedding checkpoint (task {ckpt.get('task')!r}); "
-                          f"train one with a `task: speaker` config")
-    config = speaker_config_from_dict(ckpt["speaker_model_config"], str(path))
-    model = build_speaker_model(config)
-    prefix = "embedder."
-    weights = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        raise DataError(f"{path}: weights do not fit the stored config ({str(err).splitlines()[0]})") from None
-    model.to(device).eval()
+    loaded = load_model(path, device, expect=(SPEAKER,))
+    model = loaded.model
     params = sum(p.numel() for p in model.parameters())
-    return model, bool(ckpt.get("cmn", True)), {"model": "checkpoint", "checkpoint": str(path),
-                                                "params": params, "embed_dim": config.embed_dim}
+    return model, bool(loaded.meta.get("cmn", True)), {"model": "checkpoint", "checkpoint": str(path),
+                                                       "params": params, "embed_dim": loaded.config.embed_dim}
 
 
 def checkpoint_embedder(path: Path, device: str = "cpu", max_batch: int = 64) -> Tuple[EmbedFn, Dict[str, Any]]:
     """An `EmbedFn` running the checkpoint's ECAPA-TDNN on Fbank cuts (see the module docstring)."""
-    from asrtools.training.tasks.speaker import embed_batch
-
     model, cmn, info = load_speaker_checkpoint(path, device)
 
     @torch.no_grad()

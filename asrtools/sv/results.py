@@ -4,10 +4,13 @@ For every system (an `asrtools score sv` directory) it reads `sv.json`, the scor
 names and the supervisions (for the speaker bootstrap), and, following the artifacts'
 own records (sv.json -> score.json -> embed.json -> checkpoint -> the training stage's
 `.done.json` and `train_summary.json`), how the system was trained: parameters, threads,
-training time. The table gives EER, minDCF(0.01), EER female / male, gender gap and the
-std of the region EERs, each with its speaker-bootstrap CI, and for every non-reference
-system its relative change against the baseline with a paired speaker-bootstrap CI and
-p-value (both systems' metrics computed on the same speaker draws of the same trials).
+training time (the trainer's `train_seconds`, summed over resumed runs). Paths on the page
+are relative to the working directory (`asrtools.utils.paths`). The table gives EER,
+minDCF(0.01), EER female / male, gender gap and the std of the region EERs, each with its
+speaker-bootstrap CI, and for every non-reference system its change against the baseline
+with a paired speaker-bootstrap CI and p-value (both systems' metrics computed on the same
+speaker draws of the same trials): relative, or in points where the baseline is near 0
+(`relative_is_stable`).
 The page names the commit, torch version, CPU and threads that produced it.
 """
 from __future__ import annotations
@@ -28,11 +31,14 @@ from asrtools.scoring.sv_report import (
     SvOptions,
     build_trial_set,
     check_same_trials,
+    checkpoint_selection,
     evaluate,
     paired_difference,
+    selection_lines,
     utterance_speakers,
 )
 from asrtools.sv.score import read_scores
+from asrtools.utils.paths import display_path
 from asrtools.utils.provenance import format_provenance
 from asrtools.utils.provenance import provenance as run_provenance
 
@@ -70,10 +76,12 @@ def provenance(sv_doc: Dict[str, Any]) -> Dict[str, Any]:
         marker = _maybe_json(exp_dir / ".done.json") or {}
         config = marker.get("params", {}).get("config", {})
         out["train_threads"] = config.get("num_threads")
-        out["train_seconds"] = marker.get("seconds")
         out["arw"] = config.get("arw", {}).get("variant")
         summary = _maybe_json(exp_dir / "train_summary.json") or {}
+        # The trainer's own sum over every resumed run; the marker's seconds are the last run's only.
+        out["train_seconds"] = summary.get("train_seconds")
         out["train_steps"] = summary.get("steps")
+        out["selection"] = checkpoint_selection(summary) if summary else None
     return out
 
 
@@ -143,14 +151,14 @@ def build_results(systems: Sequence[Tuple[str, Path]], baseline: str, references
     rows = []
     for name, path in systems:
         doc = docs[name]
-        row: Dict[str, Any] = {"name": name, "dir": str(path), "reference": name in references,
+        row: Dict[str, Any] = {"name": name, "dir": display_path(path), "reference": name in references,
                                "provenance": provenance(doc), "metrics": {}, "vs_baseline": {}}
         for column, mpath in paths.items():
             row["metrics"][column] = {"value": _doc_value(doc, mpath), "ci": _doc_ci(doc, mpath)}
             if name != baseline and name not in references and mpath in replicates[name]:
                 diff = paired_difference(_doc_value(base_doc, mpath), _doc_value(doc, mpath),
                                          replicates[baseline][mpath], replicates[name][mpath], options.level)
-                row["vs_baseline"][column] = vars(diff)
+                row["vs_baseline"][column] = {**vars(diff), "baseline_ci": _doc_ci(base_doc, mpath)}
         row["groups"] = {field: {g: v["eer"] for g, v in grouping["groups"].items()}
                          for field, grouping in doc["groupings"].items()}
         rows.append(row)
@@ -159,7 +167,8 @@ def build_results(systems: Sequence[Tuple[str, Path]], baseline: str, references
                    for field, grouping in base_doc["groupings"].items()}
     doc = {"title": title, "baseline": baseline, "trials": len(base_trials), "n_boot": options.n_boot,
            "level": options.level, "made_by": run_provenance(), "paper": PAPER, "rows": rows,
-           "trial_list": base_doc["scores"], "supervisions": str(supervisions), "group_sizes": group_sizes}
+           "trial_list": display_path(base_doc["scores"]), "supervisions": display_path(supervisions),
+           "group_sizes": group_sizes}
     return results_markdown(doc), doc
 
 
@@ -175,13 +184,27 @@ def _cell(m: Dict[str, Any], scale: float = 100.0, fmt: str = ".2f") -> str:
     return f"{scale * v:{fmt}}{ci}"
 
 
+def relative_is_stable(d: Dict[str, Any]) -> bool:
+    """Whether the baseline's own interval keeps it at least half its value (docs/statistics.md, "Relative
+    changes"): only then does a relative change have a usable interval; near a zero baseline the ratio's
+    replicates explode (e.g. [-97%, +1911%])."""
+    a, (low, _) = d.get("a"), d.get("baseline_ci") or [None, None]
+    return a is not None and a > 0 and low is not None and low >= 0.5 * a
+
+
 def _change(d: Optional[Dict[str, Any]]) -> str:
+    """`-7.7% [-12.0, -3.1], p=0.002`, or, when the baseline is near 0, `+0.41 pp [-0.20, +1.10] (+35%), p=...`."""
     if not d or d.get("relative") is None:
         return "–"
-    lo, hi = d["relative_ci"]
-    ci = "" if lo is None or hi is None else f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"
     p = d.get("p_value")
-    return f"{100 * d['relative']:+.1f}%{ci}, p={p:.3f}" if p is not None else f"{100 * d['relative']:+.1f}%{ci}"
+    tail = "" if p is None else f", p={p:.3f}"
+    if relative_is_stable(d):
+        lo, hi = d["relative_ci"]
+        ci = "" if lo is None or hi is None else f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        return f"{100 * d['relative']:+.1f}%{ci}{tail}"
+    lo, hi = d.get("ci") or [None, None]
+    ci = "" if lo is None or hi is None else f" [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+    return f"{100 * d['diff']:+.2f} pp{ci} ({100 * d['relative']:+.0f}%){tail}"
 
 
 def results_markdown(doc: Dict[str, Any]) -> str:
@@ -198,7 +221,9 @@ def results_markdown(doc: Dict[str, Any]) -> str:
         f"region's sampling noise (the gender gap's CI comes from the signed gap's). All in %, with "
         f"{level:g}% speaker-bootstrap CIs ({doc['n_boot']} replicates: speakers resampled, trials among the drawn "
         f"speakers kept). Change vs `{doc['baseline']}`: relative, paired over the same speaker draws, with its CI "
-        f"and two-sided bootstrap p-value.", "",
+        f"and two-sided bootstrap p-value; where the baseline's own interval reaches below half its value (a gap "
+        f"near 0) the change is given in points with its CI and the relative change without one "
+        f"(docs/statistics.md, \"Relative changes\").", "",
         "| system | EER % | minDCF(0.01) | EER female % | EER male % | gender gap pp | region std pp |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -230,13 +255,14 @@ def results_markdown(doc: Dict[str, Any]) -> str:
             cells = [_cell(r["groups"].get(field, {}).get(group, {})) for r in doc["rows"]]
             lines.append(f"| {field} | {group} | {size['speakers']} | {size['target']} | {size['nontarget']} | "
                          + " | ".join(cells) + " |")
+    lines += selection_lines(doc["rows"])
     lines += ["", "## Sources", "", "| system | sv.json | model | params | training threads | training time | steps |",
               "|---|---|---|---:|---:|---:|---:|"]
     for row in doc["rows"]:
         pv = row["provenance"]
         secs = pv.get("train_seconds")
         lines.append(f"| {row['name']} | `{row['dir']}/sv.json` | {pv.get('model') or 'n/a'}"
-                     f"{' ' + pv['checkpoint'] if pv.get('checkpoint') else ''} | "
+                     f"{' ' + display_path(pv['checkpoint']) if pv.get('checkpoint') else ''} | "
                      f"{pv['params'] if pv.get('params') else 'n/a'} | {pv.get('train_threads') or 'n/a'} | "
                      f"{'n/a' if secs is None else f'{secs / 60:.1f} min'} | {pv.get('train_steps') or 'n/a'} |")
     return "\n".join(lines) + "\n"

@@ -19,8 +19,8 @@ import numpy as np
 
 from asrtools.errors import DataError
 from asrtools.pipeline import atomic_write_text
+from asrtools.scoring.sv import Trial
 from asrtools.sv.embeddings import normalize_rows
-from asrtools.sv.trials import Trial
 
 SCORES_TXT = "scores.txt"
 

@@ -28,18 +28,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, 
 
 from asrtools.errors import DataError
 from asrtools.pipeline import atomic_write_text
-
-
-@dataclasses.dataclass(frozen=True)
-class Trial:
-    """One verification trial: `label` 1 (target) or 0, enrolment and test utterance ids."""
-
-    label: int
-    enroll: str
-    test: str
-
-    def line(self) -> str:
-        return f"{self.label} {self.enroll} {self.test}"
+from asrtools.scoring.sv import Trial  # defined in scoring, below sv, which scores trials
 
 
 def read_trials(path: Path, known_ids: Optional[Set[str]] = None) -> List[Trial]:

@@ -3,7 +3,7 @@
 `Trainer` trains the model of the task named by `config.task` (asrtools.training.task):
 AdamW with a warm-up/decay schedule, gradient clipping, lhotse sampler batches, a guard that
 skips batches with a non-finite loss or gradient, optional regularisers on the parameters
-(e.g. EWC), validation at epoch ends (and every N steps), TensorBoard scalars and a tqdm
+(e.g. EWC), validation at epoch ends (and every N steps), TensorBoard scalars and a progress
 bar, checkpoints every N steps and per epoch, and `averaged.pt` from the last or the best
 (by a dev metric, e.g. dev WER) epoch checkpoints.
 
@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from tqdm import tqdm
 
 from asrtools.config import to_dict
 from asrtools.errors import AsrtoolsError, ConfigError
@@ -63,6 +62,7 @@ from asrtools.training.distributed import (
 )
 from asrtools.training.schedule import LrSchedule
 from asrtools.training.task import Regularizer, TrainPaths, get_task
+from asrtools.utils.progress import progress
 
 logger = logging.getLogger("asrtools")
 
@@ -253,8 +253,8 @@ class Trainer:
         """Train on the rest of the current epoch; False if `max_steps` stopped it."""
         self.model.train()
         window = _Window()
-        bar = tqdm(self.loader, desc=f"epoch {self.progress.epoch}", initial=self.progress.batches_in_epoch,
-                   disable=None if self.info.is_main else True, leave=False, dynamic_ncols=True, unit="batch")
+        bar = progress(self.loader, desc=f"epoch {self.progress.epoch}", initial=self.progress.batches_in_epoch,
+                       disable=not self.info.is_main, leave=False, unit="batch")
         for batch in bar:
             self.progress.batches_in_epoch += 1
             stats = self.train_step(batch)

@@ -1,8 +1,6 @@
 """Small helpers shared by asrtools' scripts and commands that belong to no one subsystem.
 
-`asrtools.utils.markdown` rewrites one section of a Markdown page; `asrtools.utils.provenance`
-records the code, software and hardware of the process that made a set of numbers.
+The bottom layer (see .importlinter): nothing here imports another asrtools package.
+`asrtools.utils.provenance` records the code, software and hardware of the process that made a
+set of numbers; `asrtools.utils.progress` reports the progress of long loops.
 """
-from asrtools.utils.markdown import write_markdown_section
-
-__all__ = ["write_markdown_section"]

@@ -5,7 +5,8 @@
 #
 # For an `asrtools` stage command the runner first asks, here on the submit host,
 # `asrtools --check ARGS...`: an up-to-date stage is not submitted at all; the answer also
-# names the stage directory (job logs go to <its parent>/slurm_logs/), the command's --device
+# names the stage directory (job logs go to <its parent>/slurm_logs/; the job is named after
+# the subcommand and the directory's last two path parts, e.g. train:exp/lstm_s7), the command's --device
 # (a CPU run asks for no GPU) and, for a sharded stage run with -j N, which of its N tasks
 # still have work. Those tasks run as one job array (`asrtools --task $SLURM_ARRAY_TASK_ID
 # ARGS...`), then the command itself runs as one job that merges them (and owns the stage's
@@ -18,11 +19,19 @@
 # so recipe stages stay sequential and resumable. sbatch's default --export=ALL is passed
 # explicitly: the job sees the submitting shell's environment (PATH with .venv/bin, ...).
 #
+# While it waits, the runner prints the job's state changes (`scontrol -o show job` every
+# ASRTOOLS_SLURM_POLL seconds: PENDING with its reason, RUNNING, REQUEUED, ...); a failed job is
+# reported with its final state (sacct, else scontrol), its log's tail and, last, the command
+# that resumes the run. Every submitted job and its log are listed, one line each with the
+# event (submitted, then its final state), in the index ASRTOOLS_SLURM_INDEX.
+#
 # Cancellation: the runner cancels (scancel) the jobs it submitted when it is interrupted
 # (INT, TERM, HUP) and when the process that started it (run.sh) disappears, even by
 # SIGKILL. Should the runner itself be killed by SIGKILL, every job watches a heartbeat file
 # that the runner rewrites every 2 s and cancels itself (its whole array) once the heartbeat
-# has been still for ASRTOOLS_SLURM_ORPHAN_TIMEOUT seconds.
+# has been still for ASRTOOLS_SLURM_ORPHAN_TIMEOUT seconds. A heartbeat file left by a runner
+# killed by SIGKILL is removed by its job when the job ends (the file has been still for
+# 10 s) or by the next runner on that host (its pid is dead).
 #
 # Settings (environment variables; ROLE is CPU for submit.sh, GPU for submit_gpu.sh, DECODE
 # for submit_decode.sh, and ASRTOOLS_SLURM_<ROLE>_<NAME> overrides ASRTOOLS_SLURM_<NAME> for
@@ -40,6 +49,11 @@
 #                             for a stage command, else slurm_logs in the submitting directory)
 #   ASRTOOLS_SLURM_ORPHAN_TIMEOUT  seconds without heartbeat before a job cancels itself
 #                             (default 120; 0: never)
+#   ASRTOOLS_SLURM_POLL       seconds between job state queries while waiting (default 5)
+#   ASRTOOLS_SLURM_INDEX      the job index, a tab-separated file (default:
+#                             slurm_logs/jobs.tsv in the submitting directory)
+#   ASRTOOLS_STAGE            the recipe stage being run (exported by run.sh's log function):
+#                             the resume command then starts there (--stage N)
 #   ASRTOOLS_TORCHRUN_PORT    rendezvous port of multi-process jobs (default 15000 + job id % 10000)
 # A multi-process training job runs its command as
 #   srun torchrun --nnodes=$SLURM_NNODES --nproc_per_node=NPROC --rdzv_backend=c10d
@@ -52,7 +66,14 @@ slurm_active=()          # ids of submitted jobs that have not ended
 slurm_heartbeat=""       # the heartbeat file of this runner
 slurm_beat=0
 slurm_sbatch_pid=""
-slurm_tmp=""
+slurm_out_fd=""          # reads what sbatch prints (an unlinked file: nothing is left behind)
+slurm_job_id=""
+slurm_job_label=""       # the job's name, for messages
+slurm_array_tasks=()     # the array tasks of the job being waited for (none: a single job)
+slurm_command=()         # the command the runner was given
+slurm_last_poll=-1000
+declare -A slurm_seen_state=() slurm_seen_restarts=() slurm_final_state=()
+slurm_name_max=64        # job names are cut to this many characters (squeue, sacct show them whole)
 
 # slurm_die MESSAGE...: one-line error naming the runner, exit status 1.
 slurm_die() {
@@ -101,6 +122,38 @@ slurm_job_name() {
     done
   fi
   printf '%s' "${name//[^A-Za-z0-9._-]/_}"
+}
+
+# slurm_stage_job_name SUFFIX COMMAND [ARGS...]: after slurm_check_stage, the name of a stage's
+# job: its subcommand(s) plus SUFFIX (e.g. -merge) and the last two parts of the stage directory,
+# e.g. "train:exp/lstm_s7", "data-features-merge:data/fbank", "decode:lstm/decode_test_greedy";
+# the directory is cut from the left to fit slurm_name_max characters ("train:...34/lstm_s7"),
+# so the distinguishing tail stays. Any other command: slurm_job_name plus SUFFIX.
+slurm_stage_job_name() {
+  local suffix=$1 name
+  shift
+  name=$(slurm_job_name "$@")$suffix
+  if [ -z "$check_out_dir" ]; then
+    printf '%s' "$name"
+    return
+  fi
+  local verb=${name#asrtools-} dir base
+  base=$(basename -- "$check_out_dir")
+  dir=$(basename -- "$(dirname -- "$check_out_dir")")
+  case $dir in / | . | "") ;; *) base="$dir/$base" ;; esac
+  base=${base//[^A-Za-z0-9._\/+-]/_}
+  name="$verb:$base"
+  if [ ${#name} -gt "$slurm_name_max" ]; then
+    local keep=$((slurm_name_max - ${#verb} - 4))
+    name="$verb:...${base: -keep}"
+  fi
+  printf '%s' "$name"
+}
+
+# slurm_file_name JOB_NAME: the job name as a file name prefix (":" and "/" become "_").
+slurm_file_name() {
+  local name=${1//:/_}
+  printf '%s' "${name//\//_}"
 }
 
 # slurm_shape ROLE DEVICE: what a ROLE job on DEVICE (cpu, cuda, or "" when unknown) runs, into
@@ -156,14 +209,166 @@ slurm_parent_alive() {
   kill -0 "$slurm_parent" 2>/dev/null
 }
 
-# slurm_take_job_id: once sbatch has printed the id of the job it submitted (into $slurm_tmp),
+# slurm_take_job_id: once sbatch has printed the id of the job it submitted (on $slurm_out_fd),
 # record it in slurm_job_id and slurm_active.
 slurm_take_job_id() {
   local line
-  [ -z "$slurm_job_id" ] && [ -n "$slurm_tmp" ] && IFS= read -r line <"$slurm_tmp" 2>/dev/null || return 0
+  [ -z "$slurm_job_id" ] && [ -n "$slurm_out_fd" ] && IFS= read -r line <&"$slurm_out_fd" 2>/dev/null || return 0
   [[ ${line%%;*} =~ ^[0-9]+$ ]] || return 0
   slurm_job_id=${line%%;*}
   slurm_active+=("$slurm_job_id")
+}
+
+# slurm_say MESSAGE...: one line on stderr, prefixed by the runner's name (never fails).
+slurm_say() {
+  echo "$slurm_prog: $*" >&2 || true
+}
+
+# slurm_field LINE KEY: the value of KEY=value in a line of `scontrol -o show job` ("" if none).
+slurm_field() {
+  local pattern="(^| )$2=([^ ]*)"
+  if [[ $1 =~ $pattern ]]; then printf '%s' "${BASH_REMATCH[2]}"; fi
+}
+
+# slurm_job_lines JOB_ID: `scontrol -o show job JOB_ID`, one line per job (per array task);
+# nothing when Slurm no longer knows the job or scontrol fails.
+slurm_job_lines() {
+  scontrol -o show job "$1" 2>/dev/null | grep '^JobId=' || true
+}
+
+# slurm_task_label LINE: the job (array task) a scontrol line is about, as squeue names it:
+# 1234, 1234_2, or 1234_[1-3] for array tasks that have not started.
+slurm_task_label() {
+  local array task
+  array=$(slurm_field "$1" ArrayJobId)
+  task=$(slurm_field "$1" ArrayTaskId)
+  if [ -z "$array" ]; then
+    slurm_field "$1" JobId
+  elif [[ $task =~ ^[0-9]+$ ]]; then
+    printf '%s_%s' "$array" "$task"
+  else
+    printf '%s_[%s]' "$array" "$task"
+  fi
+}
+
+# slurm_poll_states [FORCE]: print what changed in the state of the job being waited for (of
+# each array task) since the last look, at most every ASRTOOLS_SLURM_POLL seconds (always with
+# FORCE). A rising restart count is a requeue.
+slurm_poll_states() {
+  [ -n "$slurm_job_id" ] || return 0
+  [ -n "${1:-}" ] || [ $((SECONDS - slurm_last_poll)) -ge "$slurm_poll" ] || return 0
+  slurm_last_poll=$SECONDS
+  local line label state reason restarts what start
+  while IFS= read -r line; do
+    label=$(slurm_task_label "$line")
+    state=$(slurm_field "$line" JobState)
+    reason=$(slurm_field "$line" Reason)
+    restarts=$(slurm_field "$line" Restarts)
+    [[ $restarts =~ ^[0-9]+$ ]] || restarts=0
+    [ -n "$label" ] && [ -n "$state" ] || continue
+    # The job was submitted with no restart: any restart, even one before the first look, is a requeue.
+    if [ "$restarts" -gt "${slurm_seen_restarts[$label]:-0}" ]; then
+      slurm_say "job $label ($slurm_job_label): REQUEUED (restart $restarts): Slurm holds it before it runs" \
+                "again (BeginTime; 2 minutes by default), then it resumes from its finished work; still waiting"
+      slurm_seen_state[$label]=REQUEUED
+    fi
+    slurm_seen_restarts[$label]=$restarts
+    case $state in
+      PENDING) what="PENDING (${reason:-no reason given})" ;;
+      RUNNING) what="RUNNING on $(slurm_field "$line" NodeList)" ;;
+      COMPLETING | COMPLETED) continue ;;  # the runner says "done" once the job has ended
+      *) what=$state
+         [ -z "$reason" ] || [ "$reason" = None ] || what+=" ($reason)" ;;
+    esac
+    [ "$what" != "${slurm_seen_state[$label]:-}" ] || continue
+    [ "$state" != REQUEUED ] || [ "${slurm_seen_state[$label]:-}" != REQUEUED ] || continue
+    slurm_seen_state[$label]=$what
+    start=$(slurm_field "$line" StartTime)
+    [ "$reason" != BeginTime ] || [[ ! $start =~ ^[0-9] ]] || what+=" until $start"
+    slurm_say "job $label ($slurm_job_label): $what"
+  done < <(slurm_job_lines "$slurm_job_id")
+}
+
+# slurm_final_states JOB_ID: how the job (each array task) ended, into slurm_final_state
+# (label -> "STATE" or "STATE, exit code N:S"): from sacct where accounting is on, else from
+# scontrol (Slurm keeps an ended job there for MinJobAge seconds, 300 by default).
+slurm_final_states() {
+  slurm_final_state=()
+  local id state code line
+  while IFS='|' read -r id state code; do
+    [[ $id =~ ^[0-9] ]] || continue
+    slurm_final_state[$id]="${state%% *}${code:+, exit code $code}"
+  done < <(sacct -n -X -P -j "$1" -o JobID,State,ExitCode 2>/dev/null || true)
+  [ ${#slurm_final_state[@]} -eq 0 ] || return 0
+  while IFS= read -r line; do
+    id=$(slurm_task_label "$line")
+    state=$(slurm_field "$line" JobState)
+    code=$(slurm_field "$line" ExitCode)
+    [ -z "$id" ] || [ -z "$state" ] || slurm_final_state[$id]="$state${code:+, exit code $code}"
+  done < <(slurm_job_lines "$1")
+}
+
+# slurm_state_hint STATE: what a person can do about a job that ended in STATE.
+slurm_state_hint() {
+  case $1 in
+    TIMEOUT*) printf '%s' "; it reached its time limit: raise ASRTOOLS_SLURM_TIME" ;;
+    OUT_OF_MEMORY*) printf '%s' "; it ran out of memory: raise ASRTOOLS_SLURM_MEM" ;;
+    NODE_FAIL*) printf '%s' "; its node failed" ;;
+    CANCELLED*) printf '%s' "; it was cancelled (scancel, an administrator, or its own watchdog)" ;;
+    PREEMPTED*) printf '%s' "; it was preempted (ASRTOOLS_SLURM_EXTRA=--requeue lets Slurm requeue it)" ;;
+  esac
+}
+
+# slurm_resume_command: the command that resumes the run, for the last line of a failure: the
+# command line of the recipe script that started this runner (run.sh ...), with --stage
+# $ASRTOOLS_STAGE when the recipe exported it, else this runner's own command line.
+slurm_resume_command() {
+  local -a words=() kept=()
+  if [ -r "/proc/$slurm_parent/cmdline" ]; then
+    mapfile -d '' -t words <"/proc/$slurm_parent/cmdline" 2>/dev/null || words=()
+  fi
+  case $(basename -- "${words[0]:-}") in
+    bash | sh | dash | zsh | ksh) words=("${words[@]:1}") ;;
+  esac
+  if [ ${#words[@]} -gt 0 ] && [[ ${words[0]} == *.sh ]]; then
+    local i=1
+    kept=("${words[0]}")
+    while [ "$i" -lt ${#words[@]} ]; do
+      case ${words[i]} in
+        --stage) if [ -n "${ASRTOOLS_STAGE:-}" ]; then i=$((i + 2)); continue; fi ;;
+        --stage=*) if [ -n "${ASRTOOLS_STAGE:-}" ]; then i=$((i + 1)); continue; fi ;;
+      esac
+      kept+=("${words[i]}")
+      i=$((i + 1))
+    done
+    [ -z "${ASRTOOLS_STAGE:-}" ] || kept+=(--stage "$ASRTOOLS_STAGE")
+  else
+    kept=("$0" "${slurm_command[@]}")
+  fi
+  printf '%q ' "${kept[@]}" | sed 's/ $//'
+}
+
+# slurm_index EVENT JOB LOG: append "time, run (host:pid of run.sh), job, name, EVENT, log" to the index.
+slurm_index() {
+  [ -n "$slurm_index_file" ] || return 0
+  mkdir -p -- "$(dirname -- "$slurm_index_file")" 2>/dev/null || return 0
+  [ -s "$slurm_index_file" ] || printf '# time\trun\tjob\tname\tevent\tlog\n' >>"$slurm_index_file" 2>/dev/null || true
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date '+%FT%T')" "$slurm_run_id" "$2" "$slurm_job_label" "$1" "$3" \
+    >>"$slurm_index_file" 2>/dev/null || true
+}
+
+# slurm_sweep_heartbeats DIR: remove the heartbeat files that runners on this host killed by
+# SIGKILL left in DIR (their pid is dead).
+slurm_sweep_heartbeats() {
+  local file pid host
+  host=$(hostname)
+  for file in "$1"/.runner-"$host"-*.alive; do
+    [ -f "$file" ] || continue
+    pid=${file##*-}
+    pid=${pid%.alive}
+    [[ $pid =~ ^[0-9]+$ ]] || continue
+    kill -0 "$pid" 2>/dev/null || rm -f -- "$file"
+  done
 }
 
 # slurm_cancel REASON: scancel every job this runner submitted that may still run or wait.
@@ -178,7 +383,6 @@ slurm_cancel() {
 slurm_cleanup() {
   [ -z "$slurm_sbatch_pid" ] || kill "$slurm_sbatch_pid" 2>/dev/null || true
   [ -z "$slurm_heartbeat" ] || rm -f -- "$slurm_heartbeat"
-  [ -z "$slurm_tmp" ] || rm -f -- "$slurm_tmp"
 }
 
 # slurm_stop SIGNAL STATUS: the runner was interrupted: cancel its jobs and exit with STATUS.
@@ -217,8 +421,19 @@ slurm_write_batch_script() {
   printf 'heartbeat=%q\norphan_timeout=%q\nprocs=%q\n' "$slurm_heartbeat" "$slurm_orphan_timeout" \
     "$((nproc_per_node > 0 ? nproc_per_node : 1))"
   cat <<'BODY'
-echo "# job ${SLURM_JOB_ID:-?} (${SLURM_JOB_NAME:-?}) on $(hostname), started $(date '+%F %T') in $PWD"
+job=${SLURM_JOB_ID:-?} about=""  # an array task by the name its log file and squeue use: <array id>_<task>
+if [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then
+  job="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID:-?}" about="job id ${SLURM_JOB_ID:-?}; "
+fi
+if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then
+  echo "# requeued: attempt $((SLURM_RESTART_COUNT + 1)) starts here; the attempt above was stopped by the requeue" \
+       "(any traceback just above is that stop, not a crash) and this one resumes from its finished work"
+fi
+echo "# job $job ($about${SLURM_JOB_NAME:-?}) on $(hostname), started $(date '+%F %T') in $PWD"
 printf '# command:'; printf ' %q' "${cmd[@]}"; echo
+# Slurm stops a job with SIGTERM (scancel, requeue, preemption, time limit), then SIGKILL.
+trap 'echo "# SIGTERM at $(date "+%F %T"): Slurm is stopping this job (scancel, requeue, preemption or time limit);" \
+           "output just above is its processes being stopped, not a crash"' TERM
 # Threads: the task's CPUs shared by its processes, unless the submitting shell chose.
 if [ -z "${OMP_NUM_THREADS:-}" ] && [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then
   export OMP_NUM_THREADS=$((SLURM_CPUS_PER_TASK / procs > 0 ? SLURM_CPUS_PER_TASK / procs : 1))
@@ -262,9 +477,40 @@ BODY
   cat <<'BODY'
 status=$?
 [ -z "$watchdog" ] || kill "$watchdog" 2>/dev/null
+# A runner killed by SIGKILL leaves its heartbeat behind: remove it once it has been still for 10 s.
+if [ -n "$heartbeat" ] && [ -f "$heartbeat" ]; then
+  changed=$(stat -c %Y -- "$heartbeat" 2>/dev/null) || changed=""
+  [ -z "$changed" ] || [ $(($(date +%s) - changed)) -lt 10 ] || rm -f -- "$heartbeat"
+fi
 echo "# ended with status $status at $(date '+%F %T')"
 exit "$status"
 BODY
+}
+
+# slurm_job_logs BASE: the log file(s) of the job just submitted (one per array task), one a line.
+slurm_job_logs() {
+  local task
+  if [ ${#slurm_array_tasks[@]} -eq 0 ]; then
+    printf '%s\n' "$1-$slurm_job_id.out"
+  else
+    for task in "${slurm_array_tasks[@]}"; do printf '%s\n' "$1-${slurm_job_id}_$task.out"; done
+  fi
+}
+
+# slurm_submitted BASE: say which job id was submitted and where it logs; list it in the index.
+slurm_submitted() {
+  local log logs=() task
+  mapfile -t logs < <(slurm_job_logs "$1")
+  if [ ${#slurm_array_tasks[@]} -eq 0 ]; then
+    slurm_say "job $slurm_job_id ($slurm_job_label) submitted; log: ${logs[0]}"
+    slurm_index submitted "$slurm_job_id" "${logs[0]}"
+  else
+    slurm_say "job array $slurm_job_id ($slurm_job_label) submitted; logs: ${logs[0]%_*}_<task>.out"
+    for log in "${logs[@]}"; do
+      task=${log##*_}
+      slurm_index submitted "${slurm_job_id}_${task%.out}" "$log"
+    done
+  fi
 }
 
 # slurm_run_job SCRIPT_FILE_BASE BATCH_SCRIPT SBATCH_OPTION...: submit with sbatch --wait (the
@@ -274,14 +520,20 @@ slurm_run_job() {
   local base=$1 script=$2 status=0 saved=""
   shift 2
   slurm_job_id=""
-  slurm_tmp=$(mktemp "${TMPDIR:-/tmp}/asrtools-sbatch.XXXXXX")
-  sbatch "$@" >"$slurm_tmp" <<<"$script" &
+  # sbatch's output goes to a file that is unlinked at once: the runner reads it through its
+  # own descriptor, and no file is left behind, even when the runner is killed by SIGKILL.
+  local tmp write_fd
+  tmp=$(mktemp "${TMPDIR:-/tmp}/asrtools-sbatch.XXXXXX")
+  exec {write_fd}>"$tmp" {slurm_out_fd}<"$tmp"
+  rm -f -- "$tmp"
+  sbatch "$@" >&"$write_fd" <<<"$script" &
   slurm_sbatch_pid=$!
   while kill -0 "$slurm_sbatch_pid" 2>/dev/null; do
     slurm_take_job_id
     if [ -n "$slurm_job_id" ] && [ -z "$saved" ]; then
       printf '%s\n' "$script" >"$base-$slurm_job_id.sh"
       saved=1
+      slurm_submitted "$base"
     fi
     if ! slurm_parent_alive; then
       trap - INT TERM HUP
@@ -289,31 +541,51 @@ slurm_run_job() {
       exit 1
     fi
     slurm_heartbeat_tick
+    slurm_poll_states
     sleep 1 &
     wait $! || true  # returns at once when a trapped signal arrives
   done
   wait "$slurm_sbatch_pid" || status=$?
   slurm_sbatch_pid=""
   slurm_take_job_id
-  [ -z "$slurm_job_id" ] || [ -n "$saved" ] || printf '%s\n' "$script" >"$base-$slurm_job_id.sh"
-  rm -f -- "$slurm_tmp"
-  slurm_tmp=""
+  slurm_poll_states force  # a state the last polls missed (e.g. a short requeue hold)
+  if [ -n "$slurm_job_id" ] && [ -z "$saved" ]; then
+    printf '%s\n' "$script" >"$base-$slurm_job_id.sh"
+    slurm_submitted "$base"
+  fi
+  exec {write_fd}>&- {slurm_out_fd}<&-
+  slurm_out_fd=""
   slurm_active=()  # the job has ended (sbatch --wait returned)
   return "$status"
 }
 
-# slurm_report_failure STATUS JOB_NAME JOB_ID LOG: say which job failed and show its log's tail.
+# slurm_show_tail LOG: the last 20 lines of a job's log, if it exists.
+slurm_show_tail() {
+  if [ -f "$1" ]; then
+    echo "$slurm_prog: last lines of $1:" >&2
+    tail -n 20 -- "$1" >&2
+  fi
+}
+
+# slurm_report_failure STATUS JOB_NAME JOB_ID LOG: say which job failed, how it ended, show its
+# log's tail, and end with the command that resumes the run.
 slurm_report_failure() {
   local status=$1 job_name=$2 job_id=$3 log=$4
   if [ -z "$job_id" ]; then
     echo "$slurm_prog: error: sbatch failed (status $status) for $job_name; nothing was submitted" >&2
+    slurm_say "to resume: $(slurm_resume_command)"
     return
   fi
-  echo "$slurm_prog: error: SLURM job $job_id ($job_name) failed with status $status; log: $log" >&2
-  if [ -f "$log" ]; then
-    echo "$slurm_prog: last lines of $log:" >&2
-    tail -n 20 -- "$log" >&2
+  local state=${slurm_final_state[$job_id]:-}
+  if [ -n "$state" ]; then
+    echo "$slurm_prog: error: SLURM job $job_id ($job_name) ended $state$(slurm_state_hint "$state"); log: $log" >&2
+  else
+    echo "$slurm_prog: error: SLURM job $job_id ($job_name) failed with status $status; log: $log" >&2
   fi
+  state=${state%%,*}
+  slurm_index "${state:-failed}" "$job_id" "$log"
+  slurm_show_tail "$log"
+  slurm_say "to resume: $(slurm_resume_command)"
 }
 
 # slurm_describe OPTION...: what the sbatch options ask for, in words (every resource named,
@@ -379,12 +651,17 @@ slurm_submit() {
   local role=$1 job_name=$2 log_dir=$3 array=$4 cpus_default=$5 device=$6
   shift 6
   local -a opts=(--wait --parsable --export=ALL --chdir="$PWD" --job-name="$job_name" --open-mode=append)
-  local log_pattern="%x-%j.out" nproc_per_node
+  local base nproc_per_node
+  base=$log_dir/$(slurm_file_name "$job_name")
+  slurm_job_label=$job_name
+  slurm_array_tasks=()
   if [ -n "$array" ]; then
     opts+=(--array="$array")
-    log_pattern="%x-%A_%a.out"
+    IFS=, read -r -a slurm_array_tasks <<<"$array"
+    opts+=(--output="$base-%A_%a.out")
+  else
+    opts+=(--output="$base-%j.out")
   fi
-  opts+=(--output="$log_dir/$log_pattern")
   slurm_role_options "$role" "$cpus_default" "$device"
 
   local what="job"
@@ -395,29 +672,46 @@ slurm_submit() {
   local script status=0
   script=$(slurm_write_batch_script "$nproc_per_node" "$([ -n "$array" ] && echo 1 || echo 0)" \
            "$(printf '%q ' sbatch "${opts[@]}")< THIS_SCRIPT" "$@")
-  slurm_run_job "$log_dir/$job_name" "$script" "${opts[@]}" || status=$?
+  slurm_seen_state=() slurm_seen_restarts=()
+  slurm_run_job "$base" "$script" "${opts[@]}" || status=$?
+  local log logs=()
+  [ -z "$slurm_job_id" ] || mapfile -t logs < <(slurm_job_logs "$base")
   if [ "$status" -eq 0 ]; then
     echo "$slurm_prog: SLURM job $slurm_job_id ($job_name) done" >&2
+    for log in "${logs[@]}"; do slurm_index COMPLETED "$(slurm_log_job "$log")" "$log"; done
     return 0
   fi
+  [ -z "$slurm_job_id" ] || slurm_final_states "$slurm_job_id"
   if [ -z "$array" ]; then
-    slurm_report_failure "$status" "$job_name" "$slurm_job_id" "$log_dir/$job_name-$slurm_job_id.out"
+    slurm_report_failure "$status" "$job_name" "$slurm_job_id" "${logs[0]:-}"
     exit "$status"
   fi
   # Which tasks failed: those whose units are still unfinished.
   slurm_check_stage "$@"
-  local task logs=() first=""
+  local task failed=() states=() first="" label
   for task in "${check_pending[@]}"; do
-    logs+=("$log_dir/$job_name-${slurm_job_id}_$task.out")
+    label=${slurm_job_id}_$task
+    failed+=("$base-${label}.out")
+    states+=("$task${slurm_final_state[$label]:+ (${slurm_final_state[$label]}$(slurm_state_hint "${slurm_final_state[$label]}"))}")
   done
-  [ ${#logs[@]} -eq 0 ] || first=${logs[0]}
+  for log in "${logs[@]}"; do
+    label=$(slurm_log_job "$log")
+    slurm_index "${slurm_final_state[$label]:-ended}" "$label" "$log"
+  done
+  [ ${#failed[@]} -eq 0 ] || first=${failed[0]}
+  local listed="" item
+  for item in "${states[@]}"; do listed+="${listed:+, }$item"; done
   echo "$slurm_prog: error: SLURM job array $slurm_job_id ($job_name) failed with status $status;" \
-       "unfinished task(s): ${check_pending[*]:-none}; rerun to run only those; logs: ${logs[*]:-$log_dir/}" >&2
-  if [ -n "$first" ] && [ -f "$first" ]; then
-    echo "$slurm_prog: last lines of $first:" >&2
-    tail -n 20 -- "$first" >&2
-  fi
+       "unfinished task(s): ${listed:-none}; rerun to run only those; logs: ${failed[*]:-$log_dir/}" >&2
+  slurm_show_tail "$first"
+  slurm_say "to resume: $(slurm_resume_command)"
   exit "$status"
+}
+
+# slurm_log_job LOG: the job (array task) a log file of slurm_job_logs belongs to: 1234 or 1234_2.
+slurm_log_job() {
+  local job=${1##*-}
+  printf '%s' "${job%.out}"
 }
 
 # slurm_main ROLE COMMAND [ARGS...]: run COMMAND as ROLE job(s) (CPU: no GPU; GPU: training on
@@ -433,11 +727,15 @@ slurm_main() {
   trap 'slurm_stop HUP 129' HUP
   trap slurm_cleanup EXIT
 
+  slurm_command=("$@")
   slurm_orphan_timeout=${ASRTOOLS_SLURM_ORPHAN_TIMEOUT:-120}
   [[ $slurm_orphan_timeout =~ ^(0|[1-9][0-9]*)$ ]] ||
     slurm_die "ASRTOOLS_SLURM_ORPHAN_TIMEOUT must be a non-negative integer, got '$slurm_orphan_timeout'"
+  slurm_poll=${ASRTOOLS_SLURM_POLL:-5}
+  [[ $slurm_poll =~ ^[1-9][0-9]*$ ]] || slurm_die "ASRTOOLS_SLURM_POLL must be a positive integer, got '$slurm_poll'"
+  slurm_index_file=${ASRTOOLS_SLURM_INDEX-$PWD/slurm_logs/jobs.tsv}
+  slurm_run_id="$(hostname):$slurm_parent"
   local job_name log_dir
-  job_name=$(slurm_job_name "$@")
   slurm_shape "$role" cuda
   slurm_check_world=$((shape_nodes * shape_nproc))
   slurm_check_stage "$@"
@@ -446,6 +744,7 @@ slurm_main() {
     slurm_check_world=$((shape_nodes * shape_nproc))
     slurm_check_stage "$@"
   fi
+  job_name=$(slurm_stage_job_name "" "$@")
   if [ "$check_state" = up-to-date ]; then
     echo "$slurm_prog: $job_name: up to date, not submitted" >&2
     return 0
@@ -457,6 +756,7 @@ slurm_main() {
   fi
   mkdir -p -- "$log_dir"
   log_dir=$(cd -- "$log_dir" && pwd)
+  slurm_sweep_heartbeats "$log_dir"
   slurm_heartbeat="$log_dir/.runner-$(hostname)-$$.alive"
   slurm_heartbeat_tick
 
@@ -466,7 +766,7 @@ slurm_main() {
     if [ -n "$array" ]; then
       slurm_submit "$role" "$job_name" "$log_dir" "$array" 1 "$check_device" "$@"
     fi
-    slurm_submit CPU "$job_name-merge" "$log_dir" "" 1 cpu "$@"
+    slurm_submit CPU "$(slurm_stage_job_name -merge "$@")" "$log_dir" "" 1 cpu "$@"
   else
     slurm_submit "$role" "$job_name" "$log_dir" "" "" "$check_device" "$@"
   fi

@@ -24,8 +24,8 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
+from asrtools.data.assignments import Assignments
 from asrtools.errors import DataError
-from asrtools.fairness.mitigation.assignments import Assignments
 from asrtools.pipeline import read_marker
 from asrtools.scoring.cohorts import UtteranceTable, cohort_table, overall_stats
 from asrtools.scoring.compare import compare_systems
@@ -128,9 +128,23 @@ def training_cost(train_dir: Optional[Path], fisher_dir: Optional[Path]) -> Dict
               "lambda": settings.get("lambda"), "cohort_input": config["model"]["encoder"] == "cohort_input",
               "max_steps": config.get("max_steps")}
     fisher_minutes = _finished(fisher_dir)["seconds"] / 60.0 if fisher_dir is not None else None
-    return {"method": method, "train_minutes": marker["seconds"] / 60.0, "steps": summary["steps"],
-            "fisher_minutes": fisher_minutes,
-            "note": "wall-clock of the run that finished the stage (a resumed run counts its last part only)"}
+    coverage = _cohort_coverage(Path(train_dir)) if method["cohort_input"] else None
+    if "train_seconds" not in summary:
+        raise DataError(f"{train_dir}/train_summary.json: no train_seconds (trained by an older asrtools); train it again")
+    return {"method": method, "train_minutes": summary["train_seconds"] / 60.0, "steps": summary["steps"],
+            "fisher_minutes": fisher_minutes, "cohort_coverage": coverage,
+            "note": "the trainer's own training time, summed over resumed runs (train_summary.json)"}
+
+
+def _cohort_coverage(train_dir: Path) -> Dict[str, Any]:
+    """A cohort-input run's count of training / dev speakers that got the `(unknown)` cohort."""
+    from asrtools.training.tasks.mitigation import COVERAGE_NAME
+
+    path = train_dir / COVERAGE_NAME
+    if not path.is_file():
+        raise DataError(f"{train_dir}: a cohort-input run without {COVERAGE_NAME} (trained before speakers "
+                        "missing from the cohort map were counted); train it again")
+    return json.loads(path.read_text())
 
 
 def _finished(stage_dir: Path) -> Dict[str, Any]:

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 from asrtools.config import from_dict, merge, parse_overrides, read_yaml
-from asrtools.errors import ConfigError
-from asrtools.fairness.mitigation.assignments import Assignments, read_assignments
+from asrtools.data.assignments import Assignments, read_assignments
+from asrtools.errors import ConfigError, DataError
 from asrtools.fairness.mitigation.fisher import FISHER_NAME, check_fisher_baseline, load_fisher
-from asrtools.models.checkpoint import load_checkpoint
+from asrtools.models.loading import TRANSDUCER, load_model
 from asrtools.training.regularizers import QuadraticAnchor
 from asrtools.training.task import Regularizer, TrainPaths
 from asrtools.training.tasks.mitigation import ASSIGNMENTS_INPUT, MitigationTrainConfig
@@ -49,10 +49,13 @@ class Baseline:
 
     @classmethod
     def load(cls, path: Path) -> "Baseline":
-        ckpt = load_checkpoint(path)
-        if not all(key in ckpt for key in ("model", "model_config", "vocab_size")):
-            raise ConfigError(f"--baseline {path}: not a transducer checkpoint (no model, model_config, vocab_size)")
-        return cls(Path(path), dict(ckpt["model_config"]), ckpt["model"], int(ckpt["vocab_size"]))
+        from asrtools.models.build import model_config_to_dict
+
+        try:
+            loaded = load_model(path, expect=(TRANSDUCER,))
+        except DataError as err:
+            raise ConfigError(f"--baseline: {err}") from None
+        return cls(Path(path), model_config_to_dict(loaded.config), loaded.model.state_dict(), int(loaded.vocab_size))
 
     def parameter_names(self) -> List[str]:
         """Names of the baseline model's parameters (not buffers), as `named_parameters` gives them."""

@@ -51,7 +51,7 @@ def _row(doc: Dict[str, Any]) -> Dict[str, Any]:
         "diff_worst": worst_vs.get("diff"), "p_worst_holm": worst_vs.get("p_bootstrap_holm"),
         "changed_cohorts": [c["cohort"] for c in vs.get("cohorts", []) if c.get("significant")],
         "train_minutes": cost.get("train_minutes"), "fisher_minutes": cost.get("fisher_minutes"),
-        "steps": cost.get("steps"),
+        "steps": cost.get("steps"), "cohort_coverage": cost.get("cohort_coverage"),
     }
 
 
@@ -96,7 +96,22 @@ def results_markdown(rows: Sequence[Dict[str, Any]]) -> str:
               "(worst - best) / best over the eligible cohorts with its selection-aware interval; Δ = system - "
               "baseline in WER points with the paired speaker-bootstrap p (worst region: Holm-adjusted over the "
               "cohorts); minutes = wall-clock of the fine-tuning stage (EWC adds its Fisher's)."]
+    lines += _unknown_cohort_lines(rows)
     return "\n".join(lines) + "\n"
+
+
+def _unknown_cohort_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """Per cohort-input system: the training / dev speakers missing from its cohort map (cohort `(unknown)`)."""
+    lines = []
+    for r in rows:
+        coverage = r.get("cohort_coverage")
+        if not coverage:
+            continue
+        parts = [f"{split} {c['unknown_speakers']} of {c['speakers']} speakers ({c['unknown_utterances']} of "
+                 f"{c['utterances']} utterances)" for split, c in sorted(coverage.items())]
+        lines.append(f"- {r['name']}: speakers missing from the cohort map get the explicit cohort "
+                     f"`(unknown)`: {'; '.join(parts)}.")
+    return [""] + lines if lines else []
 
 
 def plot_tradeoff(rows: Sequence[Dict[str, Any]], path: Path) -> None:

@@ -12,8 +12,10 @@ the speakers' cohorts in an `assignments.json` (the task's extra input `assignme
 
 `oversample_factor` > 1 repeats the worst cohorts' cuts in the training sampler
 (`asrtools.training.data.oversampled_cuts`). A model with a cohort input
-(`asrtools.models.enc_cohort_input`) is given the speakers' cohorts from the same file
-(speakers not in it: cohort 0, the baseline's input). Penalties on the parameters (EWC, L2)
+(`asrtools.models.enc_cohort_input`) is given the speakers' cohorts from the same file;
+speakers not in it get the explicit cohort `(unknown)`, and how many training and dev
+speakers (and cuts) that is goes to the log and to `cohort_coverage.json` in the
+experiment directory (read by `asrtools mitigate evaluate` for the page). Penalties on the parameters (EWC, L2)
 are the trainer's regularisers, not part of the task. The `asrtools mitigate` commands build
 these runs from a baseline checkpoint.
 """
@@ -22,14 +24,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from typing import Any, Optional, Set
+from typing import Any, Dict, Optional, Set
 
 from lhotse import CutSet
 
+from asrtools.data.assignments import Assignments, read_assignments
 from asrtools.data.cuts import cut_speaker
 from asrtools.errors import ConfigError, DataError
-from asrtools.fairness.mitigation.assignments import Assignments, read_assignments
-from asrtools.models.enc_cohort_input import attach_cohort_map, has_cohort_input
+from asrtools.models.enc_cohort_input import attach_cohort_map, cohort_coverage, has_cohort_input
+from asrtools.pipeline import atomic_write_json
 from asrtools.training.config import TransducerTrainConfig
 from asrtools.training.data import oversampled_cuts
 from asrtools.training.distributed import DistInfo
@@ -38,6 +41,7 @@ from asrtools.training.tasks.transducer import TransducerTask, spread_subset
 
 DATA_CHOICES = ("general", "cohorts", "pooled")
 ASSIGNMENTS_INPUT = "assignments"
+COVERAGE_NAME = "cohort_coverage.json"
 
 
 @dataclasses.dataclass
@@ -98,6 +102,7 @@ class MitigationTask(TransducerTask):
             self.assignments = read_assignments(paths.extra_inputs[ASSIGNMENTS_INPUT])
         elif config.mitigation.needs_cohorts or has_cohort_input(self.model):
             raise ConfigError("this mitigation run needs the speakers' cohorts (an assignments.json input)")
+        self.coverage: Dict[str, Dict[str, Any]] = {}
         if has_cohort_input(self.model):
             attach_cohort_map(self.model, self.assignments.cohorts)
 
@@ -107,6 +112,21 @@ class MitigationTask(TransducerTask):
         return self.assignments.speakers_in(self.assignments.worst(self.config.mitigation.worst_k))
 
     def load_cuts(self, split: str) -> CutSet:
+        cuts = self._choose_cuts(split)
+        if has_cohort_input(self.model):
+            self._report_coverage(split, cuts)
+        return cuts
+
+    def _report_coverage(self, split: str, cuts: CutSet) -> None:
+        """Log and record how many of the split's speakers are missing from the cohort map."""
+        coverage = cohort_coverage(self.assignments.cohorts, [cut_speaker(c) for c in cuts])
+        self.coverage[split] = coverage.to_dict()
+        if self.info.is_main:
+            log = self.log.warning if coverage.unknown_speakers else self.log.info
+            log(coverage.describe(split, self.assignments.source))
+            atomic_write_json(self.paths.exp_dir / COVERAGE_NAME, self.coverage)
+
+    def _choose_cuts(self, split: str) -> CutSet:
         cuts = super().load_cuts(split)
         if split == "dev" and self.config.mitigation.dev_utts > 0:
             return spread_subset(cuts, self.config.mitigation.dev_utts)

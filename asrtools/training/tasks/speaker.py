@@ -12,7 +12,15 @@ prototypical over (anchor, positive) pairs (softmax or pair-term form). Adversar
 reweighting (`asrtools.losses.arw`) is switched on by the `arw:` section: the learner's
 loss is weighted by the adversary's weights in `compute_loss`, the adversary is updated
 (maximising the same weighted loss) in `after_step`, and the adversary, its optimiser and
-the k-means state are the task's checkpointed state.
+the k-means state are the task's checkpointed state. The k-means pseudo-labels keep their
+identity across refits (`asrtools.losses.arw.PseudoLabeler`); every refit is logged with the
+share of buffered embeddings whose cluster changed.
+
+ARW provenance: the validation metrics of an ARW run also carry `arw_steps` (learner steps
+trained with adversarial weights so far) and `pseudo_label_refits` (k-means fits so far), so
+`train_summary.json`'s `valid_history` says, for the epoch checkpoints that `averaged.pt`
+was selected from, how many ARW steps each had seen (`asrtools.scoring.sv_report.
+checkpoint_selection` reads them for the SV page).
 
 Validation embeds every dev utterance whole and scores all pairs of dev utterances by
 cosine similarity: dev EER (ROC convex hull) and minDCF at P_target 0.01 are the
@@ -28,7 +36,6 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.dataset import SimpleCutSampler, SpecAugment
@@ -47,7 +54,13 @@ from asrtools.losses.arw import (
     weighted_loss,
 )
 from asrtools.losses.metric import AAMSoftmax, AngularPrototypical, MetricTerms
-from asrtools.models.speaker import SpeakerModelConfig, build_speaker_model, length_mask, speaker_config_to_dict
+from asrtools.models.speaker import (
+    SpeakerModelConfig,
+    build_speaker_model,
+    embed_batch,
+    mean_normalize,
+    speaker_config_to_dict,
+)
 from asrtools.scoring.sv import DcfParams, SortedTrials, eer_from_roc, min_dcf_from_roc, roc_points
 from asrtools.training.config import TrainConfig
 from asrtools.training.distributed import DistInfo, gather_objects
@@ -173,13 +186,6 @@ class SpeakerModel(nn.Module):
         return embeddings[:n], self.head(embeddings[:n], embeddings[n:], labels)
 
 
-def mean_normalize(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Subtract each utterance's mean over its valid frames; (B, T, F) -> (B, T, F), padding stays 0."""
-    mask = length_mask(lengths, x.shape[1]).unsqueeze(2).to(x.dtype)
-    mean = (x * mask).sum(dim=1, keepdim=True) / lengths.clamp(min=1)[:, None, None].to(x.dtype)
-    return (x - mean) * mask
-
-
 def random_crop(features: torch.Tensor, length: int, frames: int) -> torch.Tensor:
     """A `frames`-long crop of the first `length` frames of (T, F) features; (frames, F).
 
@@ -214,6 +220,7 @@ class SpeakerTask(TrainingTask):
         self.adversary: Optional[Adversary] = None
         self.labeler: Optional[PseudoLabeler] = None
         self._pending: Optional[Tuple[torch.Tensor, MetricTerms]] = None
+        self.arw_steps = 0  # learner steps whose loss carried the adversary's weights
         if arw.enabled:
             dim = adversary_input_dim(arw.variant, config.model.embed_dim, arw.num_clusters)
             self.adversary = Adversary(dim, arw.hidden_dim).to(info.device)
@@ -319,7 +326,7 @@ class SpeakerTask(TrainingTask):
                 self.labeler.add(torch.cat(shared))
                 if step >= arw.warmup_steps and (self.labeler.centroids is None
                                                  or (step - arw.warmup_steps) % arw.kmeans_every == 0):
-                    self.labeler.fit(step)
+                    self._refit(step)
                 if self.labeler.centroids is not None:
                     clusters = self.labeler.assign(embeddings)
             ready = self._adversary_active(step) and (self.labeler is None or clusters is not None)
@@ -335,12 +342,21 @@ class SpeakerTask(TrainingTask):
         loss = weighted_loss(arw.variant, terms, weights)
         return StepLoss(loss=loss, stats=stats, weight=float(len(labels)))
 
+    def _refit(self, step: int) -> None:
+        """Refit the pseudo-labels (identity kept) and log how many buffered embeddings moved."""
+        if not self.labeler.fit(step) or not self.info.is_main:
+            return
+        changed = self.labeler.last_changed
+        self.log.info("step %d: k-means pseudo-labels fitted (fit %d)%s", step, self.labeler.refits,
+                      "" if changed is None else f"; {100 * changed:.1f}% of the buffered embeddings changed cluster")
+
     def after_step(self, model: nn.Module, batch: Dict[str, Any], step: int) -> Dict[str, float]:
         """Update the adversary to maximise the weighted loss of this step's (fixed) loss terms."""
         if self._pending is None or self.adversary is None:
             return {}
         inputs, terms = self._pending
         self._pending = None
+        self.arw_steps += 1  # after_step runs only after a learner step that was not skipped
         arw = self.config.arw
         gain = 0.0
         for _ in range(arw.adversary_steps):
@@ -385,7 +401,12 @@ class SpeakerTask(TrainingTask):
         emb = torch.cat([g[2] for g in gathered if len(g[2])])[torch.from_numpy(order)]
         scores, labels = all_pair_trials(emb, spk)
         p_miss, p_fa = roc_points(SortedTrials.build(scores, labels))
-        return {"eer": float(eer_from_roc(p_miss, p_fa)[0]), "mindcf": float(min_dcf_from_roc(p_miss, p_fa, VALID_DCF)[0])}
+        metrics = {"eer": float(eer_from_roc(p_miss, p_fa)[0]),
+                   "mindcf": float(min_dcf_from_roc(p_miss, p_fa, VALID_DCF)[0])}
+        if self.adversary is not None:  # provenance of this checkpoint, not a selection metric
+            metrics["arw_steps"] = float(self.arw_steps)
+            metrics["pseudo_label_refits"] = float(self.labeler.refits if self.labeler is not None else 0)
+        return metrics
 
     def model_entry(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, Any]:
         return {
@@ -402,7 +423,8 @@ class SpeakerTask(TrainingTask):
         if self.adversary is None:
             return {}
         state: Dict[str, Any] = {"adversary": self.adversary.state_dict(),
-                                 "adversary_optimizer": self.adversary_optimizer.state_dict()}
+                                 "adversary_optimizer": self.adversary_optimizer.state_dict(),
+                                 "arw_steps": self.arw_steps}
         if self.labeler is not None:
             state["labeler"] = self.labeler.state_dict()
         return state
@@ -410,19 +432,16 @@ class SpeakerTask(TrainingTask):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if self.adversary is None:
             return
+        missing = [k for k in ("arw_steps",) if k not in state] + (
+            ["labeler.refits"] if self.labeler is not None and "refits" not in state.get("labeler", {}) else [])
+        if missing:
+            raise DataError(f"the checkpoint's ARW state lacks {', '.join(missing)}: it was written before ARW "
+                            "pseudo-labels kept their identity across refits; train this run again from the start")
+        self.arw_steps = int(state["arw_steps"])
         self.adversary.load_state_dict(state["adversary"])
         self.adversary_optimizer.load_state_dict(state["adversary_optimizer"])
         if self.labeler is not None:
             self.labeler.load_state_dict(state["labeler"])
-
-
-def embed_batch(embedder: nn.Module, features: torch.Tensor, lengths: torch.Tensor, cmn: bool,
-                device: torch.device) -> torch.Tensor:
-    """L2-normalised embeddings (B, E) of padded whole utterances (B, T, F) with lengths (B,)."""
-    x, lengths = features.to(device), lengths.to(device)
-    if cmn:
-        x = mean_normalize(x, lengths)
-    return F.normalize(embedder(x, lengths), dim=1)
 
 
 def all_pair_trials(embeddings: torch.Tensor, speakers: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

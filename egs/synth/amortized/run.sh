@@ -45,7 +45,7 @@ help_message="Usage: $0 [options]
 . ./path.sh
 . ./cmd.sh
 
-log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
+. ../../../scripts/lib/log.sh
 
 arbitrated=()
 for l in $lambdas; do arbitrated+=("arb_l$l"); done

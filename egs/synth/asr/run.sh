@@ -15,6 +15,7 @@
 #         4 train each transducer of --models, once per --seeds | 5 decode dev/test (greedy; test also
 #         modified beam search and streaming) | 6 score: WER, WER by cohort
 #         7 compare the models: size/FLOPs (model info), streaming RTF on one CPU thread, then the page $results_md
+#         8 deploy: ONNX export, test decoded by sherpa-onnx (fp32, int8) and onnxruntime, verified against PyTorch
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,13 +41,16 @@ results_md=RESULTS.md   # the comparison page of stage 7
 report_config=conf/report.yaml  # its tables and comparisons (asrtools report results)
 po_options="stage stop_stage nj corpus_preset data bpe_config speed_perturb models model train_config train_opts exp device chunk_frames beam seeds rtf_utts results_md report_config"
 help_message="Usage: $0 [options]
-  stages: 0 synth, 1 manifests, 2 features, 3 bpe, 4 train, 5 decode, 6 score, 7 compare models"
+  stages: 0 synth, 1 manifests, 2 features, 3 bpe, 4 train, 5 decode, 6 score, 7 compare models, 8 deploy (ONNX)"
 . ../../../scripts/parse_options.sh
 . ./path.sh
 . ./cmd.sh
 . ../../../scripts/corpus_stages.sh
 
-log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
+log() {  # ASRTOOLS_STAGE: where the resume command of a failed SLURM job starts (scripts/slurm/lib.sh)
+  echo "$(date '+%H:%M:%S') [run.sh] $*"
+  if [[ $* =~ ^stage\ ([0-9]+): ]]; then export ASRTOOLS_STAGE=${BASH_REMATCH[1]}; fi
+}
 
 models=${model:-$models}
 read -r -a model_list <<< "$models"
@@ -141,5 +145,31 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   log "stage 7: result page ($report_config) -> $results_md"
   $cpu_cmd asrtools report results --config "$report_config" "${systems[@]}" \
     --input rtf="$exp/rtf_streaming/rtf.json" --out "$results_md" --out-dir "$exp/results"
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  # Deployment: ONNX export in sherpa-onnx's `lstm` state layout (every encoder that exports),
+  # test decoded on the raw audio by sherpa-onnx's own OnlineRecognizer (fp32, int8) and by the
+  # toolkit's onnxruntime decoder, compared with the PyTorch streaming decode of stage 5.
+  for m in "${model_list[@]}"; do
+    run=$exp/$m
+    log "stage 8: $run: export to ONNX ($chunk_frames-frame chunks, int8 copies)"
+    $cpu_cmd asrtools export onnx --checkpoint "$run/averaged.pt" --bpe-model "$data/lang_bpe/bpe.model" \
+      --fbank-config conf/fbank.yaml --chunk-frames "$chunk_frames" --out-dir "$run/onnx"
+    for backend in sherpa-onnx:fp32 sherpa-onnx:int8 onnx:fp32; do
+      name=${backend%%:*}_${backend#*:}
+      log "stage 8: $run: decode test with ${backend%%:*} (${backend#*:})"
+      $cpu_cmd asrtools decode --backend "${backend%%:*}" --precision "${backend#*:}" --model-dir "$run/onnx" \
+        --cuts "$data/fbank/cuts_test.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" --method streaming_greedy \
+        --out-dir "$run/decode_test_$name" -j "$nj"
+      $cpu_cmd asrtools score wer --ref "$run/decode_test_$name/recogs.jsonl" --out-dir "$run/decode_test_$name/wer"
+    done
+    log "stage 8: $run: deployed vs PyTorch streaming (identical hypotheses, WER difference)"
+    $cpu_cmd asrtools export verify --reference "$run/decode_test_streaming" \
+      --candidate sherpa_onnx_fp32="$run/decode_test_sherpa-onnx_fp32" \
+      --candidate sherpa_onnx_int8="$run/decode_test_sherpa-onnx_int8" \
+      --candidate onnxruntime_fp32="$run/decode_test_onnx_fp32" --out-dir "$run/deploy_verify"
+    log "results: $run/deploy_verify/verify.md"
+  done
 fi
 log "done"

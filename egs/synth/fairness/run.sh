@@ -55,7 +55,7 @@ help_message="Usage: $0 [options]
 . ./cmd.sh
 . ../../../scripts/corpus_stages.sh
 
-log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
+. ../../../scripts/lib/log.sh
 
 system=${system:-$(basename "$asr_exp")}   # the baseline's name on the page, e.g. lstm
 read -r -a method_list <<< "$methods"

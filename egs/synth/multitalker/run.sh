@@ -38,7 +38,7 @@ help_message="Usage: $0 [options]
 . ./path.sh
 . ./cmd.sh
 
-log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
+. ../../../scripts/lib/log.sh
 read -r -a system_list <<< "$systems"
 read -r -a train_sets <<< "$train_set"
 set_args=()

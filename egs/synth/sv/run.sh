@@ -41,7 +41,7 @@ help_message="Usage: $0 [options]
 . ./cmd.sh
 . ../../../scripts/corpus_stages.sh
 
-log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
+. ../../../scripts/lib/log.sh
 
 read -r -a system_list <<< "$systems"
 if [ ${#system_list[@]} -eq 0 ]; then echo "$0: --systems is empty" >&2; exit 1; fi

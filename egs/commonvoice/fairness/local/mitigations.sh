@@ -1,0 +1,1 @@
+../../../synth/fairness/local/mitigations.sh

@@ -1,0 +1,1 @@
+../../synth/asr/path.sh
