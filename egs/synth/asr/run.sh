@@ -47,10 +47,7 @@ help_message="Usage: $0 [options]
 . ./cmd.sh
 . ../../../scripts/corpus_stages.sh
 
-log() {  # ASRTOOLS_STAGE: where the resume command of a failed SLURM job starts (scripts/slurm/lib.sh)
-  echo "$(date '+%H:%M:%S') [run.sh] $*"
-  if [[ $* =~ ^stage\ ([0-9]+): ]]; then export ASRTOOLS_STAGE=${BASH_REMATCH[1]}; fi
-}
+. ../../../scripts/lib/log.sh
 
 models=${model:-$models}
 read -r -a model_list <<< "$models"
@@ -78,74 +75,9 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   $cpu_cmd asrtools bpe train --supervisions "$data/manifests/supervisions_train.jsonl.gz" --config "$bpe_config" --out-dir "$data/lang_bpe"
 fi
 
-# run_dir MODEL SEED: the first seed of --seeds trains in $exp/MODEL, every other one in $exp/MODEL_s<seed>
-run_dir() { if [ "$2" = "${seed_list[0]}" ]; then echo "$exp/$1"; else echo "$exp/$1_s$2"; fi; }
-
-set_args=()
-for kv in $train_opts; do set_args+=(--set "$kv"); done
-
-for m in "${model_list[@]}"; do
-  config=${train_config:-conf/train_$m.yaml}
-  for seed in "${seed_list[@]}"; do
-    exp_dir=$(run_dir "$m" "$seed")
-
-    if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-      log "stage 4: train the $m transducer ($config, seed $seed)"
-      $gpu_cmd asrtools train --config "$config" --device "$device" --set seed="$seed" "${set_args[@]}" \
-        --cuts-train "$train_cuts" --cuts-dev "$data/fbank/cuts_dev.jsonl.gz" \
-        --bpe-model "$data/lang_bpe/bpe.model" --exp-dir "$exp_dir"
-    fi
-
-    if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-      run_decode=$decode_cmd  # a one-GPU job under SLURM; no GPU is asked for a CPU decode
-      [ "$device" != cpu ] || run_decode=$cpu_cmd
-      for decode in dev:greedy test:greedy test:modified_beam test:streaming; do
-        split=${decode%%:*} method=${decode#*:} extra=()
-        case $method in
-          modified_beam) extra=(--beam "$beam") ;;
-          streaming) method=streaming_greedy extra=(--chunk-frames "$chunk_frames") ;;
-        esac
-        log "stage 5: $exp_dir: decode $split ($method)"
-        $run_decode asrtools decode --exp-dir "$exp_dir" --checkpoint averaged.pt --device "$device" \
-          --cuts "$data/fbank/cuts_$split.jsonl.gz" --bpe-model "$data/lang_bpe/bpe.model" \
-          --method "$method" "${extra[@]}" --out-dir "$exp_dir/decode_${split}_${decode#*:}" -j "$nj"
-      done
-    fi
-
-    if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-      for decode_dir in "$exp_dir"/decode_{dev_greedy,test_greedy,test_modified_beam,test_streaming}; do
-        log "stage 6: WER of $decode_dir"
-        $cpu_cmd asrtools score wer --ref "$decode_dir/recogs.jsonl" --out-dir "$decode_dir/wer"
-      done
-      log "stage 6: $exp_dir: WER by cohort on test (accent, region, gender, region x gender, engine, channel)"
-      $cpu_cmd asrtools score cohorts --recogs "$exp_dir/decode_test_greedy/recogs.jsonl" \
-        --by accent --by region --by gender --by region,gender --by engine --by channel \
-        --out-dir "$exp_dir/decode_test_greedy/cohorts"
-      log "results: $exp_dir/decode_test_greedy/wer/wer.json, $exp_dir/decode_test_greedy/cohorts/"
-    fi
-  done
-done
-
-if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  checkpoints=(); systems=()
-  for m in "${model_list[@]}"; do
-    runs=()
-    for seed in "${seed_list[@]}"; do
-      run=$(run_dir "$m" "$seed"); runs+=("$run")
-      log "stage 7: $run: parameters and GFLOPs/s ($chunk_frames-frame streaming chunks)"
-      $cpu_cmd asrtools model info --checkpoint "$run/averaged.pt" --chunk-frames "$chunk_frames" \
-        --out-dir "$run/info"
-    done
-    checkpoints+=(--checkpoint "$m=$exp/$m/averaged.pt")
-    systems+=(--system "$m=$(IFS=,; echo "${runs[*]}")")
-  done
-  log "stage 7: streaming RTF of ${model_list[*]} (one CPU thread, $rtf_utts test utterances)"
-  $cpu_cmd asrtools model rtf "${checkpoints[@]}" --cuts "$data/fbank/cuts_test.jsonl.gz" \
-    --num-utts "$rtf_utts" --chunk-frames "$chunk_frames" --out-dir "$exp/rtf_streaming"
-  log "stage 7: result page ($report_config) -> $results_md"
-  $cpu_cmd asrtools report results --config "$report_config" "${systems[@]}" \
-    --input rtf="$exp/rtf_streaming/rtf.json" --out "$results_md" --out-dir "$exp/results"
-fi
+. ../../../scripts/lib/transducer_stages.sh
+transducer_stages "$data" "$train_cuts" accent region gender region,gender engine channel
+compare_stage "$data"
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   # Deployment: ONNX export in sherpa-onnx's `lstm` state layout (every encoder that exports),
