@@ -265,9 +265,7 @@ def main() -> None:
                 print(body)
             else:
                 path = Path(args.out)
-                if not path.exists():
-                    path.write_text(PAGE_HEAD)
-                write_markdown_section(path, headings[name], body)
+                write_markdown_section(path, headings[name], body, new_page=PAGE_HEAD)
                 print(f"wrote section {headings[name]!r} of {path}", file=sys.stderr)
 
 

@@ -301,9 +301,7 @@ def main() -> None:
                 print(body)
             else:
                 path = Path(args.out)
-                if not path.exists():
-                    path.write_text(PAGE_HEAD)
-                write_markdown_section(path, builders[name], body)
+                write_markdown_section(path, builders[name], body, new_page=PAGE_HEAD)
                 print(f"wrote section {builders[name]!r} of {path}", file=sys.stderr)
 
 

@@ -14,8 +14,9 @@
 #   6 speaker embeddings | 7 discovery (--methods) | 8 Whisper audit (--whisper true) | 9 mitigations | 10 RESULTS.md
 # Geography: Common Voice gives no place, only an accent; `country` is the one the accent names
 # ("England English" -> England) and the geocoder puts it at that country's population centre,
-# so the geographic method (--methods geo) splits countries, and it needs every scored speaker
-# placed: contributors without a place-naming accent stop it with a one-line error naming them.
+# so the geographic method (--methods geo) splits countries. Contributors without a
+# place-naming accent stop it with a one-line error naming them, unless conf/cohorts.yaml sets
+# `unplaced_speakers: exclude` (they are then left out and counted in cohorts.json / cohorts.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 
