@@ -245,9 +245,10 @@ def prepare_stage_dir(out_dir: Path, fingerprint: str, log: logging.Logger, by_t
     if had_marker:
         (out_dir / DONE_MARKER).unlink()
     if progress.exists():
-        if inprogress_fingerprint(out_dir) == fingerprint:
+        record = _inprogress_record(out_dir)
+        if record.get("fingerprint") == fingerprint:
             removed = remove_stale_tmp(out_dir)
-            if started_by_tasks(out_dir, fingerprint):
+            if record.get("by_tasks"):
                 log.info("continuing the work of the stage's tasks in %s", out_dir)
                 if removed:
                     log.warning("%s: %d partial files of an interrupted task dropped", out_dir, removed)
